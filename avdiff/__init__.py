@@ -1,0 +1,1 @@
+"""avdiff: joint audio-video latent diffusion in JAX/Flax."""

@@ -1,0 +1,249 @@
+"""Derived quantities of a config, and `validate`, which runs before anything compiles.
+
+Everything that follows from the config (frames per clip, mel hop, latent shapes, token counts, audio tokens per
+latent video frame) is computed here, in one place, from the fields it depends on. Nothing is typed in twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import ml_collections
+
+ENCODERS = ('patch', 'separate_ae', 'joint_ae')
+FUSIONS = ('joint', 'dual_tower')
+POSITIONS = ('rope_shared', 'rope_separate', 'learned')
+ORDERS = ('blocks', 'interleaved')
+OBJECTIVES = ('eps', 'v', 'flow')
+SCHEDULES = ('cosine', 'linear', 'flow')
+SAMPLERS = ('ddpm', 'ddim', 'dpmpp_2m', 'euler', 'heun')
+ATTENTIONS = ('auto', 'xla', 'cudnn', 'chunked')
+REMATS = ('none', 'full', 'dots')
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+class ConfigError(ValueError):
+  """A config field has a value avdiff cannot run with. The message names the field."""
+
+
+def _exact_int(value: float, field: str, what: str) -> int:
+  rounded = round(value)
+  if abs(value - rounded) > 1e-6 or rounded <= 0:
+    raise ConfigError(f'{field}: {what} must be a positive integer, got {value:g}')
+  return int(rounded)
+
+
+# ----------------------------------------------------------------------------- data clock
+
+def num_frames(data: ml_collections.ConfigDict) -> int:
+  """Video frames per clip: fps * clip_seconds."""
+  return _exact_int(data.fps * data.clip_seconds, 'data.clip_seconds', 'fps * clip_seconds (frames per clip)')
+
+
+def mel_hop(data: ml_collections.ConfigDict) -> int:
+  """Mel hop in samples: sample_rate / (fps * mel_frames_per_video_frame), so mel and video share one clock."""
+  return _exact_int(data.sample_rate / (data.fps * data.mel_frames_per_video_frame), 'data.mel_frames_per_video_frame',
+                    'sample_rate / (fps * mel_frames_per_video_frame) (mel hop in samples)')
+
+
+def num_mel_frames(data: ml_collections.ConfigDict) -> int:
+  """Mel frames per clip, T_a = T * mel_frames_per_video_frame."""
+  return num_frames(data) * data.mel_frames_per_video_frame
+
+
+def num_samples(data: ml_collections.ConfigDict) -> int:
+  """Waveform samples per clip: T_a * hop (= sample_rate * clip_seconds)."""
+  return num_mel_frames(data) * mel_hop(data)
+
+
+# ----------------------------------------------------------------------------- latent and token layout
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Shapes of one clip at every stage, all derived from the config.
+
+  video_latent: [T_l, H_l, W_l, C_v] what the diffusion model denoises for video.
+  audio_latent: [T_al, F_l, C_a] what it denoises for audio (mel frames x mel bins x channels).
+  video_grid: (t, h, w) tokens along each axis; audio_grid: (t, f).
+  video_token_seconds / audio_token_seconds: time spanned by one token step of each modality; their ratio is the
+    number of audio token steps per video token step (an integer, checked by `validate`).
+  """
+  video_latent: tuple
+  audio_latent: tuple
+  video_grid: tuple
+  audio_grid: tuple
+  video_token_seconds: float  # Duration covered by one video token row (temporal patch), seconds.
+  audio_token_seconds: float  # Duration covered by one audio token column, seconds.
+
+  @property
+  def num_video_tokens(self) -> int:
+    return math.prod(self.video_grid)
+
+  @property
+  def num_audio_tokens(self) -> int:
+    return math.prod(self.audio_grid)
+
+  @property
+  def num_tokens(self) -> int:
+    return self.num_video_tokens + self.num_audio_tokens
+
+
+def latent_compression(config: ml_collections.ConfigDict) -> tuple[int, int, int, int, int, int]:
+  """(video_t, video_s, video_channels, audio_t, audio_f, audio_channels) of the encoder kind."""
+  m = config.model
+  if m.encoder == 'patch':
+    return 1, 1, 3, 1, 1, 1
+  ae = m.ae
+  return (ae.video_temporal_down, ae.video_spatial_down, ae.video_channels, ae.audio_time_down,
+          ae.audio_freq_down, ae.audio_channels)
+
+
+def layout(config: ml_collections.ConfigDict) -> Layout:
+  """Latent shapes and token grids of one clip. Raises ConfigError when sizes do not divide."""
+  d, m = config.data, config.model
+  vt, vs, vc, at, af, ac = latent_compression(config)
+  frames, mels = num_frames(d), num_mel_frames(d)
+  where = 'model.ae' if m.encoder != 'patch' else 'data'
+  for size, factor, field in ((frames, vt, 'video_temporal_down'), (d.resolution, vs, 'video_spatial_down'),
+                              (mels, at, 'audio_time_down'), (d.n_mels, af, 'audio_freq_down')):
+    if size % factor:
+      raise ConfigError(f'{where}.{field}={factor} does not divide the clip size {size}')
+  video_latent = (frames // vt, d.resolution // vs, d.resolution // vs, vc)
+  audio_latent = (mels // at, d.n_mels // af, ac)
+  pt, ph, pw = m.video_patch
+  pa_t, pa_f = m.audio_patch
+  checks = ((video_latent[0], pt, 'model.video_patch[0] (frames)'), (video_latent[1], ph, 'model.video_patch[1] (height)'),
+            (video_latent[2], pw, 'model.video_patch[2] (width)'), (audio_latent[0], pa_t, 'model.audio_patch[0] (mel frames)'),
+            (audio_latent[1], pa_f, 'model.audio_patch[1] (mel bins)'))
+  for size, patch, field in checks:
+    if patch <= 0 or size % patch:
+      raise ConfigError(f'{field}={patch} does not divide the latent size {size} (latent shapes: video '
+                        f'{video_latent}, audio {audio_latent})')
+  video_grid = (video_latent[0] // pt, video_latent[1] // ph, video_latent[2] // pw)
+  audio_grid = (audio_latent[0] // pa_t, audio_latent[1] // pa_f)
+  video_token_seconds = pt * vt / d.fps
+  audio_token_seconds = pa_t * at * mel_hop(d) / d.sample_rate
+  return Layout(video_latent, audio_latent, video_grid, audio_grid, video_token_seconds, audio_token_seconds)
+
+
+def audio_tokens_per_video_token_time(config: ml_collections.ConfigDict) -> int:
+  """Audio token time steps per video token time step (both on one clock). Raises if not an integer >= 1."""
+  lay = layout(config)
+  ratio = lay.video_token_seconds / lay.audio_token_seconds
+  return _exact_int(ratio, 'model.audio_patch[0]',
+                    f'video token duration ({lay.video_token_seconds:g} s) / audio token duration '
+                    f'({lay.audio_token_seconds:g} s)')
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _choice(value, allowed, field):
+  if value not in allowed:
+    raise ConfigError(f'{field}={value!r} is not one of {allowed}')
+
+
+def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> dict[str, int]:
+  """Mesh axis sizes with the one -1 axis resolved. Raises ConfigError naming `mesh.shape` on mismatch."""
+  shape = dict(mesh_cfg.shape.items())
+  free = [k for k, v in shape.items() if v == -1]
+  if len(free) > 1:
+    raise ConfigError(f'mesh.shape: at most one axis may be -1, got {shape}')
+  if any(v == 0 or v < -1 for v in shape.values()):
+    raise ConfigError(f'mesh.shape: sizes must be positive or -1, got {shape}')
+  fixed = math.prod(v for v in shape.values() if v != -1)
+  if free:
+    if num_devices % fixed:
+      raise ConfigError(f'mesh.shape={shape}: fixed axes ({fixed} devices) do not divide the {num_devices} devices')
+    shape[free[0]] = num_devices // fixed
+  elif fixed != num_devices:
+    raise ConfigError(f'mesh.shape={shape} needs {fixed} devices, but there are {num_devices}')
+  return shape
+
+
+def data_parallel_size(config: ml_collections.ConfigDict, num_devices: int) -> int:
+  shape = mesh_shape(config.mesh, num_devices)
+  for axis in config.mesh.data_axes:
+    if axis not in shape:
+      raise ConfigError(f'mesh.data_axes names {axis!r}, which is not an axis of mesh.shape {dict(shape)}')
+  return math.prod(shape[a] for a in config.mesh.data_axes)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
+             num_processes: int = 1) -> Layout:
+  """Checks a config before anything compiles; raises ConfigError naming the offending field.
+
+  Args:
+    config: a full avdiff config.
+    num_devices: devices the mesh must cover (None: skip the mesh checks).
+    num_processes: JAX processes; the global batch must split evenly among them.
+  Returns:
+    The clip's Layout (latent shapes, token grids).
+  """
+  d, m, df, t = config.data, config.model, config.diffusion, config.train
+  for field in ('resolution', 'fps', 'sample_rate', 'n_fft', 'n_mels', 'mel_frames_per_video_frame'):
+    if d[field] <= 0:
+      raise ConfigError(f'data.{field} must be positive, got {d[field]}')
+  if not 0 <= d.fmin < d.fmax <= d.sample_rate / 2:
+    raise ConfigError(f'data.fmax={d.fmax} must lie in (fmin, sample_rate / 2 = {d.sample_rate / 2}]')
+  hop = mel_hop(d)
+  if d.n_fft < hop:
+    raise ConfigError(f'data.n_fft={d.n_fft} is shorter than the mel hop {hop}: samples would be skipped')
+  num_frames(d)
+
+  _choice(m.encoder, ENCODERS, 'model.encoder')
+  _choice(m.fusion, FUSIONS, 'model.fusion')
+  _choice(m.positions, POSITIONS, 'model.positions')
+  _choice(m.sequence_order, ORDERS, 'model.sequence_order')
+  _choice(m.attention, ATTENTIONS, 'model.attention')
+  _choice(m.remat, REMATS, 'model.remat')
+  _choice(m.dtype, DTYPES, 'model.dtype')
+  _choice(m.param_dtype, DTYPES, 'model.param_dtype')
+  if m.width % m.num_heads:
+    raise ConfigError(f'model.width={m.width} is not divisible by model.num_heads={m.num_heads}')
+  head_dim = m.width // m.num_heads
+  if m.positions != 'learned' and head_dim % 2:
+    raise ConfigError(f'model.num_heads: head dim {head_dim} must be even for rotary positions')
+  if m.depth <= 0:
+    raise ConfigError(f'model.depth must be positive, got {m.depth}')
+  if m.fusion == 'dual_tower' and (m.cross_attention_every <= 0 or m.depth % m.cross_attention_every):
+    raise ConfigError(f'model.cross_attention_every={m.cross_attention_every} must divide model.depth={m.depth}')
+  lay = layout(config)
+  audio_tokens_per_video_token_time(config)  # Latent video and audio tokens must land on one clock.
+
+  _choice(df.objective, OBJECTIVES, 'diffusion.objective')
+  _choice(df.schedule, SCHEDULES, 'diffusion.schedule')
+  _choice(df.sampler, SAMPLERS, 'diffusion.sampler')
+  if (df.objective == 'flow') != (df.schedule == 'flow'):
+    raise ConfigError(f'diffusion.schedule={df.schedule!r} does not fit diffusion.objective={df.objective!r}: '
+                      'flow matching uses the flow schedule, eps/v use cosine or linear')
+  for field in ('independent_t_prob', 'clean_video_prob', 'clean_audio_prob', 'label_dropout'):
+    if not 0.0 <= df[field] <= 1.0:
+      raise ConfigError(f'diffusion.{field}={df[field]} is not a probability')
+  if df.clean_video_prob + df.clean_audio_prob > 1.0:
+    raise ConfigError('diffusion.clean_video_prob + clean_audio_prob must be <= 1')
+  if df.num_sampling_steps <= 0:
+    raise ConfigError(f'diffusion.num_sampling_steps must be positive, got {df.num_sampling_steps}')
+
+  if t.global_batch_size <= 0 or t.grad_accum_steps <= 0:
+    raise ConfigError('train.global_batch_size and train.grad_accum_steps must be positive')
+  if t.global_batch_size % t.grad_accum_steps:
+    raise ConfigError(f'train.global_batch_size={t.global_batch_size} is not divisible by '
+                      f'train.grad_accum_steps={t.grad_accum_steps}')
+  if t.global_batch_size % num_processes:
+    raise ConfigError(f'train.global_batch_size={t.global_batch_size} is not divisible by the '
+                      f'{num_processes} processes')
+  if not 0.0 <= t.ema_decay < 1.0:
+    raise ConfigError(f'train.ema_decay={t.ema_decay} must lie in [0, 1)')
+  if num_devices is not None:
+    dp = data_parallel_size(config, num_devices)
+    micro = t.global_batch_size // t.grad_accum_steps
+    if micro % dp:
+      raise ConfigError(f'train.global_batch_size={t.global_batch_size} (micro-batch {micro}) is not divisible by '
+                        f'the data-parallel size {dp} (mesh axes {tuple(config.mesh.data_axes)})')
+    shape = mesh_shape(config.mesh, num_devices)
+    tp = shape.get('tensor', 1)
+    if m.num_heads % tp:
+      raise ConfigError(f'model.num_heads={m.num_heads} is not divisible by mesh.shape.tensor={tp}')
+  return lay

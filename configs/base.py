@@ -1,0 +1,162 @@
+"""Base configuration: every field avdiff reads, with its meaning and unit.
+
+Other configs (`tiny.py`, `ablations/*.py`, pod configs) start from `get_config()` here and change a few fields.
+The config is locked: assigning a key that does not exist raises, so a misspelled override fails loudly.
+
+    python -m experiments.train --config=configs/base.py --workdir=runs/base
+
+Derived quantities (mel hop, tokens per clip, audio tokens per latent video frame) are computed by
+`avdiff.config_lib`, never stored here, so they cannot disagree with the fields they come from.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Global seed: params, noise, data order. Never random by default.
+
+  # ------------------------------------------------------------------ data
+  c.data = d = ml_collections.ConfigDict()
+  d.dataset = 'talking'  # 'talking' | 'impacts' (built-in, procedural) | name of a folder-built dataset.
+  d.data_dir = ''  # TFDS data dir; '' -> $AVDIFF_DATA_DIR or ./data/tfds.
+  d.resolution = 64  # Frame height = width, pixels.
+  d.fps = 16  # Video frame rate, Hz.
+  d.clip_seconds = 2.0  # Clip length, seconds. fps * clip_seconds must be an integer.
+  d.sample_rate = 16000  # Audio sample rate, Hz.
+  d.mel_frames_per_video_frame = 4  # Integer: audio and video share one clock. Mel hop = sr / (fps * this).
+  d.n_fft = 1024  # STFT window and FFT size, samples.
+  d.n_mels = 64  # Mel bands.
+  d.fmin = 0.0  # Lowest mel band edge, Hz.
+  d.fmax = 8000.0  # Highest mel band edge, Hz (<= sample_rate / 2).
+  d.mel_db_floor = -80.0  # Log-mel floor in dB; normalized mel = (dB - floor/2) / (-floor/2), roughly [-1, 1].
+  d.num_speakers = 8  # `talking`: number of speakers (= label classes).
+  d.num_materials = 4  # `impacts`: number of materials (= label classes).
+  d.num_train = 512  # Clips in the train split of a built-in dataset.
+  d.num_validation = 64  # Clips in the validation split.
+  d.num_test = 64  # Clips in the test (held-out) split.
+  d.shuffle = True  # Shuffle training examples (seeded by `seed`); eval splits are never shuffled.
+  d.num_epochs = -1  # Passes over the train split; -1 = repeat forever.
+  d.worker_count = 0  # grain worker processes; 0 = read in the main process.
+  d.prefetch = 2  # Batches prepared ahead of the train step.
+  d.with_waveform = False  # Also put `audio` [B, S] waveforms in training batches.
+
+  # ------------------------------------------------------------------ model
+  c.model = m = ml_collections.ConfigDict()
+  m.encoder = 'patch'  # 'patch' (pixels / mel) | 'separate_ae' (one AE per modality) | 'joint_ae' (one shared AE).
+  m.autoencoder_workdir = ''  # Stage-1 workdir holding trained AE weights (required for *_ae encoders).
+  m.video_patch = (4, 8, 8)  # (frames, height, width) per video token, in latent units.
+  m.audio_patch = (16, 8)  # (mel frames, mel bins) per audio token, in latent units.
+  m.width = 384  # Transformer hidden size.
+  m.depth = 12  # Transformer blocks (per tower for `dual_tower`).
+  m.num_heads = 6  # Attention heads; width must be divisible by it.
+  m.mlp_ratio = 4.0  # MLP hidden size / width.
+  m.fusion = 'joint'  # 'joint' (one sequence, shared attention) | 'dual_tower' (two towers + cross-attention).
+  m.modality_specific_weights = False  # `joint`: separate QKV/MLP/norm weights per modality (MM-DiT style).
+  m.cross_attention_every = 2  # `dual_tower`: bidirectional cross-attention after every N blocks.
+  m.positions = 'rope_shared'  # 'rope_shared' (one clock) | 'rope_separate' (1D per modality) | 'learned'.
+  m.sequence_order = 'blocks'  # 'blocks' (all video then all audio) | 'interleaved' (per latent frame).
+  m.rope_theta = 10000.0  # RoPE base frequency.
+  m.num_classes = 8  # Label classes; index num_classes is the "no label" token used for CFG.
+  m.text_embed_dim = 0  # >0: accept precomputed text embeddings [B, L, text_embed_dim] as extra tokens.
+  m.dtype = 'bfloat16'  # Compute dtype.
+  m.param_dtype = 'float32'  # Parameter dtype.
+  m.attention = 'auto'  # 'auto' | 'xla' | 'cudnn' | 'chunked' (lax.map over heads; fastest on CPU).
+  m.remat = 'none'  # 'none' | 'full' | 'dots' (save matmul outputs): rematerialization of each block.
+  m.scan_layers = True  # jax.lax.scan over blocks: compile time independent of depth.
+
+  # Stage-1 autoencoders (`separate_ae`, `joint_ae`).
+  m.ae = ae = ml_collections.ConfigDict()
+  ae.video_spatial_down = 4  # Spatial downsampling factor of the video latent.
+  ae.video_temporal_down = 2  # Temporal downsampling factor of the video latent.
+  ae.video_channels = 8  # Video latent channels.
+  ae.audio_time_down = 2  # Must equal video_temporal_down so both latents stay on one clock.
+  ae.audio_freq_down = 4  # Mel-bin downsampling factor of the audio latent.
+  ae.audio_channels = 8  # Audio latent channels.
+  ae.width = 64  # Base conv width.
+  ae.kl_weight = 1e-4  # KL regularizer weight.
+  ae.steps = 2000  # Stage-1 training steps.
+  ae.learning_rate = 1e-3
+  ae.batch_size = 16
+
+  # ------------------------------------------------------------------ diffusion
+  c.diffusion = df = ml_collections.ConfigDict()
+  df.objective = 'flow'  # 'eps' | 'v' | 'flow' (rectified flow velocity).
+  df.schedule = 'flow'  # 'cosine' | 'linear' | 'flow'.
+  df.flow_shift = 1.0  # Timestep shift for the flow schedule (>1 = noisier; SD3-style resolution shift).
+  df.num_train_timesteps = 1000  # Discrete steps for eps/v schedules.
+  df.loss_weight_video = 1.0
+  df.loss_weight_audio = 1.0
+  df.independent_t_prob = 0.5  # P(video and audio timesteps drawn independently); else shared.
+  df.clean_video_prob = 0.1  # P(video left clean, t=0): teaches video -> audio.
+  df.clean_audio_prob = 0.1  # P(audio left clean, t=0): teaches audio -> video.
+  df.label_dropout = 0.1  # P(label replaced by the null label): classifier-free guidance.
+  df.sampler = 'euler'  # 'ddpm' | 'ddim' | 'dpmpp_2m' | 'euler' | 'heun'.
+  df.num_sampling_steps = 50
+  df.ddim_eta = 0.0
+  df.guidance_video = 1.0  # CFG scale for video tokens (1 = conditional model).
+  df.guidance_audio = 1.0  # CFG scale for audio tokens.
+
+  # ------------------------------------------------------------------ training
+  c.train = t = ml_collections.ConfigDict()
+  t.steps = 100_000
+  t.global_batch_size = 32  # Clips per step over all processes.
+  t.grad_accum_steps = 1  # Micro-batches per step (global_batch_size is split into them).
+  t.optimizer = 'adamw'
+  t.learning_rate = 1e-4  # Peak learning rate.
+  t.lr_schedule = 'warmup_cosine'  # 'warmup_cosine' | 'warmup_constant'.
+  t.warmup_steps = 1000
+  t.end_lr_fraction = 0.1  # Final lr = learning_rate * this (cosine).
+  t.weight_decay = 0.0
+  t.b1 = 0.9
+  t.b2 = 0.999
+  t.grad_clip_norm = 1.0  # Global-norm clipping; 0 = off.
+  t.ema_decay = 0.9999  # EMA of params used for sampling and evaluation.
+  t.log_every = 50  # Steps between metrics.jsonl lines.
+  t.checkpoint_every = 1000  # Steps between checkpoints.
+  t.keep_checkpoints = 3  # Keep the last K checkpoints.
+  t.keep_best_by = ''  # '' or a metric (e.g. 'val_loss'): also keep the best checkpoint by it.
+  t.async_checkpointing = True
+  t.sample_every = 5000  # Steps between sample mp4s (0 = off).
+  t.num_samples = 4  # Clips per sampling round.
+  t.eval_every = 0  # Steps between in-loop evaluations on a small held-out subset (0 = off).
+  t.eval_clips = 16
+  t.profile_start = -1  # First step of a jax.profiler trace (-1 = off).
+  t.profile_steps = 5
+  t.peak_flops_per_device = 0.0  # FLOP/s for MFU; 0 = measure a matmul at start-up (CPU) / known table.
+
+  # ------------------------------------------------------------------ parallelism
+  c.mesh = ms = ml_collections.ConfigDict()
+  # Mesh axis sizes; -1 takes the devices left over. Product must equal the device count.
+  ms.shape = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1})
+  ms.data_axes = ('data', 'fsdp')  # Mesh axes the batch is split over.
+  # Logical axis -> mesh axes. Parameters and activations carry logical names; this table places them.
+  ms.axis_rules = (
+      ('batch', ('data', 'fsdp')),
+      ('embed', 'fsdp'),
+      ('mlp', 'tensor'),
+      ('heads', 'tensor'),
+      ('kv', None),
+      ('length', None),
+      ('vocab', None),
+  )
+
+  # ------------------------------------------------------------------ evaluation
+  c.eval = ev = ml_collections.ConfigDict()
+  ev.split = 'test'
+  ev.num_clips = 64  # Clips scored per condition.
+  ev.seed = 0  # Shuffles, bootstrap and sampling noise of the evaluation.
+  ev.sync_window_frames = 5  # Video frames per sync-expert window (SyncNet: 5).
+  ev.max_offset_frames = 15  # Offsets searched: -K..K video frames (SyncNet at 25 fps: 15).
+  ev.shift_frames = 3  # Offset used for the "shifted audio" lower bound.
+  ev.av_align_variant = 'v2'  # 'v1' (original) | 'v2' (0.1 flow floor, one-to-one matching).
+  ev.bootstrap_samples = 1000  # Bootstrap resamples for confidence intervals.
+  ev.sync_expert_workdir = ''  # Trained sync expert ('' = weight-free metrics only, or train one first).
+  ev.sync_expert = se = ml_collections.ConfigDict()
+  se.embed_dim = 128
+  se.width = 32
+  se.steps = 1500
+  se.batch_size = 32
+  se.learning_rate = 1e-3
+
+  return c
