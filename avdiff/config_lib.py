@@ -209,6 +209,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     raise ConfigError(f'model.depth must be positive, got {m.depth}')
   if m.fusion == 'dual_tower' and (m.cross_attention_every <= 0 or m.depth % m.cross_attention_every):
     raise ConfigError(f'model.cross_attention_every={m.cross_attention_every} must divide model.depth={m.depth}')
+  if m.encoder != 'patch':
+    for field in ('video_spatial_down', 'video_temporal_down', 'audio_time_down', 'audio_freq_down'):
+      factor = m.ae[field]
+      if factor <= 0 or factor & (factor - 1):
+        raise ConfigError(f'model.ae.{field}={factor} must be a power of two (stride-2 conv stages)')
+    if m.ae.video_temporal_down != m.ae.audio_time_down:
+      raise ConfigError(f'model.ae.audio_time_down={m.ae.audio_time_down} must equal model.ae.video_temporal_down='
+                        f'{m.ae.video_temporal_down}: latent video and audio frames share one clock')
   lay = layout(config)
   audio_tokens_per_video_token_time(config)  # Latent video and audio tokens must land on one clock.
 

@@ -151,6 +151,8 @@ def get_config() -> ml_collections.ConfigDict:
   ev.shift_frames = 3  # Offset used for the "shifted audio" lower bound.
   ev.av_align_variant = 'v2'  # 'v1' (original) | 'v2' (0.1 flow floor, one-to-one matching).
   ev.bootstrap_samples = 1000  # Bootstrap resamples for confidence intervals.
+  ev.crop_box = ()  # (y0, x0, y1, x1) face/mouth box in pixels of the resized frame for real clips; () = whole
+  # frame (pre-cropped videos). Built-in `talking` clips carry their own mouth_box.
   ev.sync_expert_workdir = ''  # Trained sync expert ('' = weight-free metrics only, or train one first).
   ev.sync_expert = se = ml_collections.ConfigDict()
   se.embed_dim = 128
@@ -158,5 +160,7 @@ def get_config() -> ml_collections.ConfigDict:
   se.steps = 1500
   se.batch_size = 32
   se.learning_rate = 1e-3
+  se.crop_size = 16  # Mouth crops are resized to crop_size x crop_size pixels before the video stream.
+  se.temperature = 0.1  # InfoNCE temperature on squared embedding distances.
 
   return c

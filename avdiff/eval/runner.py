@@ -1,0 +1,305 @@
+"""Evaluation runner: scores sets of clips under named conditions and writes JSON + markdown results.
+
+Modes:
+  evaluate_folder(dir, config)      a folder of video files (mp4/mov/mkv/webm), sync read from stream timestamps.
+  evaluate_workdir(workdir, split)  held-out ground truth (upper bound), shuffled / shifted audio (lower bounds),
+                                    model samples (joint, audio_to_video) with EMA params -> W/eval/<split>.json.
+  InLoopEvaluator                   the same scoring on a small held-out subset, called by the training loop.
+Every result file carries the protocol (clips, split, fps, resolution, sample rate, windows, seeds).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Callable, Iterable, Optional
+
+import ml_collections
+import numpy as np
+import tqdm
+
+from avdiff import config_lib
+from avdiff.eval import distribution
+from avdiff.eval import features as features_lib
+from avdiff.eval import memorization as memo_lib
+from avdiff.eval import report
+from avdiff.eval import scoring
+from avdiff.eval import shift as shift_lib
+
+VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.webm')
+Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], optional 'mouth_box': int [4], 'label': int}
+
+
+def protocol(config: ml_collections.ConfigDict, **extra) -> dict:
+  """Everything two results must share to be comparable."""
+  d, ev = config.data, config.eval
+  p = {'dataset': d.dataset, 'split': ev.split, 'num_clips': ev.num_clips, 'fps': d.fps, 'resolution': d.resolution,
+       'sample_rate': d.sample_rate, 'clip_seconds': d.clip_seconds, 'n_mels': d.n_mels,
+       'mel_frames_per_video_frame': d.mel_frames_per_video_frame, 'sync_window_frames': ev.sync_window_frames,
+       'max_offset_frames': ev.max_offset_frames, 'shift_frames': ev.shift_frames,
+       'av_align_variant': ev.av_align_variant, 'seed': ev.seed, 'bootstrap_samples': ev.bootstrap_samples,
+       'crop_box': list(ev.crop_box), 'sync_expert_workdir': ev.sync_expert_workdir}
+  p.update(extra)
+  return p
+
+
+def score_clips(clips: Iterable[tuple[str, Clip]], config: ml_collections.ConfigDict,
+                expert: Optional[scoring.ExpertScorer] = None, desc: str = 'clips',
+                total: Optional[int] = None) -> tuple[dict, dict]:
+  """(name -> metrics, name -> skip reason) over (name, clip) pairs; a clip that fails is skipped, never fatal."""
+  scored, skipped = {}, {}
+  for name, clip in tqdm.tqdm(clips, desc=desc, total=total, leave=False):
+    if isinstance(clip, Exception):
+      skipped[name] = str(clip) or type(clip).__name__
+      continue
+    try:
+      scored[name] = scoring.score_clip(clip['video'], clip['audio'], config, clip.get('mouth_box'), expert)
+    except scoring.UnscorableClip as e:
+      skipped[name] = str(e)
+    except Exception as e:  # pylint: disable=broad-except  (a broken clip must not end a long evaluation)
+      skipped[name] = f'{type(e).__name__}: {e}'
+  return scored, skipped
+
+
+def summarize(scored: dict, skipped: dict, config: ml_collections.ConfigDict) -> dict:
+  reasons = collections.Counter(skipped.values())
+  return {'num_scored': len(scored), 'num_skipped': len(skipped), 'skip_reasons': dict(reasons),
+          'metrics': scoring.aggregate(list(scored.values()), config.eval.bootstrap_samples, config.eval.seed)}
+
+
+# ----------------------------------------------------------------------------- folder mode
+
+def _read_folder(paths: list[str], config: ml_collections.ConfigDict):
+  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
+  d = config.data
+  for path in paths:
+    name = os.path.basename(path)
+    try:
+      video, audio, _ = av_io.read_video(path, fps=d.fps, sample_rate=d.sample_rate, size=d.resolution)
+      yield name, {'video': video, 'audio': audio}
+    except Exception as e:  # pylint: disable=broad-except  (UnusableClipError and any decoder failure)
+      yield name, scoring.UnscorableClip(f'unreadable ({type(e).__name__}): {e}')
+
+
+def syncnet_metrics(path: str, model, crop_box=()) -> dict:
+  """Public-SyncNet LSE-C / LSE-D / offset of one file, read at 25 fps / 16 kHz (SyncNet's clock).
+
+  crop_box: (y0, x0, y1, x1) face box in the file's native pixels; () = the file is already a face crop.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
+  from avdiff.eval import lipsync, syncnet  # pylint: disable=g-import-not-at-top
+  video, audio, _ = av_io.read_video(path, fps=syncnet.FPS, sample_rate=syncnet.SAMPLE_RATE)
+  if crop_box:
+    y0, x0, y1, x1 = crop_box
+    video = video[:, y0:y1, x0:x1]
+  frames = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_AREA)[..., ::-1] for f in video])
+  v, a = syncnet.clip_embeddings(model, frames, audio)
+  res = lipsync.score_embeddings(v, a, max_offset=15)
+  return {'syncnet_offset_frames': res.offset_frames, 'syncnet_lse_c': res.lse_c, 'syncnet_lse_d': res.lse_d}
+
+
+def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
+                    expert: Optional[scoring.ExpertScorer] = None, syncnet_model=None) -> dict:
+  """Scores every video file in clips_dir. Result: protocol, per-file metrics, aggregates, skipped files.
+
+  syncnet_model: optional avdiff.eval.syncnet.SyncNet (public weights) adding syncnet_* metrics per file.
+  """
+  names = sorted(f for f in os.listdir(clips_dir) if f.lower().endswith(VIDEO_EXTENSIONS))
+  others = sorted(f for f in os.listdir(clips_dir) if not f.lower().endswith(VIDEO_EXTENSIONS)
+                  and os.path.isfile(os.path.join(clips_dir, f)))
+  scored, skipped = score_clips(_read_folder([os.path.join(clips_dir, n) for n in names], config), config, expert,
+                                total=len(names))
+  if syncnet_model is not None:
+    for n in tqdm.tqdm(list(scored), desc='syncnet', leave=False):
+      try:
+        scored[n].update(syncnet_metrics(os.path.join(clips_dir, n), syncnet_model, tuple(config.eval.crop_box)))
+      except Exception as e:  # pylint: disable=broad-except
+        scored[n]['syncnet_error'] = f'{type(e).__name__}: {e}'
+  for n in others:
+    skipped[n] = 'not a video file (extension)'
+  summary = summarize(scored, skipped, config)
+  return {'protocol': protocol(config, mode='folder', clips_dir=os.path.abspath(clips_dir), split='', dataset='',
+                               num_clips=len(names), sync_expert=expert is not None,
+                               syncnet=syncnet_model is not None),
+          'clips': scored, 'aggregate': summary['metrics'], 'skipped': skipped,
+          'num_scored': summary['num_scored'], 'num_skipped': summary['num_skipped']}
+
+
+# ----------------------------------------------------------------------------- held-out data
+
+def load_split_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[Clip]:
+  """The first `num` clips of a dataset split as Clip dicts (waveform included)."""
+  from avdiff.data import builders  # pylint: disable=g-import-not-at-top
+  source = builders.load_source(config, split)
+  clips = []
+  for i in range(min(num, len(source))):
+    rec = source[i]
+    audio = np.asarray(rec['audio'])
+    # Stored as 16-bit PCM (wave * 32767, avdiff.data.builders); floats pass through.
+    audio = audio.astype(np.float32) / 32767.0 if audio.dtype == np.int16 else audio.astype(np.float32)
+    clip = {'video': np.asarray(rec['video']), 'audio': audio, 'label': int(rec['label'])}
+    if 'mouth_box' in rec:
+      clip['mouth_box'] = np.asarray(rec['mouth_box'])
+    if 'audio_mel' in rec:
+      clip['audio_mel'] = np.asarray(rec['audio_mel'], np.float32)
+    clips.append(clip)
+  return clips
+
+
+def baseline_conditions(clips: list[Clip], config: ml_collections.ConfigDict) -> dict[str, list[Clip]]:
+  """ground_truth (upper bound), shuffled_audio (audio from another clip), shifted_audio (+shift_frames)."""
+  d, ev = config.data, config.eval
+  perm = shift_lib.derangement(len(clips), np.random.default_rng(ev.seed))
+  shuffled = [dict(c, audio=clips[j]['audio']) for c, j in zip(clips, perm)]
+  shifted = [dict(c, audio=shift_lib.shift_audio(c['audio'], ev.shift_frames, d.fps, d.sample_rate))
+             for c in clips]
+  return {'ground_truth': clips, 'shuffled_audio': shuffled, 'shifted_audio': shifted}
+
+
+# ----------------------------------------------------------------------------- model samples
+
+GenerateFn = Callable[[list[Clip], str, int], list[Clip]]  # (held-out clips, mode, seed) -> generated clips
+
+
+def evaluate_conditions(conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict,
+                        expert: Optional[scoring.ExpertScorer] = None,
+                        train_clips: Optional[list[Clip]] = None) -> dict:
+  """Scores each condition; adds FD / KID against ground truth, and the memorization check (nearest training clip)
+  for generated conditions (names starting with 'model_')."""
+  d = config.data
+  feature_fn = features_lib.expert_features(expert) if expert else features_lib.raw_features(d.fps, d.sample_rate)
+  feats, out = {}, {}
+  for name, clips in conditions.items():
+    scored, skipped = score_clips(((f'{name}/{i}', c) for i, c in enumerate(clips)), config, expert, desc=name,
+                                  total=len(clips))
+    out[name] = summarize(scored, skipped, config)
+    out[name]['per_clip'] = scored
+    try:
+      feats[name] = np.stack([feature_fn(c['video'], c['audio'], scoring.clip_box(config, c['video'],
+                                                                                  c.get('mouth_box')))
+                              for c in clips])
+    except Exception as e:  # pylint: disable=broad-except
+      out[name]['feature_error'] = f'{type(e).__name__}: {e}'
+  ref = feats.get('ground_truth')
+  train_feats = None
+  if train_clips:
+    train_feats = np.stack([feature_fn(c['video'], c['audio'], scoring.clip_box(config, c['video'],
+                                                                               c.get('mouth_box')))
+                            for c in train_clips])
+  for name, f in feats.items():
+    if ref is None or name == 'ground_truth' or len(f) < 2:
+      continue
+    out[name]['metrics']['fd'] = {'mean': distribution.frechet_distance(f, ref), 'n': len(f)}
+    kid_mean, kid_std = distribution.kid(f, ref, seed=config.eval.seed)
+    out[name]['metrics']['kid'] = {'mean': kid_mean, 'std': kid_std, 'n': len(f)}
+    if train_feats is not None and name.startswith('model_'):
+      m = memo_lib.memorization(f, ref, train_feats)
+      out[name]['metrics']['nn_dist_ratio'] = {'mean': m['nn_dist_ratio'], 'n': len(f)}
+      out[name]['memorization'] = {k: v for k, v in m.items() if not isinstance(v, list)}
+  return out
+
+
+def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional[ml_collections.ConfigDict] = None,
+                     num_clips: Optional[int] = None, generate_fn: Optional[GenerateFn] = None,
+                     expert: Optional[scoring.ExpertScorer] = None, write: bool = True) -> dict:
+  """Baselines + model samples on held-out clips of the run in `workdir`; writes W/eval/<split>.json and .md.
+
+  generate_fn defaults to `avdiff.eval.sampling.generate` (EMA params from the workdir's checkpoints). When the
+  model cannot be restored or sampled, its conditions are recorded as unavailable with the reason.
+  """
+  if config is None:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(config.to_dict())
+  split = split or config.eval.split
+  config.eval.split = split
+  num = num_clips or config.eval.num_clips
+  config.eval.num_clips = num
+  config_lib.validate(config)
+  if expert is None:
+    expert = load_expert(config, workdir)
+  held_out = load_split_clips(config, split, num)
+  conditions = baseline_conditions(held_out, config)
+  unavailable = {}
+  if generate_fn is None:
+    from avdiff.eval import sampling  # pylint: disable=g-import-not-at-top
+    generate_fn = lambda clips, mode, seed: sampling.generate(workdir, config, clips, mode, seed)
+  for mode in ('joint', 'audio_to_video'):
+    try:
+      conditions[f'model_{mode}'] = generate_fn(held_out, mode, config.eval.seed)
+    except Exception as e:  # pylint: disable=broad-except  (report what is missing, still score the baselines)
+      unavailable[f'model_{mode}'] = f'{type(e).__name__}: {e}'
+  train_clips = None
+  try:
+    train_clips = load_split_clips(config, 'train', num)
+  except Exception as e:  # pylint: disable=broad-except
+    unavailable['memorization'] = f'train split unavailable: {type(e).__name__}: {e}'
+  conds = evaluate_conditions(conditions, config, expert, train_clips)
+  for name, why in unavailable.items():
+    conds[name] = {'unavailable': why}
+  result = {'protocol': protocol(config, mode='workdir', workdir=os.path.abspath(workdir),
+                                 sync_expert=expert is not None),
+            'conditions': conds}
+  if write:
+    out_dir = os.path.join(workdir, 'eval')
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f'{split}.json'), 'w') as f:
+      json.dump(result, f, indent=2, default=_json_default)
+    with open(os.path.join(out_dir, f'{split}.md'), 'w') as f:
+      f.write(report.markdown_table(result))
+  return result
+
+
+def load_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optional[scoring.ExpertScorer]:
+  """The sync expert of config.eval.sync_expert_workdir, else W/sync_expert if present, else None."""
+  from avdiff.eval import sync_train  # pylint: disable=g-import-not-at-top
+  for cand in (config.eval.sync_expert_workdir, os.path.join(workdir, 'sync_expert') if workdir else ''):
+    if cand and os.path.isdir(os.path.join(cand, sync_train.CHECKPOINT_DIR)):
+      return scoring.ExpertScorer(sync_train.load(cand), config)
+  return None
+
+
+def _json_default(o):
+  if isinstance(o, (np.integer,)):
+    return int(o)
+  if isinstance(o, (np.floating,)):
+    return float(o)
+  if isinstance(o, np.ndarray):
+    return o.tolist()
+  return str(o)
+
+
+def write_json(result: dict, path: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=2, default=_json_default)
+
+
+# ----------------------------------------------------------------------------- in-loop evaluation
+
+class InLoopEvaluator:
+  """Scores model samples on a small fixed held-out subset every N training steps.
+
+  evaluator = InLoopEvaluator(config)            # loads config.train.eval_clips clips of config.eval.split once
+  metrics = evaluator(generate_fn, seed=step)    # {'eval/ground_truth/av_align': ..., 'eval/model_joint/...': ...}
+  generate_fn(clips, mode, seed) -> clips, as in evaluate_workdir (e.g. a closure over the current EMA params).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, clips: Optional[list[Clip]] = None,
+               modes: tuple[str, ...] = ('joint',), expert: Optional[scoring.ExpertScorer] = None):
+    self.config = ml_collections.ConfigDict(config.to_dict())
+    self.config.eval.bootstrap_samples = min(self.config.eval.bootstrap_samples, 100)
+    self.clips = clips if clips is not None else load_split_clips(config, config.eval.split, config.train.eval_clips)
+    self.modes, self.expert = modes, expert
+
+  def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:
+    conds = {f'model_{m}': generate_fn(self.clips, m, seed) for m in self.modes}
+    res = evaluate_conditions({'ground_truth': self.clips, **conds}, self.config, self.expert)
+    flat = {}
+    for cname, c in res.items():
+      for metric in ('av_align', 'abs_offset_frames', 'offset_confidence', 'lse_c', 'lse_d', 'fd'):
+        if metric in c.get('metrics', {}):
+          flat[f'eval/{cname}/{metric}'] = float(c['metrics'][metric]['mean'])
+    return flat

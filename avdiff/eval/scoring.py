@@ -1,0 +1,132 @@
+"""Per-clip scoring with every available metric, and aggregation of per-clip results (mean, bootstrap CI).
+
+A clip is video uint8 [T, H, W, 3] at data.fps Hz + mono audio float [S] at data.sample_rate Hz (+ an optional
+mouth box). Clips that cannot be scored raise `UnscorableClip(reason)`; runners count them, never crash.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from avdiff.eval import av_align as av_align_lib
+from avdiff.eval import envelope_motion
+from avdiff.eval import lipsync
+from avdiff.eval import sync_expert as se_lib
+
+
+class UnscorableClip(ValueError):
+  """The clip cannot be scored; the message is the reason written into the result file."""
+
+
+MelFn = Callable[[np.ndarray], np.ndarray]  # waveform [S] -> normalized log-mel [T_a, n_mels]
+
+
+def default_mel_fn(data_cfg: ml_collections.ConfigDict) -> MelFn:
+  """The training pipeline's log-mel (avdiff.data.audio.log_mel), so the expert sees the features it trained on."""
+  from avdiff.data import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  return lambda wave: np.asarray(audio_lib.log_mel(np.asarray(wave, np.float32), data_cfg))
+
+
+class ExpertScorer:
+  """Scores clips with a trained sync expert under the SyncNet protocol (jit-compiled embedding, functional form)."""
+
+  def __init__(self, model: se_lib.SyncExpert, config: ml_collections.ConfigDict, mel_fn: Optional[MelFn] = None):
+    self.config = config
+    self.mel_fn = mel_fn or default_mel_fn(config.data)
+    graphdef, state = nnx.split(model)
+    self._state = state
+    self._embed = jax.jit(lambda st, v, m, b: se_lib.embed_clip(nnx.merge(graphdef, st), v, m, b))
+    self.window = model.window
+
+  def embeddings(self, video: np.ndarray, audio: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window (video [N, E], audio [N, E]) embeddings of one clip."""
+    d = self.config.data
+    mel = self.mel_fn(audio)
+    need = len(video) * d.mel_frames_per_video_frame
+    mel = mel[:need] if len(mel) >= need else np.pad(mel, ((0, need - len(mel)), (0, 0)), constant_values=-1.0)
+    v, a = self._embed(self._state, jnp.asarray(video), jnp.asarray(mel), jnp.asarray(box, jnp.int32))
+    return np.asarray(v), np.asarray(a)
+
+  def __call__(self, video: np.ndarray, audio: np.ndarray, box) -> lipsync.LipSyncResult:
+    v, a = self.embeddings(video, audio, box)
+    return lipsync.score_embeddings(v, a, self.config.eval.max_offset_frames)
+
+
+def full_box(video: np.ndarray) -> tuple[int, int, int, int]:
+  return (0, 0, video.shape[1], video.shape[2])
+
+
+def clip_box(config: ml_collections.ConfigDict, video: np.ndarray, mouth_box=None) -> tuple[int, int, int, int]:
+  """The region sync is measured in: the clip's mouth box, else config.eval.crop_box, else the whole frame."""
+  if mouth_box is not None:
+    return tuple(int(b) for b in mouth_box)
+  if config.eval.crop_box:
+    return tuple(int(b) for b in config.eval.crop_box)
+  return full_box(video)
+
+
+def score_clip(video: np.ndarray, audio: np.ndarray, config: ml_collections.ConfigDict, mouth_box=None,
+               expert: Optional[ExpertScorer] = None) -> dict:
+  """All metrics of one clip (dict of floats / ints / str). Raises UnscorableClip.
+
+  offset_frames / offset_confidence come from the sync expert (LSE-C) when one is given, else from the
+  envelope-motion correlation (peak correlation); `offset_source` says which.
+  """
+  d, ev = config.data, config.eval
+  if video is None or len(video) == 0:
+    raise UnscorableClip('no video frames')
+  if audio is None or len(audio) == 0:
+    raise UnscorableClip('no audio')
+  video, audio = np.asarray(video), np.asarray(audio, np.float32)
+  min_frames = max(ev.sync_window_frames, 3) + 1
+  if len(video) < min_frames:
+    raise UnscorableClip(f'too short: {len(video)} frames < {min_frames}')
+  if not np.any(np.abs(audio) > 1e-6):
+    raise UnscorableClip('silent audio')
+  box = clip_box(config, video, mouth_box)
+  out = av_align_lib.av_align(video, audio, d.fps, d.sample_rate, ev.av_align_variant).as_dict()
+  env = envelope_motion.envelope_motion(video, audio, d.fps, d.sample_rate, ev.max_offset_frames, box)
+  out.update(env.as_dict())
+  if expert is not None:
+    out.update(expert(video, audio, box).as_dict())
+    out['offset_source'] = 'sync_expert'
+  else:
+    out.update(offset_frames=env.offset_frames, offset_confidence=env.peak_correlation,
+               offset_source='envelope_motion')
+  out['abs_offset_frames'] = abs(out['offset_frames'])
+  return out
+
+
+def bootstrap_ci(values: np.ndarray, num_samples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+  """Percentile bootstrap confidence interval of the mean of `values` [N]."""
+  v = np.asarray(values, np.float64)
+  if len(v) == 0:
+    return math.nan, math.nan
+  rng = np.random.default_rng(seed)
+  means = v[rng.integers(0, len(v), (num_samples, len(v)))].mean(1)
+  lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+  return float(lo), float(hi)
+
+
+def aggregate(per_clip: list[dict], num_bootstrap: int, seed: int) -> dict:
+  """metric -> {mean, median, ci95, n} over clips, for every numeric metric (NaN values skipped and counted)."""
+  keys = sorted({k for r in per_clip for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+  out = {}
+  for k in keys:
+    vals = np.asarray([r[k] for r in per_clip if k in r], np.float64)
+    ok = vals[np.isfinite(vals)]
+    lo, hi = bootstrap_ci(ok, num_bootstrap, seed)
+    out[k] = {'mean': float(ok.mean()) if len(ok) else math.nan,
+              'median': float(np.median(ok)) if len(ok) else math.nan,
+              'ci95': [lo, hi], 'n': int(len(ok)), 'n_nan': int(len(vals) - len(ok))}
+  if per_clip and 'offset_frames' in per_clip[0]:
+    offs = np.asarray([r['offset_frames'] for r in per_clip])
+    out['offset_exact_rate'] = {'mean': float(np.mean(offs == 0)), 'n': int(len(offs))}
+  return out

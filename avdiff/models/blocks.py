@@ -1,0 +1,133 @@
+"""Transformer blocks with adaLN-Zero modulation: self-attention block (shared or per-modality weights) and the
+bidirectional cross-attention block of the dual-tower model.
+
+Blocks are stateless functions of their parameters: everything they need besides parameters (rotary tables, how to
+split the sequence into modality parts, the attention backend) comes in a `Context`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from avdiff.models import attention as attn_lib
+from avdiff.models import layers, positions
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """Static description of a token sequence [B, N, C] for a block.
+
+  cos / sin: rotary tables [N, Dh/2] (None: no rotation).
+  onehot: [N, M] modality one-hot for shared weights (each token takes its modality's modulation); None when the
+    block has one weight stream per modality and `parts` is used instead.
+  parts: per-stream token indices (np int arrays or slices) into the sequence, for per-modality weights.
+  merge_index: sequence permutation that turns concat(parts) back into sequence order (None: identity).
+  attention: backend kind ('auto' | 'xla' | 'cudnn' | 'chunked').
+  """
+  cos: Optional[jax.Array]
+  sin: Optional[jax.Array]
+  onehot: Optional[jax.Array]
+  parts: Optional[tuple]
+  merge_index: Optional[np.ndarray]
+  attention: str
+
+  def split(self, x: jax.Array) -> list:
+    if self.parts is None:
+      return [x]
+    return [x[:, p] if isinstance(p, slice) else jnp.take(x, p, axis=1) for p in self.parts]
+
+  def merge(self, xs: list) -> jax.Array:
+    if len(xs) == 1:
+      return xs[0]
+    x = jnp.concatenate(xs, axis=1)
+    return x if self.merge_index is None else jnp.take(x, self.merge_index, axis=1)
+
+
+class StreamWeights(nnx.Module):
+  """Weights of one stream of a self-attention block: adaLN (6 x width, zero-init), QKV, output projection, MLP."""
+
+  def __init__(self, width: int, heads: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype, param_dtype):
+    hd = width // heads
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.ada = layers.Dense(width, (6, width), ('mlp', None, 'embed'), kernel_init=layers.zeros_init, **kw)
+    self.qkv = layers.Dense(width, (3, heads, hd), ('embed', None, 'heads', 'kv'), **kw)
+    self.out = layers.Dense((heads, hd), width, ('heads', 'kv', 'embed'), **kw)
+    self.mlp = layers.Mlp(width, mlp_dim, **kw)
+
+
+class Block(nnx.Module):
+  """Self-attention over the whole sequence + MLP, each gated by adaLN-Zero; 1 stream (shared) or M (per modality).
+
+  h [B, N, width], cond [B, M, width] (one conditioning vector per modality) -> [B, N, width]. At init the gates are
+  zero, so the block is the identity.
+  """
+
+  def __init__(self, width: int, heads: int, mlp_dim: int, num_streams: int, *, rngs: nnx.Rngs, dtype, param_dtype):
+    self.streams = nnx.List([StreamWeights(width, heads, mlp_dim, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+                             for _ in range(num_streams)])
+
+  def _modulation(self, cond: jax.Array, ctx: Context) -> list:
+    """Per-part modulation [B, N_i or 1, 6, width]."""
+    c = jax.nn.silu(cond)
+    if ctx.parts is None:
+      mod = self.streams[0].ada(c)  # [B, M, 6, width]
+      if mod.shape[1] == 1:
+        return [mod]
+      return [jnp.einsum('nm,bmkd->bnkd', ctx.onehot.astype(mod.dtype), mod)]
+    return [s.ada(c[:, i])[:, None] for i, s in enumerate(self.streams)]
+
+  def __call__(self, h: jax.Array, cond: jax.Array, ctx: Context) -> jax.Array:
+    mods = self._modulation(cond, ctx)
+    hs = ctx.split(h)
+    xs = [layers.modulate(layers.layer_norm(x), m[:, :, 0], m[:, :, 1]) for x, m in zip(hs, mods)]
+    qkv = ctx.merge([s.qkv(x) for s, x in zip(self.streams, xs)])  # [B, N, 3, H, Dh]
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if ctx.cos is not None:
+      q, k = positions.apply_rope(q, ctx.cos, ctx.sin), positions.apply_rope(k, ctx.cos, ctx.sin)
+    o = ctx.split(attn_lib.attention(q, k, v, ctx.attention))
+    hs = [x + m[:, :, 2] * s.out(oi) for x, m, s, oi in zip(hs, mods, self.streams, o)]
+    hs = [x + m[:, :, 5] * s.mlp(layers.modulate(layers.layer_norm(x), m[:, :, 3], m[:, :, 4]))
+          for x, m, s in zip(hs, mods, self.streams)]
+    return ctx.merge(hs)
+
+
+class CrossWeights(nnx.Module):
+  """One direction of cross-attention: adaLN (shift, scale, gate; zero-init) on the queries, Q, KV, output."""
+
+  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, dtype, param_dtype):
+    hd = width // heads
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.ada = layers.Dense(width, (3, width), ('mlp', None, 'embed'), kernel_init=layers.zeros_init, **kw)
+    self.q = layers.Dense(width, (heads, hd), ('embed', 'heads', 'kv'), **kw)
+    self.kv = layers.Dense(width, (2, heads, hd), ('embed', None, 'heads', 'kv'), **kw)
+    self.out = layers.Dense((heads, hd), width, ('heads', 'kv', 'embed'), **kw)
+
+  def __call__(self, hq, hkv, cond, rope_q, rope_k, kind: str) -> jax.Array:
+    """hq [B, Nq, C] attends to hkv [B, Nk, C]; cond [B, C]; rope_* = (cos, sin) or None. Returns updated hq."""
+    m = self.ada(jax.nn.silu(cond))[:, None]  # [B, 1, 3, C]
+    q = self.q(layers.modulate(layers.layer_norm(hq), m[:, :, 0], m[:, :, 1]))
+    kv = self.kv(layers.layer_norm(hkv))
+    k, v = kv[:, :, 0], kv[:, :, 1]
+    if rope_q is not None:
+      q, k = positions.apply_rope(q, *rope_q), positions.apply_rope(k, *rope_k)
+    return hq + m[:, :, 2] * self.out(attn_lib.attention(q, k, v, kind))
+
+
+class CrossBlock(nnx.Module):
+  """Bidirectional cross-attention between the video and audio towers (video <- audio, audio <- video)."""
+
+  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, dtype, param_dtype):
+    self.video_from_audio = CrossWeights(width, heads, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.audio_from_video = CrossWeights(width, heads, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+  def __call__(self, hv, ha, cv, ca, rope_v, rope_a, kind: str):
+    """hv [B, N_v, C], ha [B, N_a, C], cv / ca [B, C]. Both directions read the inputs of this layer."""
+    nv = self.video_from_audio(hv, ha, cv, rope_v, rope_a, kind)
+    na = self.audio_from_video(ha, hv, ca, rope_a, rope_v, kind)
+    return nv, na

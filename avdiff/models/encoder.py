@@ -1,0 +1,78 @@
+"""SharedAVEncoder: video and audio latents -> ONE token sequence [B, N, width], plus the per-token metadata.
+
+Video latents are cut into (pt, ph, pw) patches, audio latents into (pt, pf) patches; each modality has its own
+linear patch embedding and a learned modality vector; 'learned' positions add an absolute embedding per token.
+Tokens are then arranged in the configured order ('blocks' or 'interleaved' per latent frame). The per-token
+rotary tables come from `rotary_tables`; `split_sequence` undoes the arrangement.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from avdiff.models import layers, patching, positions, tokens
+
+
+class SharedAVEncoder(nnx.Module):
+  """Latents {'video': [B, T_l, H_l, W_l, C_v], 'audio': [B, T_al, F_l, C_a]} -> tokens [B, N_v + N_a, width]."""
+
+  def __init__(self, spec: tokens.Spec, width: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+    self.spec = spec
+    self.video_embed = layers.Dense(spec.video_patch_dim, width, (None, 'embed'), rngs=rngs, dtype=dtype,
+                                    param_dtype=param_dtype)
+    self.audio_embed = layers.Dense(spec.audio_patch_dim, width, (None, 'embed'), rngs=rngs, dtype=dtype,
+                                    param_dtype=param_dtype)
+    init = nnx.initializers.normal(0.02)
+    self.modality_embed = layers.param(rngs, init, (2, width), (None, 'embed'), param_dtype)
+    self.pos_embed = (layers.param(rngs, init, (spec.num_video + spec.num_audio, width), ('length', 'embed'),
+                                   param_dtype) if spec.positions == 'learned' else None)
+
+  @property
+  def layout(self) -> tokens.TokenLayout:
+    return tokens.token_layout(self.spec)
+
+  def embed(self, latents: dict) -> tuple[jax.Array, jax.Array]:
+    """Per-modality tokens (raster order): video [B, N_v, width], audio [B, N_a, width]."""
+    s = self.spec
+    v = self.video_embed(patching.patchify_video(latents['video'], s.video_patch))
+    a = self.audio_embed(patching.patchify_audio(latents['audio'], s.audio_patch))
+    emb = self.modality_embed[...].astype(v.dtype)
+    v, a = v + emb[0], a + emb[1]
+    if self.pos_embed is not None:
+      pos = self.pos_embed[...].astype(v.dtype)
+      v, a = v + pos[:s.num_video], a + pos[s.num_video:]
+    return v, a
+
+  def to_sequence(self, v: jax.Array, a: jax.Array) -> jax.Array:
+    """Video [B, N_v, C] and audio [B, N_a, C] tokens -> one sequence [B, N, C] in the configured order."""
+    seq = jnp.concatenate([v, a], axis=1)
+    lay = self.layout
+    return seq if lay.is_identity_order else jnp.take(seq, lay.perm, axis=1)
+
+  def split_sequence(self, seq: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Inverse of `to_sequence`: [B, N, C] -> (video [B, N_v, C], audio [B, N_a, C]) in raster order."""
+    lay = self.layout
+    if not lay.is_identity_order:
+      seq = jnp.take(seq, lay.inv_perm, axis=1)
+    return seq[:, :self.spec.num_video], seq[:, self.spec.num_video:]
+
+  def __call__(self, latents: dict) -> jax.Array:
+    return self.to_sequence(*self.embed(latents))
+
+
+def rotary_tables(spec: tokens.Spec, head_dim: int, theta: float) -> dict:
+  """numpy cos / sin tables [N, head_dim / 2] for 'sequence' (configured order), 'video' and 'audio' (raster).
+
+  Empty dict for learned positions (no rotation).
+  """
+  if spec.positions == 'learned':
+    return {}
+  lay = tokens.token_layout(spec)
+  sep = spec.positions == 'rope_separate'
+  ang_v = positions.rope_angles(lay.video_pos, head_dim, theta, sep)
+  ang_a = positions.rope_angles(lay.audio_pos, head_dim, theta, sep)
+  ang_s = np.concatenate([ang_v, ang_a])[lay.perm]
+  return {k: (np.cos(x), np.sin(x)) for k, x in (('sequence', ang_s), ('video', ang_v), ('audio', ang_a))}

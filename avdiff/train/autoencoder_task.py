@@ -1,0 +1,29 @@
+"""Stage-1 task: the configured latent autoencoder trained with `avdiff.models.ae_loss` by the shared loop."""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+from flax import nnx
+
+
+class AutoencoderTask:
+  """Trains `avdiff.models.build_autoencoder` (model.encoder 'separate_ae' or 'joint_ae')."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    if config.model.encoder == 'patch':
+      raise ValueError("model.encoder='patch' has no autoencoder to train; set --config.model.encoder=separate_ae "
+                       'or joint_ae')
+    self.config = config
+
+  def build_model(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
+    from avdiff import models  # pylint: disable=g-import-not-at-top
+    return models.build_autoencoder(config, rngs)
+
+  def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
+    from avdiff import models  # pylint: disable=g-import-not-at-top
+    return models.ae_loss(model, batch, rng, self.config.model.ae.kl_weight)
+
+  def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
+    from avdiff import config_lib  # pylint: disable=g-import-not-at-top
+    return config_lib.layout(config).num_tokens

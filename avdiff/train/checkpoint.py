@@ -1,0 +1,215 @@
+"""Orbax checkpoints of a run: the train state, every process's data-iterator state and the resolved config,
+plus helpers that load EMA params of a workdir for sampling and evaluation.
+
+Layout: <workdir>/checkpoints/<step>/{state, data, config}. Orbax writes a step into a temporary directory and
+renames it when every item (and every process) has finished, so an interrupted save is never listed as a step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from avdiff import config_lib
+
+CHECKPOINT_DIR = 'checkpoints'
+CONFIG_FILE = 'config.json'
+
+
+class ShapeMismatchError(config_lib.ConfigError):
+  """The config of a resumed run gives parameters of other shapes than the checkpoint in its workdir."""
+
+
+# ----------------------------------------------------------------------------- config <-> json
+
+def config_to_json(config: ml_collections.ConfigDict) -> str:
+  return config.to_json_best_effort(indent=2, sort_keys=True)
+
+
+def _merge_into(base: ml_collections.ConfigDict, values: dict) -> None:
+  for key, value in values.items():
+    if key in base and isinstance(base[key], ml_collections.ConfigDict) and isinstance(value, dict):
+      if key == 'shape':  # Mesh shape: a free-form axis -> size table.
+        base[key] = ml_collections.ConfigDict(value)
+      else:
+        _merge_into(base[key], value)
+      continue
+    if key in base and isinstance(base[key], tuple) and isinstance(value, list):
+      value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    with base.unlocked():
+      base[key] = value
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+  """The config saved by `config_to_json`, on top of configs/base.py (so tuples stay tuples)."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  config = base.get_config()
+  _merge_into(config, json.loads(text))
+  return config
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  with open(os.path.join(workdir, CONFIG_FILE)) as f:
+    return config_from_json(f.read())
+
+
+# ----------------------------------------------------------------------------- manager
+
+def make_manager(workdir: str, train_cfg: Optional[ml_collections.ConfigDict] = None,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """CheckpointManager for <workdir>/checkpoints keeping the last `keep_checkpoints` steps (and, with
+  `keep_best_by`, the best by that metric, lower = better)."""
+  kwargs = dict(create=not read_only, read_only=read_only)
+  if train_cfg is not None:
+    kwargs.update(max_to_keep=int(train_cfg.keep_checkpoints), enable_async_checkpointing=bool(
+        train_cfg.async_checkpointing))
+    if train_cfg.keep_best_by:
+      metric = train_cfg.keep_best_by
+      kwargs.update(best_fn=lambda m: float(m[metric]), best_mode='min', keep_checkpoints_without_metrics=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+                               item_names=('state', 'data', 'config'),
+                               options=ocp.CheckpointManagerOptions(**kwargs))
+
+
+def gather_data_states(local_state: Optional[bytes]) -> dict[str, str]:
+  """{process index: iterator state} of all processes (each process holds only its own)."""
+  text = (local_state or b'').decode()
+  if jax.process_count() == 1:
+    return {'0': text}
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  raw = np.frombuffer(text.encode(), np.uint8)
+  length = int(np.max(multihost_utils.process_allgather(np.asarray([raw.size], np.int32))))
+  padded = np.zeros(max(length, 1), np.uint8)
+  padded[:raw.size] = raw
+  sizes = multihost_utils.process_allgather(np.asarray([raw.size], np.int32)).reshape(-1)
+  everyone = multihost_utils.process_allgather(padded).reshape(jax.process_count(), -1)
+  return {str(i): bytes(everyone[i, :sizes[i]]).decode() for i in range(jax.process_count())}
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, data_state: Optional[bytes],
+         config: ml_collections.ConfigDict, metrics: Optional[dict] = None, force: bool = False) -> bool:
+  """Starts saving (async if configured) `state`, all processes' iterator states and the config at `step`.
+  Every process must call this."""
+  data = gather_data_states(data_state)
+  return manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data),
+      config=ocp.args.JsonSave(json.loads(config_to_json(config)))), metrics=metrics, force=force)
+
+
+def _key_name(k) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]
+  return {'/'.join(_key_name(k) for k in path): tuple(x.shape) for path, x in leaves if hasattr(x, 'shape')}
+
+
+def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_params,
+                 saved_config: Optional[ml_collections.ConfigDict] = None,
+                 config: Optional[ml_collections.ConfigDict] = None) -> None:
+  """Raises ShapeMismatchError naming parameters (and config fields) that differ from checkpoint `step`."""
+  meta = manager.item_metadata(step)['state']
+  tree = getattr(meta, 'tree', meta)
+  saved = _flat_shapes(tree['params'])
+  wanted = _flat_shapes(abstract_params)
+  diffs = [f'  {k}: checkpoint {saved.get(k)} vs config {wanted.get(k)}'
+           for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+  if not diffs:
+    return
+  fields = []
+  if saved_config is not None and config is not None:
+    old, new = _flatten_config(saved_config), _flatten_config(config)
+    fields = [f'  {k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(set(old) | set(new))
+              if (k.startswith(('model.', 'data.'))) and old.get(k) != new.get(k)]
+  more = f' ({len(diffs) - 20} more)' if len(diffs) > 20 else ''
+  raise ShapeMismatchError(
+      f'The checkpoint at step {step} in {manager.directory} has parameters of other shapes than this config '
+      f'builds, so it cannot be resumed. Differences:\n' + '\n'.join(diffs[:20]) + more +
+      ('\nChanged config fields:\n' + '\n'.join(fields) if fields else '') +
+      '\nUse a new --workdir for a different model, or restore the original config.')
+
+
+def _flatten_config(config: ml_collections.ConfigDict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      out.update(_flatten_config(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = tuple(v) if isinstance(v, list) else v
+  return out
+
+
+def with_shardings(abstract, shardings):
+  """ShapeDtypeStructs carrying the target shardings (Orbax restores each array straight into its sharding)."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state, shardings) -> tuple[Any, dict, dict]:
+  """(state in `shardings`, {process: iterator state}, saved config dict) of checkpoint `step`."""
+  out = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(with_shardings(abstract_state, shardings)), data=ocp.args.JsonRestore(),
+      config=ocp.args.JsonRestore()))
+  return out['state'], out['data'], out['config']
+
+
+# ----------------------------------------------------------------------------- inference
+
+def restore_params(workdir: str, config: Optional[ml_collections.ConfigDict] = None, *,
+                   model: Optional[nnx.Module] = None, ema: bool = True, step: Optional[int] = None) -> nnx.Module:
+  """`model` (default: the DiT of `config`) with the (EMA) params of the latest (or given) checkpoint of workdir.
+
+  Only the params are read (partial restore), onto the first local device.
+  """
+  if config is None:
+    config = load_config(workdir)
+  if model is None:
+    from avdiff import models  # pylint: disable=g-import-not-at-top
+    model = nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0)))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                       sharding=jax.sharding.SingleDeviceSharding(
+                                                           jax.local_devices()[0])),
+                        nnx.to_pure_dict(params))
+  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  manager = ocp.CheckpointManager(directory, item_names=('state',),
+                                  options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'No finished checkpoint in {directory}')
+  key = 'ema_params' if ema else 'params'
+  check_shapes(manager, step, target)
+  out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item={key: target}, restore_args={key: ocp.checkpoint_utils.construct_restore_args(target)},
+      partial_restore=True)))
+  manager.close()
+  return nnx.merge(graphdef, nnx.State(out['state'][key]), rest)
+
+
+def load_for_inference(workdir: str, step: Optional[int] = None,
+                       ema: bool = True) -> tuple[ml_collections.ConfigDict, nnx.Module]:
+  """(resolved config of the run, its DiT with EMA params) from a training workdir."""
+  config = load_config(workdir)
+  return config, restore_params(workdir, config, ema=ema, step=step)
+
+
+def latest_step(workdir: str) -> Optional[int]:
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    return None
+  manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False))
+  step = manager.latest_step()
+  manager.close()
+  return step

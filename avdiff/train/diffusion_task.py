@@ -1,0 +1,126 @@
+"""The joint audio-video diffusion task: (frozen autoencoder ->) latents -> avdiff.diffusion.training_loss on the
+DiT; periodic samples decoded to mp4 with audio."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from avdiff import config_lib
+
+
+def to_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], video: jax.Array,
+               mel: jax.Array) -> dict:
+  """video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels] -> latents dict (identity for 'patch')."""
+  if ae is None or config.model.encoder == 'patch':
+    return {'video': video.astype(jnp.float32), 'audio': mel.astype(jnp.float32)[..., None]}
+  return jax.lax.stop_gradient(ae.encode(video, mel))
+
+
+def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], latents: dict):
+  """Latents -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
+  if ae is None or config.model.encoder == 'patch':
+    return latents['video'], latents['audio'][..., 0]
+  return ae.decode(latents)
+
+
+class DiffusionTask:
+  """Trains `avdiff.models.build_dit` with `avdiff.diffusion.training_loss`.
+
+  For encoder != 'patch' the stage-1 autoencoder is restored from config.model.autoencoder_workdir and its params
+  are the task's `frozen_params` (a jit argument of the train step, not a compile-time constant).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self._ae_graphdef = None
+    self._ae_params = None
+    if config.model.encoder != 'patch':
+      from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
+      if not config.model.autoencoder_workdir:
+        raise config_lib.ConfigError(f'model.encoder={config.model.encoder!r} needs model.autoencoder_workdir '
+                                     '(train one with --task=autoencoder first)')
+      ae = checkpoint.restore_params(config.model.autoencoder_workdir, config, model=self._build_ae(), ema=True)
+      self._ae_graphdef, params = nnx.split(ae, nnx.Param)
+      self._ae_params = nnx.to_pure_dict(params)
+
+  def _build_ae(self):
+    from avdiff import models  # pylint: disable=g-import-not-at-top
+    return models.build_autoencoder(self.config, nnx.Rngs(0))
+
+  def build_model(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
+    from avdiff import models  # pylint: disable=g-import-not-at-top
+    return models.build_dit(config, rngs)
+
+  def frozen_params(self) -> Optional[Any]:
+    return self._ae_params
+
+  def autoencoder(self, frozen) -> Optional[nnx.Module]:
+    if frozen is None:
+      return None
+    return nnx.merge(self._ae_graphdef, nnx.State(frozen))
+
+  def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
+    """batch: video float32 [B, T, H, W, 3] in [-1, 1], audio_mel [B, T_a, n_mels], label int32 [B]."""
+    from avdiff import diffusion  # pylint: disable=g-import-not-at-top
+    x0 = to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
+    pred_fn = lambda x, t, label: model(x, t, label)
+    return diffusion.training_loss(pred_fn, x0, batch['label'], rng, self.config.diffusion,
+                                   self.config.model.num_classes)
+
+  def model_flops_per_clip(self, config: ml_collections.ConfigDict) -> float:
+    from avdiff.train import flops  # pylint: disable=g-import-not-at-top
+    return flops.train_flops_per_clip(config)
+
+  def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
+    return config_lib.layout(config).num_tokens
+
+  def sample_fn(self, model_def, mesh: jax.sharding.Mesh, num: int, mode: str = 'joint'):
+    """jitted (params, frozen, label [num], rng, cond) -> (video float [num, T, H, W, 3], mel [num, T_a, n_mels]),
+    replicated on every process."""
+    from avdiff import diffusion  # pylint: disable=g-import-not-at-top
+    config = self.config
+    lay = config_lib.layout(config)
+    shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
+
+    def run(params, frozen, label, rng, cond, cond_frames):
+      module = model_def.merge(params)
+      pred_fn = lambda x, t, lab: module(x, t, lab)
+      latents = diffusion.sample(pred_fn, shapes, label, rng, config.diffusion, mode=mode, cond=cond,
+                                 cond_frames=cond_frames)
+      return from_latents(config, self.autoencoder(frozen), latents)
+
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(run, out_shardings=(rep, rep), static_argnums=(5,))
+
+  def write_samples(self, model_def, params, step: int, out_dir: str, rng: jax.Array, mesh: jax.sharding.Mesh,
+                    write: bool = True) -> list[str]:
+    """Samples `train.num_samples` joint clips (labels 0, 1, ...) from `params`; writes out_dir/joint_<i>.mp4."""
+    num = int(self.config.train.num_samples)
+    label = jnp.arange(num, dtype=jnp.int32) % self.config.model.num_classes
+    video, mel = self.sample_fn(model_def, mesh, num)(params, self.frozen_params(), label, rng, None, 0)
+    return write_clips(self.config, np.asarray(video), np.asarray(mel), out_dir, 'joint', write)
+
+
+def write_clips(config: ml_collections.ConfigDict, video: np.ndarray, mel: np.ndarray, out_dir: str, prefix: str,
+                write: bool = True, waveforms: Optional[np.ndarray] = None) -> list[str]:
+  """video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels] -> out_dir/<prefix>_<i>.mp4 (h264 + AAC).
+  The waveform is Griffin-Lim from the mel unless `waveforms` [B, S] is given."""
+  from avdiff.data import audio as audio_lib, av_io  # pylint: disable=g-import-not-at-top
+  paths = []
+  frames = np.clip(np.round((video + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  for i in range(frames.shape[0]):
+    path = os.path.join(out_dir, f'{prefix}_{i}.mp4')
+    paths.append(path)
+    if not write:
+      continue
+    wave = waveforms[i] if waveforms is not None else audio_lib.mel_to_waveform(mel[i], config.data)
+    wave = np.clip(np.nan_to_num(np.asarray(wave, np.float32)), -1.0, 1.0)
+    av_io.write_video(path, frames[i], wave, config.data.fps, config.data.sample_rate)
+  return paths

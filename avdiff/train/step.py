@@ -1,0 +1,94 @@
+"""The pure train step: loss + grads (optionally accumulated over micro-batches), clipping and optimizer update
+(in `tx`), EMA, norms, and a non-finite guard; jitted with explicit shardings and the state donated."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from avdiff import parallel
+from avdiff.train import optim, task as task_lib
+from avdiff.train.state import Model, TrainState
+
+
+def _micro_batches(batch: dict, num: int, mesh, data_axes) -> dict:
+  """[B, ...] -> [num, B / num, ...] taking every num-th example, so each micro-batch stays spread over the data
+  axes (a contiguous split would put micro-batch 0 on the first devices only)."""
+  spec = parallel.batch_spec(mesh, data_axes)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, *spec))
+
+  def split(x):
+    x = x.reshape((x.shape[0] // num, num) + x.shape[1:]).swapaxes(0, 1)
+    return jax.lax.with_sharding_constraint(x, sharding)
+
+  return jax.tree.map(split, batch)
+
+
+def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: optax.GradientTransformation,
+                    mesh: jax.sharding.Mesh, shardings: TrainState, frozen_shardings: Any = None) -> Callable:
+  """jitted `train_step(state, batch, frozen) -> (state, metrics)`; `state` is donated.
+
+  batch: dict of global arrays [B, ...] sharded over config.mesh.data_axes. frozen: the task's frozen params (or
+  None). metrics: float32 scalars — the task's (loss, loss_video, ...) plus grad_norm (before clipping),
+  param_norm, update_norm, lr, and finite (1.0, or 0.0 when the loss or gradients were NaN/inf, in which case the
+  returned state equals the input state).
+  """
+  t = config.train
+  accum = int(t.grad_accum_steps)
+  schedule = optim.learning_rate_schedule(t)
+  decay = float(t.ema_decay)
+  data_axes = tuple(config.mesh.data_axes)
+
+  def loss_fn(params, model_state, batch, rng, frozen):
+    module = model.merge(params, model_state)
+    loss, metrics = task_lib.call_loss(task, module, batch, rng, frozen)
+    return loss, metrics
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state: TrainState, batch: dict, frozen):
+    rng = jax.random.fold_in(state.rng, state.step)
+    if accum == 1:
+      (loss, metrics), grads = grad_fn(state.params, state.model_state, batch, rng, frozen)
+    else:
+      micro = _micro_batches(batch, accum, mesh, data_axes)
+
+      def body(carry, xs):
+        i, mb = xs
+        (l, m), g = grad_fn(state.params, state.model_state, mb, jax.random.fold_in(rng, i), frozen)
+        acc_g, acc_l, acc_m = carry
+        return (jax.tree.map(jnp.add, acc_g, g), acc_l + l, jax.tree.map(jnp.add, acc_m, m)), None
+
+      zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+      (_, m0), _ = jax.eval_shape(grad_fn, state.params, state.model_state,
+                                  jax.tree.map(lambda x: x[0], micro), rng, frozen)
+      zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
+      (grads, loss, metrics), _ = jax.lax.scan(body, (zeros_g, jnp.zeros((), jnp.float32), zeros_m),
+                                               (jnp.arange(accum), micro))
+      grads = jax.tree.map(lambda g: g / accum, grads)
+      loss = loss / accum
+      metrics = jax.tree.map(lambda m: m / accum, metrics)
+
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state, rng=state.rng,
+                     model_state=state.model_state)
+    # A non-finite step leaves the state untouched, so the loop can stop with the last good state intact.
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+    out = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    out.update(loss=loss.astype(jnp.float32), grad_norm=grad_norm, param_norm=optax.global_norm(params),
+               update_norm=optax.global_norm(updates), lr=jnp.asarray(schedule(state.step), jnp.float32),
+               finite=finite.astype(jnp.float32))
+    return new, out
+
+  rep = parallel.replicated(mesh)
+  batch_sh = parallel.batch_sharding(mesh, data_axes)
+  return jax.jit(train_step, in_shardings=(shardings, batch_sh, frozen_shardings), out_shardings=(shardings, rep),
+                 donate_argnums=(0,))

@@ -1,0 +1,50 @@
+"""Trains a model with the shared loop; rerunning the same command resumes from the workdir's latest checkpoint.
+
+    python -m experiments.train --config=configs/tiny.py --workdir=runs/tiny [--config.train.steps=20]
+    python -m experiments.train --config=configs/tiny.py --workdir=runs/ae --task=autoencoder \
+        --config.model.encoder=separate_ae
+    # Two processes on one machine (CPU, gloo collectives), same command with --process_id=0 and 1:
+    python -m experiments.train --config=configs/tiny.py --workdir=runs/mp --coordinator_address=localhost:12355 \
+        --num_processes=2 --process_id=0
+    # Cloud TPU pod / SLURM: --num_processes=-1 (everything from the environment).
+
+--task=autoencoder trains the stage-1 autoencoder with config.model.ae.{steps, learning_rate, batch_size} in
+place of the train section's values.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from avdiff import parallel
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Training config file.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics, samples).', required=True)
+_TASK = flags.DEFINE_enum('task', 'diffusion', ['diffusion', 'autoencoder'], 'What to train.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-process runs).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes in the run; -1 = from the cluster '
+                                      'environment (TPU pod, SLURM).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'Index of this process.')
+
+
+def main(argv):
+  del argv
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  from avdiff.train import loop  # pylint: disable=g-import-not-at-top
+  config = _CONFIG.value
+  if _TASK.value == 'autoencoder':
+    from avdiff.train.autoencoder_task import AutoencoderTask  # pylint: disable=g-import-not-at-top
+    with config.unlocked():
+      config.train.steps = config.model.ae.steps
+      config.train.learning_rate = config.model.ae.learning_rate
+      config.train.global_batch_size = config.model.ae.batch_size
+      config.train.sample_every = 0
+    task = AutoencoderTask(config)
+  else:
+    from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
+    task = DiffusionTask(config)
+  result = loop.train(config, _WORKDIR.value, task)
+  logging.info('Finished at step %d (%s).', result['step'], result['stopped'])
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,183 @@
+"""TFDS builders: built-in datasets build, read back, keep their ground truth; folder builder on messy files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from avdiff import config_lib
+from avdiff.data import audio, av_io, builders, synthetic
+from configs import tiny
+from experiments import build_dataset
+
+
+def _config(data_dir, dataset='talking', **data):
+  config = tiny.get_config()
+  config.data.data_dir = str(data_dir)
+  config.data.dataset = dataset
+  config.data.num_train, config.data.num_validation, config.data.num_test = 12, 4, 4
+  for key, value in data.items():
+    config.data[key] = value
+  return config
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp('tfds')
+
+
+@pytest.mark.parametrize('name', synthetic.DATASETS)
+def test_builds_and_reads_back(data_dir, name):
+  config = _config(data_dir, name)
+  d = config.data
+  sizes = {'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}
+  for split, size in sizes.items():
+    source = builders.load_source(config, split)
+    assert len(source) == size
+  example = builders.load_source(config, 'validation')[0]
+  frames = config_lib.num_frames(d)
+  assert example['video'].shape == (frames, d.resolution, d.resolution, 3) and example['video'].dtype == np.uint8
+  assert example['audio'].shape == (config_lib.num_samples(d),) and example['audio'].dtype == np.int16
+  assert example['audio_mel'].shape == (config_lib.num_mel_frames(d), d.n_mels)
+  # The stored example is exactly the generator's clip for its seed.
+  seed = int(example['key'])
+  assert builders.SPLIT_SEED_OFFSET['validation'] <= seed < builders.SPLIT_SEED_OFFSET['test']
+  clip = synthetic.generate(name, seed, d)
+  np.testing.assert_array_equal(example['video'], clip['video'])
+  np.testing.assert_allclose(example['audio'] / 32767.0, clip['audio'], atol=1 / 32767.0)
+  np.testing.assert_allclose(example['audio_mel'], audio.log_mel(clip['audio'], d), atol=0.02)
+  assert int(example['label']) == clip['label']
+  truth = ('mouth_open', 'mouth_box') if name == 'talking' else ('impact',)
+  for key in truth:
+    np.testing.assert_array_equal(example[key], clip[key])
+
+
+def test_splits_are_disjoint(data_dir):
+  config = _config(data_dir, 'talking')
+  keys = {split: {builders.load_source(config, split)[i]['key'] for i in range(len(builders.load_source(config,
+                                                                                                       split)))}
+          for split in builders.SPLITS}
+  assert not keys['train'] & keys['validation'] and not keys['train'] & keys['test']
+  assert not keys['validation'] & keys['test']
+  videos = {split: {builders.load_source(config, split)[i]['video'].tobytes() for i in range(4)}
+            for split in builders.SPLITS}
+  assert not videos['train'] & videos['test']
+
+
+def test_config_change_never_reads_a_stale_dataset(data_dir):
+  base = _config(data_dir, 'talking')
+  names = {builders.config_name(base.data, 'talking')}
+  for field, value in (('n_mels', 16), ('num_train', 8), ('fps', 5), ('mel_db_floor', -60.0), ('num_speakers', 4)):
+    changed = _config(data_dir, 'talking', **{field: value})
+    names.add(builders.config_name(changed.data, 'talking'))
+  assert len(names) == 6
+  # Fields that do not change examples (shuffling, batch sizes) keep the name.
+  other = _config(data_dir, 'talking', shuffle=False, prefetch=7)
+  assert builders.config_name(other.data, 'talking') == builders.config_name(base.data, 'talking')
+  # And a changed config really builds its own data.
+  small = _config(data_dir, 'talking', n_mels=16, num_train=8)
+  assert builders.load_source(small, 'train')[0]['audio_mel'].shape[-1] == 16
+  assert len(builders.load_source(small, 'train')) == 8
+
+
+def _write_media_folder(root):
+  """Good files in messy formats plus every kind of broken one; returns {file: expected skip reason or None}."""
+  rng = np.random.default_rng(0)
+
+  def clip(name, fps, sample_rate, height, width, channels, seconds, codec, audio_seconds=None, frame_times=None):
+    frames = len(frame_times) if frame_times is not None else int(round(seconds * fps))
+    video = rng.integers(0, 255, (frames, height, width, 3), dtype=np.uint8)
+    wave = 0.1 * rng.standard_normal((int((audio_seconds or seconds) * sample_rate), channels)).astype(np.float32)
+    av_io.write_video(str(root / name), video, wave, fps, sample_rate, codec, frame_times=frame_times)
+
+  os.makedirs(root / 'nested', exist_ok=True)
+  clip('stereo48k.mp4', 25, 48000, 72, 128, 2, 4.2, 'aac')  # 2 clips.
+  clip('surround.mkv', 29.97, 48000, 144, 176, 6, 2.5, 'aac')  # 5.1 AAC, NTSC rate: 1 clip.
+  clip('nested/film.mov', 24, 44100, 90, 160, 2, 2.2, 'mp3')  # MP3 at 24 fps, odd-ish size.
+  clip('short_audio.mp4', 25, 48000, 64, 64, 2, 6.0, 'aac', audio_seconds=2.3)  # Streams of different lengths.
+  vfr_times = np.cumsum(np.full(70, 0.04) + 0.02 * (np.arange(70) % 3 == 0))
+  clip('vfr.mkv', 25, 16000, 48, 64, 1, 0, 'pcm', audio_seconds=3.4, frame_times=vfr_times - vfr_times[0])
+  clip('mute_track.mkv', 25, 16000, 32, 32, 1, 3.0, 'pcm', audio_seconds=1e-9)  # An audio stream without samples.
+  clip('web.webm', 30, 48000, 64, 80, 2, 2.1, 'opus')
+  clip('tiny.mp4', 25, 16000, 32, 32, 1, 1.0, 'aac')  # Shorter than one 2 s clip.
+  data = (root / 'stereo48k.mp4').read_bytes()
+  (root / 'truncated.mp4').write_bytes(data[:len(data) // 3])
+  (root / 'notes.mp4').write_text('this is not a video\n')
+  (root / 'empty.mkv').write_bytes(b'')
+  av_io.write_video(str(root / 'silent.mp4'), np.zeros((50, 32, 32, 3), np.uint8), None, 25, 16000)
+  (root / 'readme.txt').write_text('ignored: not a video extension')
+  return {'stereo48k.mp4': None, 'surround.mkv': None, 'nested/film.mov': None, 'short_audio.mp4': None,
+          'vfr.mkv': None, 'web.webm': None, 'tiny.mp4': 'shorter than one clip', 'truncated.mp4': 'corrupt',
+          'notes.mp4': 'corrupt', 'empty.mkv': 'corrupt', 'silent.mp4': 'no audio stream',
+          'mute_track.mkv': 'zero-length audio stream'}
+
+
+def _write_audio_only(path):
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(str(path), 'w') as container:
+    stream = container.add_stream('aac', rate=16000)
+    stream.layout = 'mono'
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 48000), np.float32), format='fltp', layout='mono')
+    frame.sample_rate = 16000
+    for packet in list(stream.encode(frame)) + list(stream.encode()):
+      container.mux(packet)
+
+
+@pytest.fixture(scope='module')
+def folder_dataset(tmp_path_factory):
+  root = tmp_path_factory.mktemp('videos')
+  expected = _write_media_folder(root)
+  _write_audio_only(root / 'podcast.mp4')
+  expected['podcast.mp4'] = 'no video stream'
+  config = _config(tmp_path_factory.mktemp('folder_tfds'), 'my_clips')
+  summary = build_dataset.build(config, 'my_clips', str(root), test_fraction=0.34)
+  return config, expected, summary
+
+
+def test_folder_build_report_counts_every_file(folder_dataset):
+  _, expected, summary = folder_dataset
+  report = summary['report']
+  assert set(report['files']) == set(expected)
+  for name, reason in expected.items():
+    entry = report['files'][name]
+    if reason is None:
+      assert entry['status'] == 'used' and entry['clips'] >= 1, (name, entry)
+    else:
+      assert entry['status'] == 'skipped' and entry['reason'] == reason, (name, entry)
+  counts = {}
+  for reason in expected.values():
+    if reason:
+      counts[reason] = counts.get(reason, 0) + 1
+  assert report['skipped'] == counts
+  assert os.path.exists(report['report_path'])
+  with open(report['report_path']) as f:
+    assert json.load(f)['skipped'] == counts
+  assert report['files']['stereo48k.mp4']['clips'] == 2
+  assert report['files']['surround.mkv']['channels'] == 6
+  assert report['files']['short_audio.mp4']['clips'] == 1  # Cut to the 2.3 s the audio covers.
+
+
+def test_folder_splits_by_file_and_reads_back(folder_dataset):
+  config, expected, summary = folder_dataset
+  d = config.data
+  files = {}
+  for split in ('train', 'test'):
+    source = builders.load_source(config, split)
+    assert len(source) == summary['splits'][split] > 0
+    for i in range(len(source)):
+      example = source[i]
+      assert example['video'].shape == (config_lib.num_frames(d), d.resolution, d.resolution, 3)
+      assert example['audio_mel'].shape == (config_lib.num_mel_frames(d), d.n_mels)
+      assert np.abs(example['audio']).max() > 0  # Noise was written into every good file.
+      files.setdefault(split, set()).add(example['key'].decode().rsplit(':', 1)[0])
+  assert not files['train'] & files['test']
+  assert files['train'] | files['test'] == {k for k, v in expected.items() if v is None}
+  report = summary['report']
+  assert {f for f, e in report['files'].items() if e.get('split') == 'test' and e['status'] == 'used'} == files['test']
+
+
+def test_folder_dataset_missing_says_how_to_build(tmp_path):
+  config = _config(tmp_path, 'never_built')
+  with pytest.raises(FileNotFoundError, match='build_dataset'):
+    builders.load_source(config, 'train')
