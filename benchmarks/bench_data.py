@@ -20,6 +20,8 @@ import time
 import jax
 import numpy as np
 
+from avdiff import config_lib
+from avdiff.data import audio as audio_lib
 from avdiff.data import builders, pipeline, synthetic
 from configs import base, tiny
 
@@ -39,6 +41,7 @@ def generator_rate(config, n: int = 40) -> float:
 
 def build_rate(config) -> float:
   d = config.data
+  audio_lib.log_mel(np.zeros(config_lib.num_samples(d), np.float32), d)  # librosa's one-off start-up.
   total = d.num_train + d.num_validation + d.num_test
   return _rate(lambda: builders.prepare(config), total)
 

@@ -18,7 +18,6 @@ from ml_collections import config_flags
 
 from avdiff.eval import report
 from avdiff.eval import runner
-from avdiff.eval import scoring
 from avdiff.eval import sync_train
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config (folder mode; workdir mode reads '
@@ -41,7 +40,7 @@ def main(argv):
   if _CLIPS.value:
     if not _OUT.value:
       raise app.UsageError('--clips needs --out=FILE.json')
-    expert = scoring.ExpertScorer(sync_train.load(expert_dir), config) if expert_dir else None
+    expert = sync_train.load_scorer(expert_dir, config) if expert_dir else None
     syncnet_model = None
     if _SYNCNET.value:
       from avdiff.eval import syncnet  # pylint: disable=g-import-not-at-top
@@ -52,7 +51,7 @@ def main(argv):
                       **{k: v['mean'] for k, v in result['aggregate'].items()}}, indent=2))
     return
   explicit = any(a.startswith('--config') for a in sys.argv[1:])
-  expert = scoring.ExpertScorer(sync_train.load(expert_dir), config) if expert_dir else None
+  expert = sync_train.load_scorer(expert_dir, config) if expert_dir else None
   result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config if explicit else None,
                                    _NUM_CLIPS.value or None, expert=expert)
   print(report.markdown_table(result))

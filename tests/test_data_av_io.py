@@ -156,3 +156,14 @@ def test_unusable_files_raise_with_reason(tmp_path):
     assert error.value.reason == reason, name
   with pytest.raises(av_io.UnusableClipError):
     av_io.read_video(str(tmp_path / 'missing.mp4'))
+
+
+def test_max_seconds_stops_decoding_early(tmp_path):
+  video = np.stack([np.full((32, 32, 3), 5 * f, np.uint8) for f in range(40)])
+  path = str(tmp_path / 'long.mkv')
+  av_io.write_video(path, video, np.zeros(4 * OUT_SR, np.float32), OUT_FPS, OUT_SR, 'pcm')
+  full, _, _ = av_io.read_video(path)
+  part, audio, info = av_io.read_video(path, max_seconds=1.5)
+  assert len(full) == 40 and len(part) == 15 and audio.shape == (15 * OUT_SR // OUT_FPS,)
+  np.testing.assert_array_equal(part, full[:15])
+  assert info['video_seconds'] < 4.0

@@ -181,3 +181,28 @@ def test_folder_dataset_missing_says_how_to_build(tmp_path):
   config = _config(tmp_path, 'never_built')
   with pytest.raises(FileNotFoundError, match='build_dataset'):
     builders.load_source(config, 'train')
+
+
+def test_build_dataset_command_line(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.build_dataset', '--name=impacts', '--config=configs/tiny.py',
+       f'--config.data.data_dir={tmp_path}', '--config.data.num_train=3', '--config.data.num_validation=2',
+       '--config.data.num_test=2'], cwd=root, capture_output=True, text=True, timeout=120,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'test=2, train=3, validation=2' in result.stdout
+  assert os.path.isdir(tmp_path / 'impacts')
+
+
+def test_folder_dataset_feeds_the_pipeline(folder_dataset):
+  from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
+  config, _, summary = folder_dataset
+  batch = next(pipeline.InputPipeline(config, 'train', batch_size=2, with_waveform=True))
+  assert set(batch) == {'video', 'audio_mel', 'label', 'audio'}
+  assert batch['video'].shape[0] == 2 and batch['label'].tolist() == [0, 0]
+  assert summary['splits']['train'] >= 2
+  with pytest.raises(ValueError, match='no split'):
+    pipeline.InputPipeline(config, 'validation')

@@ -26,7 +26,8 @@ def test_baselines_rank_as_expected_and_bad_clips_are_counted():
   config = _config()
   clips = [toy.talking_like(s) for s in range(8)]
   conds = runner.baseline_conditions(clips, config)
-  conds['broken'] = [dict(clips[0], audio=np.zeros_like(clips[0]['audio'])), dict(clips[1], video=clips[1]['video'][:3]),
+  conds['broken'] = [dict(clips[0], audio=np.zeros_like(clips[0]['audio'])),
+                     dict(clips[1], video=clips[1]['video'][:3]),
                      dict(clips[2], audio=np.zeros(0, np.float32)), clips[3]]
   res = runner.evaluate_conditions(conds, config)
   gt, sh, shuf = res['ground_truth']['metrics'], res['shifted_audio']['metrics'], res['shuffled_audio']['metrics']
@@ -56,7 +57,8 @@ def test_workdir_mode_with_injected_generator(tmp_path, monkeypatch):
   config = _config()
   held_out = [toy.talking_like(s) for s in range(6)]
   train = [toy.talking_like(s) for s in range(100, 106)]
-  monkeypatch.setattr(runner, 'load_split_clips', lambda cfg, split, num: (held_out if split != 'train' else train)[:num])
+  monkeypatch.setattr(runner, 'load_split_clips',
+                      lambda cfg, split, num: (held_out if split != 'train' else train)[:num])
 
   def generate(clips, mode, seed):
     if mode == 'audio_to_video':

@@ -62,3 +62,20 @@ def test_tiny_config_expert_recovers_shifts():
   config = tiny.get_config()
   _check(config, num_train=config.data.num_train, num_held_out=config.data.num_test,
          steps=config.eval.sync_expert.steps)
+
+
+@pytest.mark.slow
+def test_shared_loop_trains_and_scores(tmp_path):
+  config = tiny.get_config()
+  d, se = config.data, config.eval.sync_expert
+  d.data_dir = str(tmp_path / 'tfds')
+  d.num_train, d.num_validation, d.num_test = 64, 8, 8
+  se.width, se.embed_dim, se.batch_size, se.steps = 16, 64, 8, 150
+  config.mesh.shape.data = -1
+  workdir = str(tmp_path / 'sync_expert')
+  sync_train.train_with_shared_loop(config, workdir)
+  scorer = sync_train.load_scorer(workdir, config)
+  assert scorer.fixed_box  # Trained on one fixed mouth region (the loop sends no mouth_box).
+  res = sync_train.shift_recovery(scorer, config, split='validation', num_clips=8, max_shift=5)
+  assert res['exact'] >= 0.9 and res['within_one'] >= 0.98, res
+  assert res['lse_c_true'] > res['lse_c_shuffled'], res

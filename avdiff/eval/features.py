@@ -2,7 +2,8 @@
 
 An extractor maps one clip (video uint8 [T, H, W, 3], audio float [S], box) to a feature vector [D]. The default
 is the sync expert's window embeddings averaged over the clip ([2E]: video half, audio half); without an expert,
-`raw_features` (thumbnails of the mean frame and of the motion, per-frame audio RMS) is a weight-free stand-in. Neither is
+`raw_features` (thumbnails of the mean frame and of the motion, per-frame audio RMS) is a weight-free stand-in.
+Neither is
 comparable to published FVD / FAD, which use I3D / VGGish features.
 """
 

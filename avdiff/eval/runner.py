@@ -11,6 +11,7 @@ Every result file carries the protocol (clips, split, fps, resolution, sample ra
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import os
 from typing import Callable, Iterable, Optional
@@ -210,9 +211,9 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   model cannot be restored or sampled, its conditions are recorded as unavailable with the reason.
   """
   if config is None:
-    with open(os.path.join(workdir, 'config.json')) as f:
-      config = ml_collections.ConfigDict(json.load(f))
-  config = ml_collections.ConfigDict(config.to_dict())
+    from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
+    config = checkpoint.load_config(workdir)
+  config = copy.deepcopy(config)
   split = split or config.eval.split
   config.eval.split = split
   num = num_clips or config.eval.num_clips
@@ -256,8 +257,8 @@ def load_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optiona
   """The sync expert of config.eval.sync_expert_workdir, else W/sync_expert if present, else None."""
   from avdiff.eval import sync_train  # pylint: disable=g-import-not-at-top
   for cand in (config.eval.sync_expert_workdir, os.path.join(workdir, 'sync_expert') if workdir else ''):
-    if cand and os.path.isdir(os.path.join(cand, sync_train.CHECKPOINT_DIR)):
-      return scoring.ExpertScorer(sync_train.load(cand), config)
+    if cand and os.path.exists(os.path.join(cand, 'config.json')):
+      return sync_train.load_scorer(cand, config)
   return None
 
 
@@ -289,7 +290,7 @@ class InLoopEvaluator:
 
   def __init__(self, config: ml_collections.ConfigDict, clips: Optional[list[Clip]] = None,
                modes: tuple[str, ...] = ('joint',), expert: Optional[scoring.ExpertScorer] = None):
-    self.config = ml_collections.ConfigDict(config.to_dict())
+    self.config = copy.deepcopy(config)
     self.config.eval.bootstrap_samples = min(self.config.eval.bootstrap_samples, 100)
     self.clips = clips if clips is not None else load_split_clips(config, config.eval.split, config.train.eval_clips)
     self.modes, self.expert = modes, expert

@@ -21,69 +21,60 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
 
 
 def restore_models(workdir: str, config: ml_collections.ConfigDict):
-  """(dit with EMA params, autoencoder or None) of the run in workdir."""
+  """(DiT with the EMA params of the run in workdir, stage-1 autoencoder or None for the patch encoder)."""
   from avdiff import models  # pylint: disable=g-import-not-at-top
   from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
   dit = checkpoint.restore_params(workdir, config, ema=True)
   ae = None
-  if config.model.encoder != 'patch':
-    ae = models.build_autoencoder(config, nnx.Rngs(0))
-    ae = checkpoint.restore_params(config.model.autoencoder_workdir, config, model=ae, ema=False)
+  if config.model.encoder != 'patch':  # As DiffusionTask: the AE's EMA params from its own workdir.
+    ae = checkpoint.restore_params(config.model.autoencoder_workdir, config,
+                                   model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
   return dit, ae
-
-
-def encode(ae, video_u8: np.ndarray, mel: np.ndarray) -> dict:
-  """Clips -> latents dict: identity for the patch encoder (video in [-1, 1], mel[..., None])."""
-  video = jnp.asarray(video_u8, jnp.float32) / 127.5 - 1.0
-  if ae is None:
-    return {'video': video, 'audio': jnp.asarray(mel)[..., None]}
-  return ae.encode(video, jnp.asarray(mel))
-
-
-def decode(ae, latents: dict) -> tuple[np.ndarray, np.ndarray]:
-  """Latents -> (video uint8 [B, T, H, W, 3], normalized mel [B, T_a, n_mels])."""
-  if ae is None:
-    return to_uint8(latents['video']), np.asarray(latents['audio'])[..., 0]
-  video, mel = ae.decode(latents)
-  return to_uint8(video), np.asarray(mel)
 
 
 def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict], mode: str, seed: int,
              batch_size: int = 8, dit=None, ae=None) -> list[dict]:
-  """Samples one clip per held-out clip (labels / audio taken from it), decoded to video uint8 + waveform."""
+  """One sample per held-out clip (its label; for audio_to_video its audio), as video uint8 + waveform clips.
+
+  dit / ae: already restored models (e.g. the training loop's current EMA model); default: restored from workdir.
+  """
   from avdiff import diffusion  # pylint: disable=g-import-not-at-top
   from avdiff.data import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from avdiff.train import diffusion_task  # pylint: disable=g-import-not-at-top
+  if mode not in ('joint', 'audio_to_video'):
+    raise ValueError(f'evaluation sampling mode {mode!r} is not joint or audio_to_video')
   if dit is None:
     dit, ae = restore_models(workdir, config)
   lay = config_lib.layout(config)
   graphdef, state = nnx.split(dit)
-
-  def pred_fn_for(st):
-    model = nnx.merge(graphdef, st)
-    return lambda x, t, label: model(x, t, label)
+  ae_def, ae_state = nnx.split(ae) if ae is not None else (None, None)
 
   @jax.jit
-  def sample(st, label, rng, cond):
+  def run(st, ae_st, label, rng, cond_video, cond_mel):
+    model = nnx.merge(graphdef, st)
+    auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
     shapes = {'video': (label.shape[0], *lay.video_latent), 'audio': (label.shape[0], *lay.audio_latent)}
-    return diffusion.sample(pred_fn_for(st), shapes, label, rng, config.diffusion, mode=mode, cond=cond)
+    cond = None
+    if mode == 'audio_to_video':
+      cond = {'audio': diffusion_task.to_latents(config, auto, cond_video, cond_mel)['audio']}
+    latents = diffusion.sample(lambda x, t, lab: model(x, t, lab), shapes, label, rng, config.diffusion, mode=mode,
+                               cond=cond)
+    return diffusion_task.from_latents(config, auto, latents)
 
   out = []
   rng = jax.random.key(seed)
   for s in range(0, len(clips), batch_size):
     chunk = clips[s:s + batch_size]
     label = jnp.asarray([c['label'] for c in chunk], jnp.int32)
-    cond = None
-    if mode == 'audio_to_video':
-      mel = np.stack([c['audio_mel'] if 'audio_mel' in c else audio_lib.log_mel(c['audio'], config.data)
-                      for c in chunk])
-      video = np.stack([c['video'] for c in chunk])
-      cond = {'audio': encode(ae, video, mel)['audio']}
-    latents = sample(state, label, jax.random.fold_in(rng, s), cond)
-    video, mel = decode(ae, jax.device_get(latents))
+    mel = np.stack([c['audio_mel'] if 'audio_mel' in c else audio_lib.log_mel(c['audio'], config.data)
+                    for c in chunk]).astype(np.float32)
+    real_video = np.stack([c['video'] for c in chunk]).astype(np.float32) / 127.5 - 1.0
+    video, gen_mel = run(state, ae_state, label, jax.random.fold_in(rng, s), real_video, mel)
+    video, gen_mel = to_uint8(jax.device_get(video)), np.asarray(jax.device_get(gen_mel))
     for i, c in enumerate(chunk):
-      audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(mel[i], config.data)
+      audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(gen_mel[i], config.data)
       gen = {'video': video[i], 'audio': np.asarray(audio, np.float32), 'label': c['label']}
       if 'mouth_box' in c:
-        gen['mouth_box'] = c['mouth_box']  # The generator is trained to draw the speaker's face in place.
+        gen['mouth_box'] = c['mouth_box']  # The model draws each speaker's face where the data does.
       out.append(gen)
   return out

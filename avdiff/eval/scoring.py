@@ -37,8 +37,11 @@ def default_mel_fn(data_cfg: ml_collections.ConfigDict) -> MelFn:
 class ExpertScorer:
   """Scores clips with a trained sync expert under the SyncNet protocol (jit-compiled embedding, functional form)."""
 
-  def __init__(self, model: se_lib.SyncExpert, config: ml_collections.ConfigDict, mel_fn: Optional[MelFn] = None):
+  def __init__(self, model: se_lib.SyncExpert, config: ml_collections.ConfigDict, mel_fn: Optional[MelFn] = None,
+               fixed_box=()):
+    """fixed_box: (y0, x0, y1, x1) used instead of each clip's box (an expert trained on one fixed crop)."""
     self.config = config
+    self.fixed_box = tuple(fixed_box)
     self.mel_fn = mel_fn or default_mel_fn(config.data)
     graphdef, state = nnx.split(model)
     self._state = state
@@ -51,6 +54,7 @@ class ExpertScorer:
     mel = self.mel_fn(audio)
     need = len(video) * d.mel_frames_per_video_frame
     mel = mel[:need] if len(mel) >= need else np.pad(mel, ((0, need - len(mel)), (0, 0)), constant_values=-1.0)
+    box = self.fixed_box or box
     v, a = self._embed(self._state, jnp.asarray(video), jnp.asarray(mel), jnp.asarray(box, jnp.int32))
     return np.asarray(v), np.asarray(a)
 

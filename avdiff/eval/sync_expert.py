@@ -42,6 +42,10 @@ class SyncExpert(nnx.Module):
     self.window, self.mel_per_frame, self.n_mels, self.crop = window, mel_per_frame, n_mels, crop
     self.video = _ConvStack(3 * window, (crop, crop), width, embed_dim, rngs)
     self.audio = _ConvStack(1, (window * mel_per_frame, n_mels), width, embed_dim, rngs)
+    # Logical axis names for the shared trainer's sharding rules: all unnamed, i.e. replicated (a small model).
+    for _, var in nnx.iter_graph(self):
+      if isinstance(var, nnx.Param):
+        var.set_metadata(out_sharding=(None,) * var.ndim, eager_sharding=False)
 
   def embed_video(self, v: jax.Array) -> jax.Array:
     n, w, h, ww, c = v.shape

@@ -7,6 +7,7 @@ windows are the negatives. logits = -||v - a||^2 / temperature, cross-entropy in
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Iterable, Iterator
@@ -24,19 +25,21 @@ from avdiff.eval import sync_expert as se_lib
 CHECKPOINT_DIR = 'sync_expert_checkpoints'
 
 
-def batch_boxes(batch: dict) -> jax.Array:
-  """Mouth boxes int32 [B, 4] of a batch; the whole frame when the batch has no `mouth_box`."""
+def batch_boxes(batch: dict, default_box=()) -> jax.Array:
+  """Mouth boxes int32 [B, 4] of a batch: its `mouth_box`, else `default_box` (y0, x0, y1, x1), else whole frames."""
   if 'mouth_box' in batch:
     return jnp.asarray(batch['mouth_box'])
   b, _, h, w, _ = batch['video'].shape
-  return jnp.tile(jnp.asarray([[0, 0, h, w]], jnp.int32), (b, 1))
+  box = tuple(default_box) if default_box else (0, 0, h, w)
+  return jnp.tile(jnp.asarray([box], jnp.int32), (b, 1))
 
 
-def contrastive_loss(model: se_lib.SyncExpert, batch: dict, temperature: float) -> tuple[jax.Array, dict]:
+def contrastive_loss(model: se_lib.SyncExpert, batch: dict, temperature: float,
+                     default_box=()) -> tuple[jax.Array, dict]:
   """batch: video [B, T, H, W, 3] (uint8 or [-1, 1]), audio_mel [B, T_a, F], optional mouth_box [B, 4]."""
   windows = jax.vmap(se_lib.clip_windows, in_axes=(0, 0, 0, None, None, None))
-  vw, aw = windows(jnp.asarray(batch['video']), jnp.asarray(batch['audio_mel']), batch_boxes(batch), model.window,
-                   model.mel_per_frame, model.crop)
+  vw, aw = windows(jnp.asarray(batch['video']), jnp.asarray(batch['audio_mel']), batch_boxes(batch, default_box),
+                   model.window, model.mel_per_frame, model.crop)
   b, n = vw.shape[:2]
   v = model.embed_video(vw.reshape(b * n, *vw.shape[2:]))
   a = model.embed_audio(aw.reshape(b * n, *aw.shape[2:]))
@@ -52,7 +55,11 @@ def contrastive_loss(model: se_lib.SyncExpert, batch: dict, temperature: float) 
 
 
 class SyncExpertTask:
-  """Task for the shared training loop: build the sync expert, and its contrastive loss on a batch."""
+  """Task for the shared training loop (avdiff.train.loop.train): the sync expert and its contrastive loss.
+
+  Batches without `mouth_box` (the shared loop sends only video / audio_mel / label / audio to the device) are
+  cropped to config.eval.crop_box, or not at all when that is empty.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -62,7 +69,7 @@ class SyncExpertTask:
 
   def loss(self, model: se_lib.SyncExpert, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
     del rng  # Deterministic given the batch.
-    return contrastive_loss(model, batch, self.config.eval.sync_expert.temperature)
+    return contrastive_loss(model, batch, self.config.eval.sync_expert.temperature, self.config.eval.crop_box)
 
 
 def _optimizer(se: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
@@ -118,19 +125,68 @@ def save(model: se_lib.SyncExpert, config: ml_collections.ConfigDict, workdir: s
 
 
 def load(workdir: str, config: ml_collections.ConfigDict | None = None) -> se_lib.SyncExpert:
-  """Restores a sync expert saved by `save` (latest step). Sizes come from `config` or W/config.json."""
-  if config is None:
-    with open(os.path.join(workdir, 'config.json')) as f:
-      config = ml_collections.ConfigDict(json.load(f))
+  """Restores a sync expert: saved by `save` (standalone loop) or by the shared loop (its EMA params).
+
+  Sizes come from `config` or W/config.json.
+  """
+  from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
+  config = config or checkpoint.load_config(workdir)
   model = se_lib.build_sync_expert(config, nnx.Rngs(0))
-  abstract = nnx.state(model, nnx.Param)
-  with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))) as mgr:
+  own = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  if not os.path.isdir(own):
+    return checkpoint.restore_params(workdir, config, model=model, ema=True)
+  with ocp.CheckpointManager(own) as mgr:
     step = mgr.latest_step()
     if step is None:
-      raise FileNotFoundError(f'no sync expert checkpoint in {workdir}/{CHECKPOINT_DIR}')
-    restored = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+      raise FileNotFoundError(f'no sync expert checkpoint in {own}')
+    restored = mgr.restore(step, args=ocp.args.StandardRestore(nnx.state(model, nnx.Param)))
   nnx.update(model, restored)
   return model
+
+
+def load_scorer(workdir: str, config: ml_collections.ConfigDict | None = None):
+  """ExpertScorer of the expert in workdir, scoring clips with the data clock of `config` (default: its own).
+
+  An expert trained by the shared loop saw fixed crops (its config's eval.crop_box): it scores with that box too.
+  """
+  from avdiff.eval import scoring  # pylint: disable=g-import-not-at-top
+  from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
+  own_cfg = checkpoint.load_config(workdir)
+  model = load(workdir, own_cfg)
+  shared = not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR))
+  return scoring.ExpertScorer(model, config or own_cfg, fixed_box=tuple(own_cfg.eval.crop_box) if shared else ())
+
+
+def union_mouth_box(config: ml_collections.ConfigDict, num: int = 256) -> tuple[int, int, int, int]:
+  """Smallest box (y0, x0, y1, x1) holding the mouth box of the first `num` training clips."""
+  from avdiff.data import builders  # pylint: disable=g-import-not-at-top
+  source = builders.load_source(config, 'train')
+  boxes = np.stack([np.asarray(source[i]['mouth_box']) for i in range(min(num, len(source)))])
+  return (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
+
+
+def shared_loop_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The run config for training the expert with avdiff.train.loop.train (train.* from eval.sync_expert)."""
+  cfg = copy.deepcopy(config)
+  se, t = cfg.eval.sync_expert, cfg.train
+  t.steps, t.global_batch_size, t.learning_rate = se.steps, se.batch_size, se.learning_rate
+  t.warmup_steps = max(1, min(100, se.steps // 10))
+  t.sample_every, t.eval_every, t.grad_accum_steps = 0, 0, 1
+  t.checkpoint_every = se.steps
+  t.ema_decay = min(0.99, max(0.0, 1.0 - 10.0 / se.steps))  # Short runs: EMA must not stay near the init.
+  t.log_every = max(1, se.steps // 30)
+  if not cfg.eval.crop_box and cfg.data.dataset == 'talking':
+    # The shared loop does not send mouth_box to the device: train (and later score) on one fixed mouth region.
+    cfg.eval.crop_box = union_mouth_box(cfg)
+  return cfg
+
+
+def train_with_shared_loop(config: ml_collections.ConfigDict, workdir: str) -> se_lib.SyncExpert:
+  """Trains with the shared loop (resumable, sharded, logged like every other run) and returns the EMA expert."""
+  from avdiff.train import loop  # pylint: disable=g-import-not-at-top
+  cfg = shared_loop_config(config)
+  loop.train(cfg, workdir, SyncExpertTask(cfg))
+  return load(workdir, cfg)
 
 
 def repeat(batches_fn) -> Iterator[dict]:
@@ -162,16 +218,16 @@ def train_from_pipeline(config: ml_collections.ConfigDict, workdir: str) -> tupl
   return model, history
 
 
-def shift_recovery(model: se_lib.SyncExpert, config: ml_collections.ConfigDict, split: str = 'validation',
-                   num_clips: int = 32, clips: list[dict] | None = None, max_shift: int = 5) -> dict:
+def shift_recovery(expert, config: ml_collections.ConfigDict, split: str = 'validation', num_clips: int = 32,
+                   clips: list[dict] | None = None, max_shift: int = 5) -> dict:
   """Shifts held-out audio by k in -max_shift..max_shift frames: rate of exact / within-one-frame recovery of k,
-  and LSE-C / LSE-D of true vs shuffled (other clip's) audio."""
+  and LSE-C / LSE-D of true vs shuffled (other clip's) audio. expert: a SyncExpert or a scoring.ExpertScorer."""
   from avdiff.eval import scoring, shift  # pylint: disable=g-import-not-at-top
   d = config.data
   if clips is None:
     from avdiff.eval import runner  # pylint: disable=g-import-not-at-top
     clips = runner.load_split_clips(config, split, num_clips)
-  scorer = scoring.ExpertScorer(model, config)
+  scorer = expert if isinstance(expert, scoring.ExpertScorer) else scoring.ExpertScorer(expert, config)
   exact = near = total = 0
   for c in clips:
     for k in range(-max_shift, max_shift + 1):
@@ -182,6 +238,7 @@ def shift_recovery(model: se_lib.SyncExpert, config: ml_collections.ConfigDict, 
   perm = shift.derangement(len(clips), np.random.default_rng(config.eval.seed))
   true = [scorer(c['video'], c['audio'], c['mouth_box']) for c in clips]
   shuf = [scorer(c['video'], clips[j]['audio'], c['mouth_box']) for c, j in zip(clips, perm)]
+  mean = lambda results, key: float(np.mean([getattr(r, key) for r in results]))
   return {'exact': exact / total, 'within_one': near / total, 'num_clips': len(clips),
-          'lse_c_true': float(np.mean([r.lse_c for r in true])), 'lse_c_shuffled': float(np.mean([r.lse_c for r in shuf])),
-          'lse_d_true': float(np.mean([r.lse_d for r in true])), 'lse_d_shuffled': float(np.mean([r.lse_d for r in shuf]))}
+          'lse_c_true': mean(true, 'lse_c'), 'lse_c_shuffled': mean(shuf, 'lse_c'),
+          'lse_d_true': mean(true, 'lse_d'), 'lse_d_shuffled': mean(shuf, 'lse_d')}

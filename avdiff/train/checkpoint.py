@@ -75,7 +75,9 @@ def make_manager(workdir: str, train_cfg: Optional[ml_collections.ConfigDict] = 
       metric = train_cfg.keep_best_by
       kwargs.update(best_fn=lambda m: float(m[metric]), best_mode='min', keep_checkpoints_without_metrics=True)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                               item_names=('state', 'data', 'config'),
+                               item_handlers={'state': ocp.StandardCheckpointHandler(),
+                                              'data': ocp.JsonCheckpointHandler(),
+                                              'config': ocp.JsonCheckpointHandler()},
                                options=ocp.CheckpointManagerOptions(**kwargs))
 
 
@@ -183,7 +185,7 @@ def restore_params(workdir: str, config: Optional[ml_collections.ConfigDict] = N
                                                            jax.local_devices()[0])),
                         nnx.to_pure_dict(params))
   directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-  manager = ocp.CheckpointManager(directory, item_names=('state',),
+  manager = ocp.CheckpointManager(directory, item_handlers={'state': ocp.PyTreeCheckpointHandler()},
                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
   step = manager.latest_step() if step is None else step
   if step is None:

@@ -113,7 +113,7 @@ def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
 def evaluate(config, eval_fn, state, frozen, mesh) -> dict:
   """Mean loss and metrics over config.train.eval_clips validation clips (fixed noise: comparable across steps)."""
   from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
-  dp = config_lib.data_parallel_size(config, jax.device_count())
+  dp = config_lib.data_parallel_size(config, mesh.size)
   batch_size = max(dp, (min(config.train.eval_clips, config.train.global_batch_size) // dp) * dp)
   batch_size = max(batch_size, jax.process_count())
   source = pipeline.InputPipeline(config, 'validation', shuffle=False, num_epochs=1, batch_size=batch_size)
@@ -140,7 +140,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
   """
   from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
   t = config.train
-  config_lib.validate(config, jax.device_count(), jax.process_count())
+  config_lib.validate(config, mesh.size if mesh is not None else jax.device_count(), jax.process_count())
   if task is None:
     from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
     task = DiffusionTask(config)

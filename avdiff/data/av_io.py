@@ -1,0 +1,245 @@
+"""Video files with an audio track, via PyAV: write [T, H, W, 3] frames + waveform, read back on one clock.
+
+`write_video` picks the container from the file extension (mp4 / mkv / mov / webm) and encodes h264 (vp9 in webm)
+plus the requested audio codec. `read_video` decodes both streams, places every decoded frame and audio sample
+at its presentation time (stream start times, edit lists and encoder priming are honoured because ffmpeg exposes
+them as timestamps), and returns video resampled to a constant frame rate and audio resampled / downmixed to mono,
+both starting at the first video frame and covering the same duration.
+"""
+
+from __future__ import annotations
+
+import fractions
+import math
+import os
+from typing import Optional
+
+import av
+import cv2
+import numpy as np
+
+_AUDIO_CODECS = {'pcm': 'pcm_s16le', 'aac': 'aac', 'mp3': 'libmp3lame', 'opus': 'libopus', 'flac': 'flac'}
+_VIDEO_CODECS = {'.mp4': 'libx264', '.mkv': 'libx264', '.mov': 'libx264', '.webm': 'libvpx-vp9'}
+_CHANNEL_LAYOUTS = {1: 'mono', 2: 'stereo', 6: '5.1'}
+
+
+class UnusableClipError(Exception):
+  """A media file cannot give a clip; `reason` is a short, countable cause (e.g. 'no audio stream')."""
+
+  def __init__(self, reason: str, detail: str = ''):
+    super().__init__(f'{reason}: {detail}' if detail else reason)
+    self.reason = reason
+    self.detail = detail
+
+
+def _rate(value: float) -> fractions.Fraction:
+  """29.97 -> 30000/1001, 25.0 -> 25."""
+  return fractions.Fraction(value).limit_denominator(1001)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_video(path: str, video: np.ndarray, audio: Optional[np.ndarray], fps: float, sample_rate: int,
+                audio_codec: str = 'aac', *, video_codec: Optional[str] = None, crf: int = 18,
+                frame_times: Optional[np.ndarray] = None, audio_start: float = 0.0) -> None:
+  """Writes a video file with an optional audio track.
+
+  Args:
+    path: output file; the container follows the extension (.mp4, .mkv, .mov, .webm).
+    video: uint8 [T, H, W, 3] RGB frames (H and W even for h264's 4:2:0).
+    audio: float32 [S] mono or [S, C] waveform in [-1, 1] at `sample_rate`, or None for no audio stream.
+    fps: frame rate, Hz (29.97 is stored as 30000/1001).
+    sample_rate: audio sample rate, Hz.
+    audio_codec: 'aac' (mp4's usual), 'pcm' (16-bit, mkv / mov), 'mp3', 'opus' (webm), 'flac' or an ffmpeg name.
+    video_codec: ffmpeg encoder; default h264 (libx264), vp9 for webm.
+    crf: x264 constant rate factor (quality; lower is better).
+    frame_times: optional float [T] presentation times in seconds (variable frame rate); default f / fps.
+    audio_start: presentation time of the first audio sample, seconds (streams that start apart).
+  """
+  video = np.asarray(video)
+  if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+    raise ValueError(f'video must be uint8 [T, H, W, 3], got {video.dtype} {video.shape}')
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in _VIDEO_CODECS:
+    raise ValueError(f'Unsupported container {ext!r}; use one of {sorted(_VIDEO_CODECS)}')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  rate = _rate(fps)
+  with av.open(path, mode='w') as container:
+    vstream = container.add_stream(video_codec or _VIDEO_CODECS[ext], rate=rate)
+    vstream.width, vstream.height = video.shape[2], video.shape[1]
+    vstream.pix_fmt = 'yuv420p'
+    if vstream.codec_context.name == 'libx264':
+      vstream.options = {'crf': str(crf), 'preset': 'veryfast'}
+    if frame_times is not None:  # Millisecond clock so irregular times can be represented.
+      vstream.codec_context.time_base = fractions.Fraction(1, 1000)
+    astream = None
+    if audio is not None:
+      audio = np.asarray(audio, np.float32)
+      if audio.ndim == 1:
+        audio = audio[:, None]
+      codec = _AUDIO_CODECS.get(audio_codec, audio_codec)
+      astream = container.add_stream(codec, rate=int(sample_rate))
+      astream.layout = _CHANNEL_LAYOUTS.get(audio.shape[1], f'{audio.shape[1]}c')
+    for f, frame in enumerate(video):
+      out = av.VideoFrame.from_ndarray(frame, format='rgb24')
+      if frame_times is not None:
+        out.pts = int(round(float(frame_times[f]) * 1000))
+        out.time_base = fractions.Fraction(1, 1000)
+      for packet in vstream.encode(out):
+        container.mux(packet)
+    for packet in vstream.encode():
+      container.mux(packet)
+    if astream is not None:
+      _encode_audio(container, astream, audio, int(sample_rate), int(round(audio_start * sample_rate)))
+
+
+def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, first_pts: int) -> None:
+  """Encodes float [S, C] audio from sample `first_pts` on, converting to the encoder's sample format."""
+  fmt = stream.codec_context.format.name if stream.codec_context.format else 'fltp'
+  resampler = av.AudioResampler(format=fmt, layout=stream.layout.name, rate=sample_rate)
+  chunk = stream.codec_context.frame_size or 1024
+  for start in range(0, audio.shape[0], chunk):
+    block = np.ascontiguousarray(audio[start:start + chunk].T)  # [C, n] planar float.
+    frame = av.AudioFrame.from_ndarray(block, format='fltp', layout=stream.layout.name)
+    frame.sample_rate = sample_rate
+    frame.pts = first_pts + start
+    frame.time_base = fractions.Fraction(1, sample_rate)
+    for resampled in resampler.resample(frame):
+      for packet in stream.encode(resampled):
+        container.mux(packet)
+  for resampled in resampler.resample(None):
+    for packet in stream.encode(resampled):
+      container.mux(packet)
+  for packet in stream.encode():
+    container.mux(packet)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _resize_crop(frame: av.VideoFrame, size: Optional[int]) -> np.ndarray:
+  """RGB uint8 [h, w, 3]; with `size`, the centred square crop (in source pixels) resized to size x size."""
+  image = frame.to_ndarray(format='rgb24')
+  if size is None:
+    return image
+  height, width = image.shape[:2]
+  side = min(height, width)
+  y0, x0 = (height - side) // 2, (width - side) // 2
+  square = image[y0:y0 + side, x0:x0 + side]
+  if side == size:
+    return np.ascontiguousarray(square)
+  return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def _decode(container, vstream, astream, size: Optional[int], sample_rate: int, max_seconds: Optional[float]):
+  """Demuxes both streams in one pass (stopping once both are `max_seconds` past the first video frame).
+
+  Returns:
+    frames (list of uint8 [h, w, 3]) sorted by time, their presentation times float [N] (s), mono float32 [S]
+    audio at `sample_rate`, and the presentation time (s) of its first sample.
+  """
+  resampler = av.AudioResampler(format='flt', layout='mono', rate=sample_rate)
+  images, times, chunks, audio_start = [], [], [], None
+  latest = {'video': -math.inf, 'audio': -math.inf}
+  for packet in container.demux(vstream, astream):
+    for frame in packet.decode():
+      if frame.pts is None:
+        continue
+      time = float(frame.pts * frame.time_base)
+      latest[packet.stream.type] = max(latest[packet.stream.type], time)
+      if packet.stream.type == 'video':
+        images.append(_resize_crop(frame, size))
+        times.append(time)
+      else:
+        if audio_start is None:
+          audio_start = time
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+    if max_seconds is not None and times and min(latest.values()) > min(times) + max_seconds + 0.5:
+      break
+  if audio_start is not None:
+    chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+  order = np.argsort(times, kind='stable')  # Decoders emit in presentation order; be safe anyway.
+  wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+  return [images[i] for i in order], np.asarray(times, np.float64)[order], wave, (audio_start or 0.0)
+
+
+def _nominal_fps(stream, times: np.ndarray) -> float:
+  if stream.average_rate:
+    return float(stream.average_rate)
+  if len(times) > 1:
+    return float(1.0 / np.median(np.diff(times)))
+  return 25.0
+
+
+def read_video(path: str, fps: Optional[float] = None, sample_rate: Optional[int] = None,
+               size: Optional[int] = None, max_seconds: Optional[float] = None) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Decodes a video file with audio onto one clock.
+
+  Output frame k shows the source frame on screen at time t0 + k / fps (t0: first video frame), so variable
+  frame rates and frame-rate changes are resampled by sample-and-hold. Audio sample j is the source audio at
+  t0 + j / sample_rate: the audio stream's own start time (including an encoder's priming delay, which the
+  container's edit list moves before zero) is honoured, a later audio start is padded with silence.
+
+  Args:
+    path: media file.
+    fps: output frame rate (Hz); None keeps the stream's average rate.
+    sample_rate: output sample rate (Hz); None keeps the stream's rate.
+    size: output frames are size x size pixels (short side scaled to `size`, centre crop); None keeps the size.
+    max_seconds: decode only about this much from the start (long files); None decodes everything.
+  Returns:
+    video uint8 [T, H, W, 3], audio float32 [S] mono with S = round(T * sample_rate / fps) (both cut to the
+    duration both streams cover), and an info dict: source fps / size / sample_rate / channels / codecs,
+    video_start / audio_start (s), video_seconds / audio_seconds (source stream durations), duration (s),
+    fps and sample_rate of the output.
+  Raises:
+    UnusableClipError: unreadable or corrupt file, no video stream, no audio stream, or a zero-length stream.
+  """
+  try:
+    container = av.open(path)
+  except av.error.FFmpegError as e:
+    raise UnusableClipError('corrupt', str(e)) from e
+  with container:
+    if not container.streams.video:
+      raise UnusableClipError('no video stream')
+    if not container.streams.audio:
+      raise UnusableClipError('no audio stream')
+    vstream, astream = container.streams.video[0], container.streams.audio[0]
+    vstream.thread_type = 'AUTO'
+    info = {'source_fps': float(vstream.average_rate or 0.0), 'source_width': vstream.codec_context.width,
+            'source_height': vstream.codec_context.height, 'source_sample_rate': astream.codec_context.sample_rate,
+            'channels': astream.codec_context.channels, 'video_codec': vstream.codec_context.name,
+            'audio_codec': astream.codec_context.name}
+    out_rate = int(sample_rate or astream.codec_context.sample_rate)
+    try:
+      images, times, wave, audio_start = _decode(container, vstream, astream, size, out_rate, max_seconds)
+    except (av.error.FFmpegError, ValueError) as e:
+      raise UnusableClipError('corrupt', f'decode failed: {e}') from e
+  if not images:
+    raise UnusableClipError('zero-length video stream')
+  if wave.size == 0:
+    raise UnusableClipError('zero-length audio stream')
+
+  out_fps = float(fps or _nominal_fps(vstream, times))
+  t0 = float(times[0])
+  # The last frame stays on screen for one typical frame interval.
+  last = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / _nominal_fps(vstream, times)
+  video_seconds = float(times[-1] - t0 + last)
+  audio_seconds = wave.size / out_rate
+  # Audio that starts after t0 is preceded by silence; audio before t0 is dropped.
+  offset = int(round((audio_start - t0) * out_rate))
+  wave = np.concatenate([np.zeros(offset, np.float32), wave]) if offset > 0 else wave[-offset:]
+  duration = min(video_seconds, wave.size / out_rate, max_seconds or math.inf)
+  num_frames = int(math.floor(duration * out_fps + 1e-6))
+  if num_frames <= 0:
+    raise UnusableClipError('zero-length overlap', f'video {video_seconds:.3f} s, audio {audio_seconds:.3f} s')
+  targets = t0 + np.arange(num_frames) / out_fps
+  index = np.clip(np.searchsorted(times, targets + 1e-4, side='right') - 1, 0, len(images) - 1)
+  video = np.stack([images[i] for i in index])
+  num_samples = int(round(num_frames * out_rate / out_fps))
+  wave = wave[:num_samples]
+  if wave.size < num_samples:  # Rounding at the very end only.
+    wave = np.pad(wave, (0, num_samples - wave.size))
+  info.update(video_start=t0, audio_start=audio_start, video_seconds=video_seconds, audio_seconds=audio_seconds,
+              duration=num_frames / out_fps, fps=out_fps, sample_rate=out_rate)
+  return video, wave.astype(np.float32), info

@@ -1,0 +1,386 @@
+"""TFDS builders (array_record) for the built-in `talking` / `impacts` data and folders of real videos.
+
+Every field of `config.data` that changes the stored examples (sizes, clock, mel settings, clip counts, class
+counts) is hashed into the BuilderConfig name, so a changed config never reads a stale dataset:
+
+    <data_dir>/talking/32px_10fps_2s_<hash>/1.0.0/...
+    <data_dir>/av_folder/<name>_32px_10fps_2s_<hash>/1.0.0/...
+
+Built-in splits come from disjoint seed ranges (train: 0.., validation: 1e6.., test: 2e6..). A folder dataset is
+split by file (never clips of one file on both sides) and its build writes `build_report.json` (every file, its
+split, clips, or the reason it was skipped) next to the dataset.
+
+Stored features (one clip): `video` uint8 [T, H, W, 3]; `audio` int16 [S] (PCM; the pipeline returns float32);
+`audio_mel` float32 [T_a, n_mels] (normalized log-mel, `audio.log_mel`); `label` int32; `key` text (seed or
+file:clip); ground truth `mouth_open` float32 [T], `mouth_box` int32 [4] (talking), `impact` float32 [T]
+(impacts); `start_seconds` float32 (folder: clip start within its file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from typing import Any, Optional
+
+import av
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from avdiff import config_lib
+from avdiff.data import audio as audio_lib
+from avdiff.data import av_io
+from avdiff.data import synthetic
+
+SPLITS = ('train', 'validation', 'test')
+SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000}
+VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.mov', '.m4v', '.avi')
+# Bump when a generator or a stored feature changes meaning; it is part of every dataset's config hash.
+FORMAT_VERSION = 2
+
+_CLOCK_FIELDS = ('resolution', 'fps', 'clip_seconds', 'sample_rate', 'mel_frames_per_video_frame', 'n_fft', 'n_mels',
+                 'fmin', 'fmax', 'mel_db_floor')
+_SYNTHETIC_FIELDS = {'talking': ('num_speakers',), 'impacts': ('num_materials',)}
+_COUNT_FIELDS = ('num_train', 'num_validation', 'num_test')
+
+
+def data_dir(data_cfg: ml_collections.ConfigDict) -> str:
+  """data_cfg.data_dir, else $AVDIFF_DATA_DIR, else ./data/tfds."""
+  return data_cfg.data_dir or os.environ.get('AVDIFF_DATA_DIR', '') or os.path.join('data', 'tfds')
+
+
+def _fingerprint(fields: dict) -> str:
+  return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _clip_prefix(data_cfg) -> str:
+  seconds = f'{data_cfg.clip_seconds:g}'.replace('.', 'p')
+  fps = f'{data_cfg.fps:g}'.replace('.', 'p')
+  return f'{data_cfg.resolution}px_{fps}fps_{seconds}s'
+
+
+def dataset_fields(data_cfg: ml_collections.ConfigDict, name: str) -> dict:
+  """The config fields that determine the stored examples of dataset `name`."""
+  fields = {f: data_cfg[f] for f in _CLOCK_FIELDS}
+  if name in synthetic.DATASETS:
+    fields.update({f: data_cfg[f] for f in _SYNTHETIC_FIELDS[name] + _COUNT_FIELDS})
+  fields.update(dataset=name, format_version=FORMAT_VERSION)
+  return {k: (float(v) if isinstance(v, float) else v) for k, v in fields.items()}
+
+
+def config_name(data_cfg: ml_collections.ConfigDict, name: str) -> str:
+  """BuilderConfig name: readable sizes + a hash of every field that changes the examples."""
+  prefix = _clip_prefix(data_cfg)
+  if name not in synthetic.DATASETS:
+    prefix = f'{name}_{prefix}'
+  return f'{prefix}_{_fingerprint(dataset_fields(data_cfg, name))}'
+
+
+def _features(data_cfg, extra: dict) -> tfds.features.FeaturesDict:
+  frames, size = config_lib.num_frames(data_cfg), int(data_cfg.resolution)
+  # Raw bytes: TFDS would otherwise store (and parse) every pixel and sample as its own int64 proto value.
+  raw = tfds.features.Encoding.BYTES
+  features = {
+      'video': tfds.features.Tensor(shape=(frames, size, size, 3), dtype=np.uint8, encoding=raw),
+      'audio': tfds.features.Tensor(shape=(config_lib.num_samples(data_cfg),), dtype=np.int16, encoding=raw),
+      'audio_mel': tfds.features.Tensor(shape=(config_lib.num_mel_frames(data_cfg), int(data_cfg.n_mels)),
+                                        dtype=np.float32, encoding=raw),
+      'label': tfds.features.Scalar(dtype=np.int32),
+      'key': tfds.features.Text(),
+  }
+  features.update(extra)
+  return tfds.features.FeaturesDict(features)
+
+
+def _to_pcm16(wave: np.ndarray) -> np.ndarray:
+  return np.round(np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def _example(video, wave, label, key, data_cfg, **extra) -> dict:
+  """Stored form of one clip; the mel is computed from the stored (16-bit) waveform."""
+  pcm = _to_pcm16(wave)
+  mel = audio_lib.log_mel(pcm.astype(np.float32) / 32767.0, data_cfg)
+  return dict(video=video, audio=pcm, audio_mel=mel, label=np.int32(label), key=key, **extra)
+
+
+# ----------------------------------------------------------------------------- built-in datasets
+
+
+@dataclasses.dataclass
+class SyntheticConfig(tfds.core.BuilderConfig):
+  """BuilderConfig carrying the data config fields (a plain dict) it was hashed from."""
+  fields: dict = dataclasses.field(default_factory=dict)
+
+
+class _LocalBuilder(tfds.core.GeneratorBasedBuilder):
+  """A builder that downloads nothing and ships no checksums or metadata files beside its code."""
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):  # pylint: disable=invalid-name
+    # TFDS looks for checksum files next to the builder's module (through `importlib_resources`, not a
+    # dependency here); local builders have none.
+    return None
+
+
+class _SyntheticBuilder(_LocalBuilder):
+  """Clips from `synthetic.generate(<dataset>, seed, data_cfg)`; splits from disjoint seed ranges."""
+  VERSION = tfds.core.Version('1.0.0')
+  _DATASET = ''
+
+  def __init__(self, *, data_cfg: Optional[ml_collections.ConfigDict] = None,
+               config: Optional[SyntheticConfig] = None, **kwargs):
+    # Unpickling (grain worker processes) calls __init__ again with the BuilderConfig only.
+    if config is None:
+      fields = dataset_fields(data_cfg, self._DATASET)
+      config = SyntheticConfig(name=config_name(data_cfg, self._DATASET), fields=fields,
+                               description=json.dumps(fields, sort_keys=True))
+    self._data_cfg = ml_collections.ConfigDict(config.fields)
+    super().__init__(config=config, file_format='array_record', **kwargs)
+
+  def _ground_truth_features(self) -> dict:
+    frames = config_lib.num_frames(self._data_cfg)
+    if self._DATASET == 'talking':
+      return {'mouth_open': tfds.features.Tensor(shape=(frames,), dtype=np.float32),
+              'mouth_box': tfds.features.Tensor(shape=(4,), dtype=np.int32)}
+    return {'impact': tfds.features.Tensor(shape=(frames,), dtype=np.float32)}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=f'Procedural {self._DATASET} clips with exact synchrony ground truth.',
+        features=_features(self._data_cfg, self._ground_truth_features()),
+        metadata=tfds.core.MetadataDict(fields=self.builder_config.fields,
+                                        num_classes=synthetic.num_classes(self._DATASET, self._data_cfg)))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    counts = {'train': self._data_cfg.num_train, 'validation': self._data_cfg.num_validation,
+              'test': self._data_cfg.num_test}
+    return {split: self._generate_examples(SPLIT_SEED_OFFSET[split], int(n)) for split, n in counts.items()}
+
+  def _generate_examples(self, first_seed: int, count: int):
+    for seed in range(first_seed, first_seed + count):
+      clip = synthetic.generate(self._DATASET, seed, self._data_cfg)
+      truth = {k: clip[k] for k in ('mouth_open', 'mouth_box', 'impact') if k in clip}
+      yield seed, _example(clip['video'], clip['audio'], clip['label'], str(seed), self._data_cfg, **truth)
+
+
+class Talking(_SyntheticBuilder):
+  """`talking`: drawn faces whose mouth opening follows speech-like audio; label = speaker."""
+  _DATASET = 'talking'
+
+
+class Impacts(_SyntheticBuilder):
+  """`impacts`: bouncing balls with a percussive sound at each contact frame; label = material."""
+  _DATASET = 'impacts'
+
+
+# ----------------------------------------------------------------------------- folder of videos
+
+
+@dataclasses.dataclass
+class FolderConfig(tfds.core.BuilderConfig):
+  source: str = ''
+  test_fraction: float = 0.1
+  max_clips_per_file: int = 0  # 0 = every whole clip of a file.
+  split_seed: int = 0
+  fields: dict = dataclasses.field(default_factory=dict)
+
+
+def _probe(path: str, min_seconds: float) -> Optional[str]:
+  """Cheap container-level check; returns a skip reason or None (full decoding may still fail later)."""
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        return 'no video stream'
+      if not container.streams.audio:
+        return 'no audio stream'
+      durations = []
+      for stream in (container.streams.video[0], container.streams.audio[0]):
+        if stream.duration is not None and stream.time_base is not None:
+          durations.append(float(stream.duration * stream.time_base))
+      if not durations and container.duration is not None:
+        durations.append(container.duration / 1e6)
+      if durations and min(durations) <= 0:
+        return 'zero-length stream'
+      if durations and min(durations) < min_seconds - 1e-3:
+        return 'shorter than one clip'
+  except Exception as e:  # pylint: disable=broad-except  # Any container failure means an unusable file.
+    del e
+    return 'corrupt'
+  return None
+
+
+class AvFolder(_LocalBuilder):
+  """Fixed-length clips cut from a folder of video files with audio (`experiments.build_dataset`)."""
+  VERSION = tfds.core.Version('1.0.0')
+
+  def __init__(self, *, data_cfg: Optional[ml_collections.ConfigDict] = None, name: str = '', source: str = '',
+               test_fraction: float = 0.1, max_clips_per_file: int = 0, split_seed: int = 0,
+               config: Optional[FolderConfig] = None, **kwargs):
+    if config is None:
+      fields = dataset_fields(data_cfg, name)
+      config = FolderConfig(name=config_name(data_cfg, name), source=os.path.abspath(source) if source else '',
+                            test_fraction=test_fraction, max_clips_per_file=max_clips_per_file,
+                            split_seed=split_seed, fields=fields, description=json.dumps(fields, sort_keys=True))
+    self._data_cfg = ml_collections.ConfigDict(config.fields)
+    self.report: dict[str, Any] = {}
+    super().__init__(config=config, file_format='array_record', **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description='Clips cut from a folder of videos with audio.',
+        features=_features(self._data_cfg, {'start_seconds': tfds.features.Scalar(dtype=np.float32)}),
+        metadata=tfds.core.MetadataDict(fields=self.builder_config.fields, num_classes=1))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    cfg = self.builder_config
+    if not cfg.source or not os.path.isdir(cfg.source):
+      raise FileNotFoundError(f'Folder dataset {cfg.name!r} is not built and its source folder {cfg.source!r} does '
+                              'not exist; build it with `python -m experiments.build_dataset --source=DIR --name=...`')
+    paths = sorted(os.path.relpath(os.path.join(root, f), cfg.source)
+                   for root, _, files in os.walk(cfg.source) for f in files
+                   if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS)
+    self.report = {'source': cfg.source, 'dataset': cfg.name, 'files': {}, 'skipped': {}, 'clips': {}}
+    good = []
+    for rel in paths:
+      reason = _probe(os.path.join(cfg.source, rel), float(self._data_cfg.clip_seconds))
+      if reason:
+        self._record(rel, reason=reason)
+      else:
+        good.append(rel)
+    if len(good) < 2:
+      self._write_report()
+      raise ValueError(f'{cfg.source}: need at least 2 usable video files (one per split), found {len(good)}; see '
+                       f'{self._report_path()}')
+    order = np.random.default_rng(cfg.split_seed).permutation(len(good))
+    num_test = min(len(good) - 1, max(1, int(round(cfg.test_fraction * len(good)))))
+    split_of = {good[i]: ('test' if rank < num_test else 'train') for rank, i in enumerate(order)}
+    return {split: self._generate_examples(sorted(f for f in good if split_of[f] == split), split)
+            for split in ('train', 'test')}
+
+  def _record(self, rel: str, *, reason: Optional[str] = None, **fields):
+    entry = {'status': 'skipped' if reason else 'used', **fields}
+    if reason:
+      entry['reason'] = reason
+      self.report['skipped'][reason] = self.report['skipped'].get(reason, 0) + 1
+    self.report['files'][rel] = entry
+
+  def _generate_examples(self, files: list[str], split: str):
+    d = self._data_cfg
+    clip_frames, clip_samples = config_lib.num_frames(d), config_lib.num_samples(d)
+    limit = self.builder_config.max_clips_per_file
+    for rel in files:
+      try:
+        video, wave, info = av_io.read_video(os.path.join(self.builder_config.source, rel), fps=d.fps,
+                                             sample_rate=d.sample_rate, size=d.resolution,
+                                             max_seconds=limit * d.clip_seconds if limit else None)
+      except av_io.UnusableClipError as e:
+        self._record(rel, reason=e.reason, split=split, detail=e.detail[:200])
+        continue
+      count = video.shape[0] // clip_frames
+      count = min(count, limit) if limit else count
+      if count == 0:
+        self._record(rel, reason='shorter than one clip', split=split, seconds=info['duration'])
+        continue
+      for k in range(count):
+        frames = video[k * clip_frames:(k + 1) * clip_frames]
+        samples = wave[k * clip_samples:(k + 1) * clip_samples]
+        key = f'{rel}:{k}'
+        yield key, _example(frames, samples, 0, key, d, start_seconds=np.float32(k * clip_frames / d.fps))
+      self.report['clips'][split] = self.report['clips'].get(split, 0) + count
+      self._record(rel, split=split, clips=count, **{k: info[k] for k in (
+          'source_fps', 'source_width', 'source_height', 'source_sample_rate', 'channels', 'video_codec',
+          'audio_codec', 'video_seconds', 'audio_seconds')})
+
+  def _report_path(self) -> str:
+    return os.path.join(os.path.dirname(str(self.data_path)), 'build_report.json')
+
+  def _write_report(self) -> str:
+    path = self._report_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    self.report['num_files'] = len(self.report['files'])
+    self.report['num_used'] = sum(e['status'] == 'used' for e in self.report['files'].values())
+    with open(path, 'w') as f:
+      json.dump(self.report, f, indent=2, sort_keys=True)
+    return path
+
+  def build(self, overwrite: bool = False) -> str:
+    """Builds the dataset (again, with `overwrite`); returns the path of the build report JSON."""
+    if self.is_prepared() and not overwrite and os.path.exists(self._report_path()):
+      return self._report_path()
+    modes = tfds.download.GenerateMode
+    mode = modes.FORCE_REDOWNLOAD if overwrite else modes.REUSE_CACHE_IF_EXISTS
+    tfds.disable_progress_bar()
+    self.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
+    return self._write_report()
+
+
+# ----------------------------------------------------------------------------- loading
+
+_SYNTHETIC_BUILDERS = {'talking': Talking, 'impacts': Impacts}
+
+
+def get_builder(config: ml_collections.ConfigDict, **folder_kwargs) -> tfds.core.GeneratorBasedBuilder:
+  """Builder of config.data.dataset: a built-in one, or a folder dataset of that name."""
+  d = config.data if 'data' in config else config
+  kwargs = dict(data_cfg=d, data_dir=data_dir(d))
+  if d.dataset in _SYNTHETIC_BUILDERS:
+    return _SYNTHETIC_BUILDERS[d.dataset](**kwargs)
+  return AvFolder(name=d.dataset, **kwargs, **folder_kwargs)
+
+
+def prepare(config: ml_collections.ConfigDict) -> tfds.core.GeneratorBasedBuilder:
+  """The prepared builder of config.data.dataset; built-in datasets are generated here on first use.
+
+  With several JAX processes, process 0 builds first while the others wait at a barrier; a process that still
+  finds no dataset afterwards (no shared filesystem) builds its own identical copy.
+  """
+  tfds.disable_progress_bar()
+  builder = get_builder(config)
+  if jax.process_count() > 1:
+    if jax.process_index() == 0 and not builder.is_prepared():
+      _build_missing(config, builder)
+    multihost_utils.sync_global_devices(f'avdiff.data.prepare:{builder.builder_config.name}')
+    builder = get_builder(config)
+  if not builder.is_prepared():
+    _build_missing(config, builder)
+  return builder
+
+
+def _build_missing(config, builder) -> None:
+  if isinstance(builder, AvFolder):
+    raise FileNotFoundError(
+        f'Folder dataset {config.data.dataset!r} ({builder.builder_config.name}) is not built in '
+        f'{data_dir(config.data)}; run `python -m experiments.build_dataset --source=DIR '
+        f'--name={config.data.dataset}` with the same data config.')
+  logging.info('Building %s in %s', builder.builder_config.name, builder.data_dir)
+  builder.download_and_prepare()
+
+
+def load_source(config: ml_collections.ConfigDict, split: str):
+  """Random-access source of one split (tfds ArrayRecord data source; examples are dicts of numpy arrays)."""
+  builder = prepare(config)
+  if split not in builder.info.splits:
+    raise ValueError(f'Dataset {config.data.dataset!r} has no split {split!r}; it has {list(builder.info.splits)}')
+  return builder.as_data_source(split=split)
+
+
+def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
+  return prepare(config).info.splits[split].num_examples
+
+
+def folder_report(config: ml_collections.ConfigDict) -> Optional[dict]:
+  """The build report of a folder dataset, or None for built-in datasets."""
+  builder = get_builder(config)
+  if not isinstance(builder, AvFolder):
+    return None
+  with open(builder._report_path()) as f:  # pylint: disable=protected-access
+    return json.load(f)
+

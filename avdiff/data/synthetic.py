@@ -1,0 +1,363 @@
+"""Procedural audio-video clips with exact synchrony ground truth: `talking` faces and `impacts` of objects.
+
+Every clip is a pure function of (seed, data config): sizes come from `data_cfg` (resolution, fps, clip_seconds,
+sample_rate); geometry is in fractions of the frame size and physics in frame heights per second, so the same
+seed gives the same scene at any resolution. Frame f is shown over [f / fps, (f + 1) / fps).
+
+talking: a drawn face whose mouth opening at frame f is the RMS of the speech envelope over that frame. Speech is a
+  voiced harmonic source (random syllable onsets, durations, pitch contours) shaped by vowel formants. The speaker
+  (label) sets face colour, face shape and voice pitch.
+impacts: balls under gravity that bounce off the floor, the walls and each other; each contact sounds at the start
+  of the frame in which it is drawn (modal synthesis: decaying partials + a click). The material (label) sets
+  ball colour and timbre.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from avdiff import config_lib
+
+DATASETS = ('talking', 'impacts')
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _soft_ellipse(cy: np.ndarray, cx: np.ndarray, ry: np.ndarray, rx: np.ndarray, size: int) -> np.ndarray:
+  """Antialiased ellipse coverage in [0, 1].
+
+  Args:
+    cy, cx, ry, rx: float arrays of one shape [...] (pixels; pixel centres at integer + 0.5 coordinates).
+    size: frame height = width in pixels.
+  Returns:
+    float32 [..., size, size] coverage, from a first-order signed distance to the ellipse edge.
+  """
+  grid = np.arange(size, dtype=np.float32) + 0.5
+  cy, cx, ry, rx = (np.asarray(a, np.float32)[..., None, None] for a in (cy, cx, ry, rx))
+  dy = (grid[:, None] - cy) / ry
+  dx = (grid[None, :] - cx) / rx
+  implicit = dy**2 + dx**2 - 1.0
+  grad = 2.0 * np.sqrt((dy / ry)**2 + (dx / rx)**2) + 1e-6
+  return np.clip(0.5 - implicit / grad, 0.0, 1.0)
+
+
+def _blend(image: np.ndarray, alpha: np.ndarray, colour) -> np.ndarray:
+  """image [..., H, W, 3] float, alpha [..., H, W], colour [3] or [..., 3] in [0, 1]."""
+  colour = np.asarray(colour, np.float32)
+  if colour.ndim > 1:
+    colour = colour[..., None, None, :]
+  return image + alpha[..., None] * (colour - image)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+  return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+  return np.asarray(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
+
+
+# ----------------------------------------------------------------------------- talking
+
+# Vowel formants (F1, F2, F3) in Hz of an adult voice; speakers scale them.
+_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480],
+                    [570, 840, 2410], [660, 1720, 2410]], np.float32)
+_FORMANT_BANDWIDTHS = np.array([90.0, 110.0, 170.0], np.float32)
+_FORMANT_GAINS = np.array([1.0, 0.6, 0.3], np.float32)
+_MAX_HARMONICS = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+  """A talking-face identity: voice pitch (Hz), formant scale, face colour (RGB in [0, 1]) and face radii."""
+  f0: float
+  formant_scale: float
+  face_colour: np.ndarray
+  face_ry: float  # Fraction of the frame size.
+  face_rx: float
+
+
+def speaker(index: int, num_speakers: int) -> Speaker:
+  """Speaker `index` of `num_speakers`: pitch from 95 to 260 Hz, hue around the colour wheel, 4 face shapes."""
+  frac = index / max(1, num_speakers - 1)
+  shapes = ((0.38, 0.28), (0.34, 0.33), (0.40, 0.24), (0.36, 0.30))
+  ry, rx = shapes[index % len(shapes)]
+  return Speaker(f0=95.0 * (260.0 / 95.0)**frac, formant_scale=1.0 + 0.2 * frac,
+                 face_colour=_hsv(index / max(1, num_speakers), 0.45, 0.9), face_ry=ry, face_rx=rx)
+
+
+def _syllables(rng: np.random.Generator, seconds: float) -> list[tuple[float, float]]:
+  """Random (onset, duration) pairs in seconds: 0.1-0.35 s syllables, 0.04-0.3 s gaps, occasional pauses."""
+  out, t = [], rng.uniform(0.0, 0.3)
+  while t < seconds - 0.1:
+    duration = min(rng.uniform(0.1, 0.35), seconds - t)
+    out.append((t, duration))
+    t += duration + (rng.uniform(0.3, 0.6) if rng.random() < 0.15 else rng.uniform(0.04, 0.3))
+  return out
+
+
+def _speech(rng: np.random.Generator, voice: Speaker, num_samples: int, sample_rate: int):
+  """Speech-like audio and its amplitude envelope: two float32 [num_samples] arrays."""
+  audio = np.zeros(num_samples, np.float32)
+  envelope = np.zeros(num_samples, np.float32)
+  for onset, duration in _syllables(rng, num_samples / sample_rate):
+    start = int(round(onset * sample_rate))
+    n = min(int(round(duration * sample_rate)), num_samples - start)
+    if n < 8:
+      continue
+    x = (np.arange(n, dtype=np.float32) + 0.5) / n  # Position within the syllable, 0..1.
+    seconds = x * (n / sample_rate)
+    # Pitch: speaker f0 x per-syllable factor, with a rising or falling glide and a 5.5 Hz vibrato.
+    f0_mean = voice.f0 * rng.uniform(0.85, 1.2)
+    glide = 1.0 + rng.uniform(-0.15, 0.15) * (x - 0.5)
+    f0 = f0_mean * glide * (1.0 + 0.01 * np.sin(2 * np.pi * 5.5 * seconds))
+    phase = 2.0 * np.pi * np.cumsum(f0) / sample_rate + rng.uniform(0, 2 * np.pi)
+    num_harmonics = int(min(_MAX_HARMONICS, 0.45 * sample_rate / f0_mean))
+    k = np.arange(1, num_harmonics + 1, dtype=np.float32)
+    formants = _VOWELS[rng.integers(len(_VOWELS))] * voice.formant_scale
+    # Harmonic amplitudes: 1/k source tilt times Lorentzian formant resonances (vocal-tract filter).
+    resonance = _FORMANT_GAINS / (1.0 + ((k[:, None] * f0_mean - formants) / _FORMANT_BANDWIDTHS)**2)
+    amps = (resonance.sum(-1) + 0.02) / k
+    voiced = (amps[:, None] * np.sin(k[:, None] * phase[None, :])).sum(0)
+    voiced += 0.03 * rng.standard_normal(n).astype(np.float32) * np.sqrt(np.mean(voiced**2))  # Breath.
+    voiced /= np.sqrt(np.mean(voiced**2)) + 1e-8  # Unit RMS: loudness is carried by the envelope alone.
+    env = rng.uniform(0.4, 1.0) * np.sin(np.pi * x)**0.7
+    audio[start:start + n] += env * voiced
+    envelope[start:start + n] += env
+  return audio, envelope
+
+
+def talking_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
+  """One talking-face clip.
+
+  Returns:
+    dict with `video` uint8 [T, H, W, 3], `audio` float32 [S] in [-1, 1], `label` int (speaker),
+    `mouth_open` float32 [T] in [0, 1] (RMS speech envelope over each frame / its clip maximum) and `mouth_box`
+    int32 [4] (y0, x0, y1, x1; pixels, end-exclusive) covering the mouth in every frame.
+  """
+  rng = np.random.default_rng([int(seed), 1])
+  size, fps, sr = int(data_cfg.resolution), float(data_cfg.fps), int(data_cfg.sample_rate)
+  frames, samples = config_lib.num_frames(data_cfg), config_lib.num_samples(data_cfg)
+  label = int(rng.integers(data_cfg.num_speakers))
+  voice = speaker(label, int(data_cfg.num_speakers))
+
+  audio, envelope = _speech(rng, voice, samples, sr)
+  peak = np.abs(audio).max()
+  gain = rng.uniform(0.5, 0.9) / peak if peak > 0 else 1.0
+  audio = (audio * gain).astype(np.float32)
+  per_frame = samples // frames
+  frame_env = np.sqrt(np.mean(envelope[:frames * per_frame].reshape(frames, per_frame)**2, axis=1))
+  mouth_open = (frame_env / frame_env.max() if frame_env.max() > 0 else frame_env).astype(np.float32)
+
+  # Geometry in pixels; the head sways slowly by up to 3% of the frame.
+  t = np.arange(frames, dtype=np.float32) / fps
+  sway = 0.03 * size * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 2 * np.pi))
+  cy = size * (0.5 + rng.uniform(-0.04, 0.04)) + np.zeros(frames, np.float32)
+  cx = size * (0.5 + rng.uniform(-0.04, 0.04)) + sway
+  face_ry, face_rx = voice.face_ry * size, voice.face_rx * size
+  eye_r = max(0.045 * size, 0.6)
+  blink = np.zeros(frames, bool)
+  for start in rng.integers(0, frames, size=rng.integers(0, 3)):
+    blink[start:start + max(1, int(round(0.1 * fps)))] = True
+  eye_ry = np.where(blink, 0.25 * eye_r, eye_r)
+  mouth_y = cy + 0.55 * face_ry
+  mouth_rx = 0.45 * face_rx
+  mouth_ry_closed, mouth_ry_open = 0.012 * size, 0.1 * size
+  mouth_ry = mouth_ry_closed + (mouth_ry_open - mouth_ry_closed) * mouth_open
+
+  background = _hsv(rng.uniform(), 0.15, rng.uniform(0.25, 0.45))
+  shade = np.linspace(0.85, 1.1, size, dtype=np.float32)[:, None, None]  # Vertical light gradient.
+  image = np.broadcast_to(background * shade, (frames, size, size, 3)).astype(np.float32)
+  image = _blend(image, _soft_ellipse(cy, cx, np.full(frames, face_ry), np.full(frames, face_rx), size),
+                 voice.face_colour)
+  eye_colour = np.array([0.1, 0.1, 0.12], np.float32)
+  for side in (-1.0, 1.0):
+    eyes = _soft_ellipse(cy - 0.3 * face_ry, cx + side * 0.42 * face_rx, eye_ry, np.full(frames, eye_r), size)
+    image = _blend(image, eyes, eye_colour)
+  image = _blend(image, _soft_ellipse(mouth_y, cx, mouth_ry, np.full(frames, mouth_rx), size),
+                 np.array([0.45, 0.05, 0.08], np.float32))
+
+  margin = 1.0
+  box = (np.floor(mouth_y.min() - mouth_ry_open - margin), np.floor(cx.min() - mouth_rx - margin),
+         np.ceil(mouth_y.max() + mouth_ry_open + margin), np.ceil(cx.max() + mouth_rx + margin))
+  mouth_box = np.clip(np.array(box), 0, size).astype(np.int32)
+  return {'video': _to_uint8(image), 'audio': audio, 'label': label, 'mouth_open': mouth_open,
+          'mouth_box': mouth_box}
+
+
+# ----------------------------------------------------------------------------- impacts
+
+
+@dataclasses.dataclass(frozen=True)
+class Material:
+  """Timbre and look of one material: partial frequencies (Hz, for a ball of radius 0.1 frame), decay (s)."""
+  name: str
+  base_hz: float
+  ratios: tuple
+  decay_s: float
+  click: float  # Relative level of the broadband contact click.
+  restitution: float
+  colour: tuple
+
+
+MATERIALS = (
+    Material('wood', 480.0, (1.0, 2.3, 4.1, 6.2), 0.07, 0.5, 0.65, (0.55, 0.35, 0.18)),
+    Material('metal', 1100.0, (1.0, 2.76, 5.40, 8.93), 0.45, 0.1, 0.8, (0.65, 0.7, 0.8)),
+    Material('glass', 2100.0, (1.0, 2.32, 4.25), 0.22, 0.15, 0.75, (0.6, 0.9, 0.95)),
+    Material('rubber', 170.0, (1.0, 1.6, 2.1), 0.035, 0.8, 0.88, (0.85, 0.15, 0.15)),
+    Material('stone', 750.0, (1.0, 1.9, 3.3, 5.1), 0.04, 0.9, 0.55, (0.5, 0.5, 0.48)),
+    Material('plastic', 880.0, (1.0, 2.1, 3.7), 0.09, 0.4, 0.72, (0.95, 0.8, 0.2)),
+)
+_GRAVITY = 4.0  # Frame heights / s^2.
+_FLOOR = 0.85  # Floor height, fraction of the frame from the top.
+_MIN_IMPACT_SPEED = 0.35  # Frame heights / s; slower contacts are silent (the ball comes to rest).
+_REF_IMPACT_SPEED = 2.5
+
+
+@dataclasses.dataclass
+class _Contact:
+  frame: int
+  speed: float  # Normal speed at contact, frame heights / s.
+  radius: float  # Radius of the sounding ball, fraction of the frame.
+
+
+def _simulate(rng: np.random.Generator, material: Material, frames: int, fps: float):
+  """Balls bouncing in the unit box, one explicit step per video frame.
+
+  Returns:
+    positions float32 [T, N, 2] (y, x as fractions of the frame), radii float32 [N], list of _Contact.
+  """
+  n = int(rng.integers(1, 4))
+  radius = rng.uniform(0.07, 0.12, n)
+  pos = np.stack([rng.uniform(0.1, 0.45, n), rng.uniform(0.15, 0.85, n)], -1)
+  vel = np.stack([rng.uniform(-0.5, 0.3, n), rng.uniform(-0.6, 0.6, n)], -1)
+  dt = 1.0 / fps
+  # A resting ball gains gravity * dt per step before the floor stops it; that is not a new contact.
+  min_speed = max(_MIN_IMPACT_SPEED, 1.5 * _GRAVITY * dt)
+  positions, contacts = np.zeros((frames, n, 2), np.float32), []
+  for f in range(frames):
+    if f > 0:
+      vel[:, 0] += _GRAVITY * dt
+      pos += vel * dt
+      for i in range(n):  # Floor and walls.
+        if pos[i, 0] + radius[i] > _FLOOR:
+          pos[i, 0] = _FLOOR - radius[i]
+          speed = vel[i, 0]
+          if speed > min_speed:
+            vel[i, 0] = -material.restitution * speed
+            vel[i, 1] *= 0.9
+            contacts.append(_Contact(f, float(speed), float(radius[i])))
+          else:
+            vel[i, 0] = 0.0
+            vel[i, 1] *= 0.8  # Rolling friction.
+        for side, wall in ((-1.0, 0.0), (1.0, 1.0)):
+          if side * (pos[i, 1] - wall) + radius[i] > 0:
+            pos[i, 1] = wall - side * radius[i]
+            speed = abs(vel[i, 1])
+            vel[i, 1] = -side * material.restitution * speed
+            if speed > min_speed:
+              contacts.append(_Contact(f, float(speed), float(radius[i])))
+      for i in range(n):  # Elastic collisions between balls (mass ~ area).
+        for j in range(i + 1, n):
+          delta = pos[j] - pos[i]
+          dist = float(np.linalg.norm(delta))
+          if dist < radius[i] + radius[j] and dist > 1e-6:
+            normal = delta / dist
+            approach = float(np.dot(vel[i] - vel[j], normal))
+            overlap = radius[i] + radius[j] - dist
+            mi, mj = radius[i]**2, radius[j]**2
+            pos[i] -= normal * overlap * mj / (mi + mj)
+            pos[j] += normal * overlap * mi / (mi + mj)
+            if approach > 0:
+              impulse = (1 + material.restitution) * approach / (mi + mj)
+              vel[i] -= impulse * mj * normal
+              vel[j] += impulse * mi * normal
+              if approach > min_speed:
+                contacts.append(_Contact(f, approach, float(min(radius[i], radius[j]))))
+      pos[:, 0] = np.minimum(pos[:, 0], _FLOOR - radius)
+    positions[f] = pos
+  return positions, radius.astype(np.float32), contacts
+
+
+def _impact_sound(rng: np.random.Generator, material: Material, contact: _Contact, length: int,
+                  sample_rate: int) -> np.ndarray:
+  """Percussive sound of one contact, float32 [length] starting at sample 0: decaying partials + a click."""
+  n = min(length, int(6 * material.decay_s * sample_rate) + 1)
+  t = np.arange(n, dtype=np.float32) / sample_rate
+  level = 0.3 + 0.7 * min(1.0, contact.speed / _REF_IMPACT_SPEED)
+  base = material.base_hz * (0.1 / contact.radius)**0.5 * rng.uniform(0.97, 1.03)
+  freqs = np.minimum(base * np.asarray(material.ratios, np.float32), 0.45 * sample_rate)
+  m = np.arange(len(freqs), dtype=np.float32)
+  decays = material.decay_s / (1.0 + 0.6 * m)  # Higher partials die faster.
+  amps = 1.0 / (1.0 + m)
+  partials = amps[:, None] * np.exp(-t[None, :] / decays[:, None]) * np.sin(
+      2 * np.pi * freqs[:, None] * t[None, :] + rng.uniform(0, 2 * np.pi, len(freqs))[:, None])
+  click = material.click * rng.standard_normal(n).astype(np.float32) * np.exp(-t / 0.004)
+  sound = np.zeros(length, np.float32)
+  sound[:n] = level * (partials.sum(0) / amps.sum() + click)
+  return sound
+
+
+def impacts_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
+  """One impacts clip.
+
+  Returns:
+    dict with `video` uint8 [T, H, W, 3], `audio` float32 [S] in [-1, 1], `label` int (material index) and
+    `impact` float32 [T] (1.0 at frames where some contact happens; its sound starts at sample f * S / T).
+  """
+  rng = np.random.default_rng([int(seed), 2])
+  size, fps, sr = int(data_cfg.resolution), float(data_cfg.fps), int(data_cfg.sample_rate)
+  frames, samples = config_lib.num_frames(data_cfg), config_lib.num_samples(data_cfg)
+  if not 0 < data_cfg.num_materials <= len(MATERIALS):
+    raise ValueError(f'data.num_materials={data_cfg.num_materials} must lie in [1, {len(MATERIALS)}]')
+  label = int(rng.integers(data_cfg.num_materials))
+  material = MATERIALS[label]
+  positions, radius, contacts = _simulate(rng, material, frames, fps)
+
+  per_frame = samples // frames
+  audio = 0.002 * rng.standard_normal(samples).astype(np.float32)  # Faint room noise.
+  impact = np.zeros(frames, np.float32)
+  for contact in contacts:
+    start = contact.frame * per_frame
+    audio[start:] += _impact_sound(rng, material, contact, samples - start, sr)
+    impact[contact.frame] = 1.0
+  peak = np.abs(audio).max()
+  audio = (audio * min(1.0, 0.9 / peak)).astype(np.float32)
+
+  background = _hsv(rng.uniform(), 0.2, rng.uniform(0.55, 0.75))
+  shade = np.linspace(1.1, 0.85, size, dtype=np.float32)[:, None, None]
+  image = np.broadcast_to(background * shade, (frames, size, size, 3)).astype(np.float32).copy()
+  floor_rows = (np.arange(size) + 0.5) / size > _FLOOR
+  image[:, floor_rows] = np.array([0.25, 0.22, 0.2], np.float32)
+  colour = np.asarray(material.colour, np.float32)
+  for i in range(positions.shape[1]):
+    r = np.full(frames, radius[i] * size)
+    disc = _soft_ellipse(positions[:, i, 0] * size, positions[:, i, 1] * size, r, r, size)
+    image = _blend(image, disc, colour * rng.uniform(0.85, 1.05))
+    glint = _soft_ellipse((positions[:, i, 0] - 0.4 * radius[i]) * size, (positions[:, i, 1] - 0.4 * radius[i]) *
+                          size, 0.3 * r, 0.3 * r, size)
+    image = _blend(image, 0.5 * glint, np.ones(3, np.float32))
+  return {'video': _to_uint8(image), 'audio': audio, 'label': label, 'impact': impact}
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+_GENERATORS = {'talking': talking_clip, 'impacts': impacts_clip}
+
+
+def num_classes(name: str, data_cfg: ml_collections.ConfigDict) -> int:
+  """Label classes of a built-in dataset."""
+  if name not in _GENERATORS:
+    raise ValueError(f'Unknown synthetic dataset {name!r}; expected one of {DATASETS}')
+  return int(data_cfg.num_speakers if name == 'talking' else data_cfg.num_materials)
+
+
+def generate(name: str, seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
+  """Clip `seed` of built-in dataset `name` ('talking' | 'impacts'); see `talking_clip` / `impacts_clip`."""
+  if name not in _GENERATORS:
+    raise ValueError(f'Unknown synthetic dataset {name!r}; expected one of {DATASETS}')
+  return _GENERATORS[name](seed, data_cfg)

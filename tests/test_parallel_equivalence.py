@@ -1,0 +1,116 @@
+"""One device vs 8 fake devices on a (data=2, fsdp=2, tensor=2) mesh: same losses and params after 3 steps, and
+parameters / optimizer moments / batches actually sharded as the config's logical-axis rules say."""
+
+import os
+import tempfile
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import train_toy
+from avdiff import parallel
+from avdiff.data import pipeline
+from avdiff.train import loop, optim, state as state_lib, step as step_lib
+from avdiff.train.diffusion_task import DiffusionTask
+
+DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
+STEPS = 3
+
+
+def _mesh(config, devices):
+  return parallel.make_mesh(config.mesh, devices)
+
+
+def _run(config, mesh, host_batches):
+  task = DiffusionTask(config)
+  tx = optim.make_optimizer(config.train)
+  model, _, shardings, state = state_lib.create(config, task, tx, mesh)
+  train_step = step_lib.make_train_step(config, task, model, tx, mesh, shardings)
+  losses = []
+  for host in host_batches:
+    batch = pipeline.to_device(loop._batch_keys(host), mesh, config.mesh.data_axes)
+    state, metrics = train_step(state, batch, None)
+    losses.append(float(metrics['loss']))
+  return losses, state
+
+
+@pytest.fixture(scope='module')
+def runs():
+  config1 = train_toy.config(DATA_DIR)
+  config1.mesh.shape = ml_collections.ConfigDict({'data': 1, 'fsdp': 1, 'tensor': 1})
+  config8 = train_toy.config(DATA_DIR)
+  config8.mesh.shape = ml_collections.ConfigDict({'data': 2, 'fsdp': 2, 'tensor': 2})
+  source = pipeline.InputPipeline(config1, 'train', process_index=0, process_count=1)
+  host_batches = [next(source) for _ in range(STEPS)]
+  mesh1 = _mesh(config1, jax.devices()[:1])
+  mesh8 = _mesh(config8, jax.devices())
+  losses1, state1 = _run(config1, mesh1, host_batches)
+  losses8, state8 = _run(config8, mesh8, host_batches)
+  return dict(config=config8, mesh=mesh8, losses1=losses1, losses8=losses8, state1=state1, state8=state8)
+
+
+def test_same_losses_on_1_and_8_devices(runs):
+  # Same data, seed and per-example noise (threefry is partitionable: random bits do not depend on sharding).
+  # Only the order of float32 reductions differs (sums split over 2 data x 2 fsdp shards, matmuls over 2 tensor
+  # shards), a few ulps per op; Adam normalizes each update by its own gradient scale, which can turn such an
+  # ulp-level gradient difference into a relative param difference of ~1e-6 after 3 steps. 1e-4 relative is two
+  # orders of magnitude above what this produces and far below a real bug (wrong shard, missing all-reduce:
+  # O(1) differences).
+  l1, l8 = np.asarray(runs['losses1']), np.asarray(runs['losses8'])
+  assert np.all(np.isfinite(l1))
+  np.testing.assert_allclose(l8, l1, rtol=1e-4)
+  assert l1[0] != l1[-1]  # The model did train.
+  p1 = jax.tree.leaves(runs['state1'].params)
+  p8 = jax.tree.leaves(runs['state8'].params)
+  for a, b in zip(p1, p8):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-3, atol=1e-5)
+
+
+def test_params_sharded_by_rules(runs):
+  params, opt_state = runs['state8'].params, runs['state8'].opt_state
+  qkv = params['blocks']['streams'][0]['qkv']['kernel']  # [layers, embed, 3, heads, kv]
+  assert qkv.sharding.spec == P(None, 'fsdp', None, 'tensor', None)
+  # Each device holds a 1/2 x 1/2 slice of it (fsdp x tensor), replicated over `data`.
+  full = qkv.shape
+  assert qkv.addressable_shards[0].data.shape == (full[0], full[1] // 2, full[2], full[3] // 2, full[4])
+  fc1 = params['blocks']['streams'][0]['mlp']['fc1']['kernel']  # [layers, embed, mlp]
+  assert fc1.sharding.spec == P(None, 'fsdp', 'tensor')
+  out = params['blocks']['streams'][0]['out']['kernel']  # [layers, heads, kv, embed]
+  assert out.sharding.spec == P(None, 'tensor', None, 'fsdp')
+  # Label table [num_classes + 1 = 9, embed]: 'vocab' has no mesh axis, embed -> fsdp.
+  assert params['label_embed']['table'].sharding.spec == P(None, 'fsdp')
+  # Adam moments follow their parameter; the step counter is replicated.
+  adam = opt_state[1][0]
+  assert adam.mu['blocks']['streams'][0]['qkv']['kernel'].sharding.spec == qkv.sharding.spec
+  assert adam.nu['blocks']['streams'][0]['mlp']['fc1']['kernel'].sharding.spec == fc1.sharding.spec
+  assert adam.count.sharding.spec == P()
+  assert runs['state8'].ema_params['blocks']['streams'][0]['qkv']['kernel'].sharding.spec == qkv.sharding.spec
+
+
+def test_batch_sharded_over_data_axes(runs):
+  config, mesh = runs['config'], runs['mesh']
+  source = pipeline.InputPipeline(config, 'train', process_index=0, process_count=1)
+  batch = pipeline.to_device(loop._batch_keys(next(source)), mesh, config.mesh.data_axes)
+  assert batch['video'].sharding.spec == P(('data', 'fsdp'))
+  # 8 clips over data x fsdp = 4 shards: 2 clips per device, each replicated over the 2 tensor devices.
+  assert {s.data.shape[0] for s in batch['video'].addressable_shards} == {2}
+
+
+def test_rules_fall_back_to_replication():
+  mesh = parallel.make_mesh(ml_collections.ConfigDict({'shape': {'data': 2, 'fsdp': 2, 'tensor': 2}}))
+  rules = (('embed', 'fsdp'), ('mlp', 'tensor'), ('heads', 'tensor'), ('batch', ('data', 'fsdp')))
+  assert parallel.logical_to_spec(('embed', 'mlp'), (8, 8), rules, mesh) == P('fsdp', 'tensor')
+  assert parallel.logical_to_spec(('embed', 'mlp'), (9, 8), rules, mesh) == P(None, 'tensor')  # 9 % 2 != 0
+  # 'heads' and 'mlp' both want 'tensor': the first dimension gets it, the second stays whole.
+  assert parallel.logical_to_spec(('heads', 'mlp'), (4, 8), rules, mesh) == P('tensor', None)
+  assert parallel.logical_to_spec(('batch', None), (8, 3), rules, mesh) == P(('data', 'fsdp'), None)
+  assert parallel.logical_to_spec(('layers', None), (8, 3), rules, mesh) == P(None, None)
+
+
+def test_mesh_fills_the_free_axis():
+  mesh = parallel.make_mesh(ml_collections.ConfigDict({'shape': {'data': -1, 'fsdp': 2, 'tensor': 1}}))
+  assert dict(mesh.shape) == {'data': 4, 'fsdp': 2, 'tensor': 1}
+  assert all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
