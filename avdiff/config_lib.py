@@ -244,6 +244,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
                       f'{num_processes} processes')
   if not 0.0 <= t.ema_decay < 1.0:
     raise ConfigError(f'train.ema_decay={t.ema_decay} must lie in [0, 1)')
+  for field in ('steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
+    if t[field] <= 0:
+      raise ConfigError(f'train.{field} must be positive, got {t[field]}')
+  if t.keep_best_by and not t.keep_best_by.startswith('val_'):
+    raise ConfigError(f"train.keep_best_by={t.keep_best_by!r} must name a validation metric ('val_loss', ...)")
+  if t.keep_best_by and t.eval_every <= 0:
+    raise ConfigError(f'train.keep_best_by={t.keep_best_by!r} needs train.eval_every > 0 (validation metrics)')
   if num_devices is not None:
     dp = data_parallel_size(config, num_devices)
     micro = t.global_batch_size // t.grad_accum_steps

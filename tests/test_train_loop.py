@@ -8,6 +8,7 @@ import tempfile
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import train_toy
 from avdiff.train import checkpoint, loop, metrics as metrics_lib
@@ -58,12 +59,13 @@ def test_resume_continues_and_inference_restore(run):
   restored_config, dit = checkpoint.load_for_inference(workdir)
   assert restored_config.model.video_patch == (2, 8, 8) and restored_config.train.steps == 6
   # EMA and raw params of the last checkpoint differ (ema_decay < 1 after 6 updates) and both load.
-  ema = jax.tree.leaves(jax.tree.map(np.asarray, dict(__import__('flax').nnx.to_pure_dict(
-      __import__('flax').nnx.state(dit, __import__('flax').nnx.Param)))))
-  raw_model = checkpoint.restore_params(workdir, restored_config, ema=False)
-  raw = jax.tree.leaves(jax.tree.map(np.asarray, dict(__import__('flax').nnx.to_pure_dict(
-      __import__('flax').nnx.state(raw_model, __import__('flax').nnx.Param)))))
+  ema = _param_leaves(dit)
+  raw = _param_leaves(checkpoint.restore_params(workdir, restored_config, ema=False))
   assert len(ema) == len(raw) and any(not np.allclose(a, b) for a, b in zip(ema, raw))
+
+
+def _param_leaves(module):
+  return [np.asarray(x) for x in jax.tree.leaves(nnx.to_pure_dict(nnx.state(module, nnx.Param)))]
 
 
 def test_partial_checkpoint_is_ignored(run):

@@ -37,17 +37,21 @@ class DiffusionTask:
   are the task's `frozen_params` (a jit argument of the train step, not a compile-time constant).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, autoencoder: Optional[nnx.Module] = None):
+    """autoencoder: the stage-1 model to use (e.g. an abstract one for compile-only benchmarks); default: restored
+    from config.model.autoencoder_workdir (EMA params) when model.encoder != 'patch'."""
     self.config = config
     self._ae_graphdef = None
     self._ae_params = None
     if config.model.encoder != 'patch':
-      from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
-      if not config.model.autoencoder_workdir:
-        raise config_lib.ConfigError(f'model.encoder={config.model.encoder!r} needs model.autoencoder_workdir '
-                                     '(train one with --task=autoencoder first)')
-      ae = checkpoint.restore_params(config.model.autoencoder_workdir, config, model=self._build_ae(), ema=True)
-      self._ae_graphdef, params = nnx.split(ae, nnx.Param)
+      if autoencoder is None:
+        from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
+        if not config.model.autoencoder_workdir:
+          raise config_lib.ConfigError(f'model.encoder={config.model.encoder!r} needs model.autoencoder_workdir '
+                                       '(train one with --task=autoencoder first)')
+        autoencoder = checkpoint.restore_params(config.model.autoencoder_workdir, config,
+                                                model=self._build_ae(), ema=True)
+      self._ae_graphdef, params = nnx.split(autoencoder, nnx.Param)
       self._ae_params = nnx.to_pure_dict(params)
 
   def _build_ae(self):

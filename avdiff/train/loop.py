@@ -166,7 +166,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
       source.set_state(mine.encode())
     logging.info('Resumed from step %d of %s', latest, manager.directory)
   else:
-    init = state_lib._init_fn(config, task, tx)  # pylint: disable=protected-access
+    init = state_lib.init_fn(config, task, tx)
     state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
   if primary:
     with open(os.path.join(workdir, checkpoint.CONFIG_FILE), 'w') as f:
@@ -263,8 +263,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
           stop = bool(np.max(multihost_utils.process_allgather(np.asarray([stop], np.int32))))
         if done % t.checkpoint_every == 0 or done == total or stop:
           drain()  # Never save a step whose loss we have not checked.
-          checkpoint.save(manager, done, state, source.get_state(), config,
-                          metrics=last_val if t.keep_best_by else None, force=stop)
+          best = last_val if t.keep_best_by and t.keep_best_by in last_val else None
+          checkpoint.save(manager, done, state, source.get_state(), config, metrics=best, force=stop)
         if t.sample_every > 0 and done % t.sample_every == 0 and hasattr(task, 'write_samples'):
           drain()
           out_dir = os.path.join(workdir, 'samples', str(done))

@@ -53,7 +53,8 @@ def abstract_model(config: ml_collections.ConfigDict, task) -> Model:
   return Model(graphdef, params, rest)
 
 
-def _init_fn(config, task, tx):
+def init_fn(config, task, tx):
+  """init(seed_key) -> TrainState: builds the model (params from seed_key) and the optimizer state."""
 
   def init(seed_key: jax.Array) -> TrainState:
     params_key, train_key = jax.random.split(seed_key)
@@ -85,7 +86,7 @@ def create(config: ml_collections.ConfigDict, task, tx: optax.GradientTransforma
   materialize=False skips running the init (state is None): used when restoring from a checkpoint.
   """
   model = model or abstract_model(config, task)
-  init = _init_fn(config, task, tx)
+  init = init_fn(config, task, tx)
   key = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(init, key)
   shardings = state_shardings(config, model, abstract, tx, mesh)

@@ -1,0 +1,136 @@
+"""Conditional sampling modes of the one joint model, and the public `sample` entry point.
+
+Modes (the network's time is per modality per clip, so a modality can be given to it clean at t = 0):
+  joint:           both modalities generated.
+  audio_to_video:  cond['audio'] given; fed to the network clean at t = 0 at every step (the training loss
+                   leaves audio clean with probability clean_audio_prob, so the model has seen this) and returned
+                   bit-exact.
+  video_to_audio:  the same with the roles swapped.
+  continuation:    the first `cond_frames` latent video frames and the matching cond_frames * T_al / T_l audio
+                   frames of both modalities given. A time is shared by a whole modality of a clip, so the known
+                   region cannot be held clean while the rest is noisy. Instead it is replaced after every step by
+                   the given frames noised to the current time, alpha(t) x_known + sigma(t) z with fresh z
+                   (RePaint-style replacement, Lugmayr et al. 2022): the network always sees one consistent noise
+                   level per modality, and the generated frames are pulled towards agreement with the known ones.
+                   The known region is returned bit-exact.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from avdiff.diffusion import guidance, samplers, schedules
+
+MODES = ('joint', 'audio_to_video', 'video_to_audio', 'continuation')
+_GIVEN = {'audio_to_video': ('audio',), 'video_to_audio': ('video',)}
+
+
+def frame_masks(shapes: dict, cond_frames: int) -> dict:
+  """Known-frame masks for continuation: {'video': bool [T_l], 'audio': bool [T_al]} (first frames True).
+
+  shapes: {'video': (B, T_l, ...), 'audio': (B, T_al, ...)}; T_al must be a multiple of T_l (one clock).
+  """
+  t_v, t_a = shapes['video'][1], shapes['audio'][1]
+  if t_a % t_v:
+    raise ValueError(f'audio latent frames {t_a} are not a multiple of video latent frames {t_v}')
+  if not 0 <= cond_frames <= t_v:
+    raise ValueError(f'cond_frames={cond_frames} must lie in [0, {t_v}] (latent video frames)')
+  return {'video': jnp.arange(t_v) < cond_frames, 'audio': jnp.arange(t_a) < cond_frames * (t_a // t_v)}
+
+
+def _frame_mask_like(mask: jax.Array, x: jax.Array) -> jax.Array:
+  """[T] -> [1, T, 1, ...] with the rank of x [B, T, ...]."""
+  return mask.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _full_length(c: jax.Array, shape: tuple) -> jax.Array:
+  """Given frames [B, k, ...] or the whole clip [B, T, ...] -> [B, T, ...] (zero-padded; the padding is unused)."""
+  c = jnp.asarray(c, jnp.float32)
+  if c.shape[1] == shape[1]:
+    return c
+  return jnp.pad(c, [(0, 0), (0, shape[1] - c.shape[1])] + [(0, 0)] * (c.ndim - 2))
+
+
+def replacement_constraint(cond: dict, masks: dict, schedule: schedules.Schedule) -> Callable:
+  """constrain(x, t, rng) for continuation: known frames <- alpha(t) cond + sigma(t) z, exactly cond at t = 0."""
+
+  def constrain(x: dict, t: jax.Array, rng: jax.Array) -> dict:
+    alpha, sigma = schedule.alpha_sigma(t)
+    out = dict(x)
+    for key, k in zip(jax.random.split(rng, len(masks)), sorted(masks)):
+      z = jax.random.normal(key, x[k].shape, x[k].dtype)
+      known = jnp.where(t == 0.0, cond[k], alpha * cond[k] + sigma * z)
+      out[k] = jnp.where(_frame_mask_like(masks[k], x[k]), known, x[k])
+    return out
+
+  return constrain
+
+
+def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax.Array,
+           diffusion_cfg: ml_collections.ConfigDict, mode: str = 'joint', cond: Optional[dict] = None,
+           cond_frames: int = 0, *, null_label: Optional[int] = None, sampler: Optional[str] = None,
+           num_steps: Optional[int] = None) -> dict:
+  """Samples latents with the configured sampler, objective, schedule and guidance. Pure and jittable.
+
+  Args:
+    pred_fn: (x: dict, t: dict of float32 [B], label int32 [B]) -> dict of raw network outputs.
+    shapes: {'video': (B, T_l, H_l, W_l, C_v), 'audio': (B, T_al, F_l, C_a)} (any [B, ...] shapes; continuation
+      needs time on axis 1).
+    label: int32 [B], or None for unconditional (all null labels).
+    rng: PRNG key (initial noise, stochastic samplers, continuation re-noising).
+    diffusion_cfg: config.diffusion (objective, schedule, sampler, num_sampling_steps, ddim_eta, guidance_*).
+    mode: one of MODES (module docstring).
+    cond: given latents: {'audio': [B, ...]} for audio_to_video, {'video': ...} for video_to_audio, both for
+      continuation ([B, T, ...] whole clips, or [B, k, ...] just the known frames).
+    cond_frames: continuation: number of known latent video frames k (static).
+    null_label: the CFG null label (= config.model.num_classes); required when a guidance scale is not 1 or
+      label is None.
+    sampler, num_steps: override diffusion_cfg.sampler / num_sampling_steps.
+  Returns:
+    {'video': float32 [B, ...], 'audio': float32 [B, ...]} at t = 0; given modalities / frames equal `cond`
+    bit-exactly.
+  """
+  df = diffusion_cfg
+  if mode not in MODES:
+    raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
+  sampler = sampler or df.sampler
+  num_steps = int(num_steps or df.num_sampling_steps)
+  schedule = schedules.from_config(df)
+  batch = shapes['video'][0]
+  guided = float(df.guidance_video) != 1.0 or float(df.guidance_audio) != 1.0
+  if (guided or label is None) and null_label is None:
+    raise ValueError('sample: pass null_label=config.model.num_classes for guidance or unconditional sampling')
+  if label is None:
+    label = jnp.full((batch,), null_label, jnp.int32)
+  net = pred_fn if not guided else guidance.guided_pred_fn(pred_fn, null_label, df.guidance_video,
+                                                           df.guidance_audio)
+
+  given = _GIVEN.get(mode, ())
+  needed = ('video', 'audio') if mode == 'continuation' else given
+  missing = [k for k in needed if cond is None or k not in cond]
+  if missing:
+    raise ValueError(f'sampling mode {mode!r} needs cond[{missing}]')
+  clean = {k: jnp.asarray(cond[k], jnp.float32) for k in given}
+  constrain = samplers._identity  # pylint: disable=protected-access
+  if clean:
+    constrain = lambda x, t, r: {**x, **clean}
+  masks = None
+  if mode == 'continuation':
+    masks = frame_masks(shapes, cond_frames)
+    full = {k: _full_length(cond[k], shapes[k]) for k in ('video', 'audio')}
+    constrain = replacement_constraint(full, masks, schedule)
+
+  k_init, k_con, k_run = jax.random.split(rng, 3)
+  init_keys = jax.random.split(k_init, len(shapes))
+  x = {k: jax.random.normal(key, tuple(shapes[k]), jnp.float32) for key, k in zip(init_keys, sorted(shapes))}
+  x = constrain(x, jnp.float32(1.0), k_con)
+  denoise = samplers.make_denoiser(net, schedule, df.objective, label, clean)
+  out = samplers.run(sampler, denoise, x, k_run, schedule, num_steps, float(df.ddim_eta), constrain)
+  out = {**out, **clean}
+  if masks is not None:
+    out = {k: jnp.where(_frame_mask_like(masks[k], v), full[k], v) for k, v in out.items()}
+  return out

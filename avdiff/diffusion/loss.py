@@ -1,0 +1,89 @@
+"""The joint audio-video diffusion training loss with per-modality noise levels, clean-modality and label dropout.
+
+Per example, the video and audio times are drawn independently with probability `independent_t_prob`, else one
+shared time is used for both. Then, with probability `clean_video_prob` the video is left clean (t = 0, its loss
+masked out), else with probability `clean_audio_prob` the audio is (the two events are exclusive). Training on
+these cases is what lets one model sample jointly, audio -> video and video -> audio: at sampling time the given
+modality is fed clean at t = 0, a situation the model has seen. Labels are replaced by the null label
+`num_classes` with probability `label_dropout` (classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from avdiff.diffusion import objectives, schedules
+
+MODALITIES = ('video', 'audio')
+
+
+def bcast(v: jax.Array, x: jax.Array) -> jax.Array:
+  """[B] -> [B, 1, ..., 1] with the rank of x."""
+  return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
+
+
+def sample_times(rng: jax.Array, batch: int, diffusion_cfg: ml_collections.ConfigDict,
+                 schedule: schedules.Schedule) -> tuple[dict, dict]:
+  """Per-modality training times t {'video': [B], 'audio': [B]} and loss masks (1 = noised, 0 = left clean)."""
+  df = diffusion_cfg
+  k_shared, k_v, k_a, k_ind, k_clean = jax.random.split(rng, 5)
+  shared = jax.random.uniform(k_shared, (batch,))
+  independent = jax.random.uniform(k_ind, (batch,)) < df.independent_t_prob
+  u = {'video': jnp.where(independent, jax.random.uniform(k_v, (batch,)), shared),
+       'audio': jnp.where(independent, jax.random.uniform(k_a, (batch,)), shared)}
+  c = jax.random.uniform(k_clean, (batch,))
+  clean = {'video': c < df.clean_video_prob,
+           'audio': (c >= df.clean_video_prob) & (c < df.clean_video_prob + df.clean_audio_prob)}
+  t = {m: jnp.where(clean[m], 0.0, schedule.train_time(u[m])) for m in MODALITIES}
+  mask = {m: (~clean[m]).astype(jnp.float32) for m in MODALITIES}
+  return t, mask
+
+
+def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
+                  diffusion_cfg: ml_collections.ConfigDict, num_classes: int) -> tuple[jax.Array, dict]:
+  """Mean-squared error of the network output against the objective's target, per modality, weighted.
+
+  Args:
+    pred_fn: (x_t: dict, t: dict of [B], label [B]) -> dict of raw predictions, same shapes as x_t.
+    x0: clean latents {'video': [B, ...], 'audio': [B, ...]}.
+    label: int32 [B] in [0, num_classes).
+    rng: PRNG key.
+    diffusion_cfg: config.diffusion.
+    num_classes: the null label index.
+  Returns:
+    (loss, metrics). loss = sum_m w_m * sum_b mask_mb * mse_mb / B (masked examples contribute zero, so the
+    gradient scale does not depend on how many were left clean). metrics: 'loss_video' / 'loss_audio' (mean MSE
+    over the examples where that modality was noised), 'clean_video_frac', 'clean_audio_frac'.
+  """
+  df = diffusion_cfg
+  schedule = schedules.from_config(df)
+  batch = label.shape[0]
+  k_t, k_noise, k_label = jax.random.split(rng, 3)
+  t, mask = sample_times(k_t, batch, df, schedule)
+  drop = jax.random.uniform(k_label, (batch,)) < df.label_dropout
+  label = jnp.where(drop, num_classes, label).astype(jnp.int32)
+
+  noise_keys = dict(zip(MODALITIES, jax.random.split(k_noise, len(MODALITIES))))
+  x_t, targets = {}, {}
+  for m in MODALITIES:
+    x = x0[m].astype(jnp.float32)
+    eps = jax.random.normal(noise_keys[m], x.shape, jnp.float32)
+    alpha, sigma = (bcast(a, x) for a in schedule.alpha_sigma(t[m]))
+    x_t[m] = alpha * x + sigma * eps
+    targets[m] = objectives.target(df.objective, x, eps, alpha, sigma)
+
+  pred = pred_fn(x_t, t, label)
+  weights = {'video': df.loss_weight_video, 'audio': df.loss_weight_audio}
+  loss = 0.0
+  metrics = {}
+  for m in MODALITIES:
+    err = jnp.square(pred[m].astype(jnp.float32) - targets[m])
+    mse = jnp.mean(err.reshape(batch, -1), axis=1)  # [B]
+    loss = loss + weights[m] * jnp.sum(mask[m] * mse) / batch
+    metrics[f'loss_{m}'] = jnp.sum(mask[m] * mse) / jnp.maximum(jnp.sum(mask[m]), 1.0)
+    metrics[f'clean_{m}_frac'] = 1.0 - jnp.mean(mask[m])
+  return loss, metrics
