@@ -8,7 +8,9 @@ MLP hidden F, depth L, patch sizes P_v / P_a:
     L * [2 N (3 D^2 + D^2 + 2 D F)  +  4 N^2 D]  +  2 (N_v P_v + N_a P_a) D * 2   (embed + final projections)
 (QKV, attention output, MLP; QK^T and PV; patch embedding and output layers). Conditioning MLPs and adaLN
 projections act on B x 2 vectors, not tokens, and are left out. Training = forward + backward = 3 x forward.
-The matmul rate is a jitted [4096, 4096] x [4096, 4096] float32 product timed in the same run.
+The matmul rate is a jitted [2048, 2048] x [2048, 2048] float32 product (best of 5), timed right before and right
+after each model measurement; the model's rate is divided by the mean of the two, so a machine shared with other
+jobs is compared against what it delivered at that moment.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from avdiff.models import tokens as tokens_lib
 from configs import base, tiny
 
 
-def matmul_rate(n: int = 4096, reps: int = 5) -> float:
+def matmul_rate(n: int = 2048, reps: int = 5) -> float:
   """float32 FLOP/s of a jitted square matmul (best of `reps`)."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
@@ -84,6 +86,13 @@ def jax_train_step(config):
     return optax.apply_updates(params, updates), opt_state, loss
 
   return jax.jit(step, donate_argnums=(0, 1)), params, opt_state
+
+
+def with_rate(fn):
+  """(fn(), matmul FLOP/s averaged over a measurement just before and just after it)."""
+  before = matmul_rate()
+  out = fn()
+  return out, 0.5 * (before + matmul_rate())
 
 
 def time_steps(run, steps: int) -> float:
@@ -220,29 +229,32 @@ def main():
   p.add_argument('--out', default='')
   args = p.parse_args()
   results = {'backend': jax.default_backend(), 'devices': jax.device_count(), 'cpu_count': os.cpu_count()}
-  rate = matmul_rate()
-  results['matmul_gflops'] = rate / 1e9
-  print(f'matmul rate: {rate / 1e9:.1f} GFLOP/s (float32, 4096^3)', flush=True)
   for name in args.configs.split(','):
     config = {'tiny': tiny, 'base': base}[name].get_config()
     config.model.dtype = 'float32'  # bf16 matmuls are emulated on CPU; compare like with like.
     batch = {'tiny': 16, 'base': 4}[name]
     flops = 3 * forward_flops(config) * batch
-    r = bench_jax(config, batch, args.steps)
-    r.update(batch=batch, train_gflop=flops / 1e9, achieved_gflops=flops / r['step_s'] / 1e9)
+    r, rate = with_rate(lambda: bench_jax(config, batch, args.steps))
+    r.update(batch=batch, train_gflop=flops / 1e9, achieved_gflops=flops / r['step_s'] / 1e9,
+             matmul_gflops=rate / 1e9)
     r['fraction_of_matmul'] = r['achieved_gflops'] * 1e9 / rate
     print(f'[{name}] jax: batch {batch}, {r["train_gflop"]:.1f} GFLOP/step, {r["step_s"] * 1e3:.0f} ms/step, '
-          f'{r["achieved_gflops"]:.1f} GFLOP/s = {r["fraction_of_matmul"]:.0%} of matmul rate', flush=True)
+          f'{r["achieved_gflops"]:.1f} GFLOP/s = {r["fraction_of_matmul"]:.0%} of the matmul rate '
+          f'({rate / 1e9:.1f} GFLOP/s)', flush=True)
     if not args.skip_torch:
       run, n_params = torch_dit_step(config, batch)
-      ts = time_steps(run, args.steps)
-      r.update(torch_step_s=ts, torch_achieved_gflops=flops / ts / 1e9, torch_fraction_of_matmul=flops / ts / rate,
-               jax_over_torch=r['step_s'] / ts, torch_params=n_params)
-      print(f'[{name}] torch: {ts * 1e3:.0f} ms/step, {flops / ts / 1e9:.1f} GFLOP/s = {flops / ts / rate:.0%} of '
-            f'matmul rate; jax/torch step time = {r["jax_over_torch"]:.2f}', flush=True)
+      ts, trate = with_rate(lambda: time_steps(run, args.steps))
+      r.update(torch_step_s=ts, torch_achieved_gflops=flops / ts / 1e9, torch_fraction_of_matmul=flops / ts / trate,
+               torch_matmul_gflops=trate / 1e9, jax_over_torch=r['step_s'] / ts, torch_params=n_params)
+      print(f'[{name}] torch: {ts * 1e3:.0f} ms/step, {flops / ts / 1e9:.1f} GFLOP/s = {flops / ts / trate:.0%} of '
+            f'the matmul rate ({trate / 1e9:.1f} GFLOP/s); jax/torch step time = {r["jax_over_torch"]:.2f}',
+            flush=True)
     results[name] = r
   if not args.skip_compile:
     comp = {}
+    warm = tiny.get_config()
+    warm.model.depth = 1
+    compile_seconds(warm)  # One-time costs (backend start-up, first-use tracing caches) are not part of either.
     for scan in (True, False):
       for depth in (2, 24):
         c = tiny.get_config()

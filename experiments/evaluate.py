@@ -36,8 +36,9 @@ def main(argv):
   if bool(_CLIPS.value) == bool(_WORKDIR.value):
     raise app.UsageError('give exactly one of --clips=DIR (with --out=FILE.json) or --workdir=W')
   config = _CONFIG.value
-  expert_dir = _SYNC_EXPERT.value or config.eval.sync_expert_workdir
   if _CLIPS.value:
+    expert_dir = _SYNC_EXPERT.value or config.eval.sync_expert_workdir
+    config.eval.sync_expert_workdir = expert_dir
     if not _OUT.value:
       raise app.UsageError('--clips needs --out=FILE.json')
     expert = sync_train.load_scorer(expert_dir, config) if expert_dir else None
@@ -51,9 +52,8 @@ def main(argv):
                       **{k: v['mean'] for k, v in result['aggregate'].items()}}, indent=2))
     return
   explicit = any(a.startswith('--config') for a in sys.argv[1:])
-  expert = sync_train.load_scorer(expert_dir, config) if expert_dir else None
   result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config if explicit else None,
-                                   _NUM_CLIPS.value or None, expert=expert)
+                                   _NUM_CLIPS.value or None, sync_expert_workdir=_SYNC_EXPERT.value)
   print(report.markdown_table(result))
 
 

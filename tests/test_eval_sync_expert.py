@@ -1,7 +1,7 @@
 """Sync expert on the built-in `talking` data: trained contrastively on CPU, it recovers known audio shifts.
 
 Clips come straight from avdiff.data.synthetic (seeds 0.. for training, 100000.. held out: disjoint by
-construction). The fast test trains a small expert for 100 steps; the slow one uses the tiny config's sizes.
+construction). The fast test trains a small expert for 80 steps; the slow one uses the tiny config's sizes.
 """
 
 import numpy as np
@@ -54,7 +54,7 @@ def test_small_expert_recovers_shifts(tmp_path):
   config = tiny.get_config()
   se = config.eval.sync_expert
   se.width, se.embed_dim, se.batch_size = 16, 64, 8
-  _check(config, num_train=48, num_held_out=16, steps=100, tmp_path=tmp_path)
+  _check(config, num_train=48, num_held_out=16, steps=80, tmp_path=tmp_path)
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Samplers: DDPM ancestral, DDIM (eta), DPM-Solver++(2M), Euler and Heun, as pure functions under jit.
 
 All samplers step a dict state x {'video': [B, ...], 'audio': [B, ...]} down a time grid 1 = t_0 > ... > t_n = 0
-(`Schedule.sampling_grid`), with one `jax.lax.fori_loop` over the steps, and see the model only through
+(`Schedule.grid_time`), with one `jax.lax.fori_loop` over the steps (the number of steps may be a traced value, so
+one compiled sampler serves every step count), and see the model only through
 `denoise(x, t) -> (x0_hat, eps_hat)` (dicts; t a scalar): `make_denoiser` builds it from any pred_fn and
 objective. `constrain(x, t, rng) -> x` is applied after every update (conditioning: keeping a given modality or
 region fixed); the identity for joint sampling.
@@ -74,9 +75,19 @@ def _map(fn, *dicts):
   return {k: fn(*(d[k] for d in dicts)) for k in dicts[0]}
 
 
+class _Grid:
+  """grid[i] = time of step i of num_steps (a Python int or a traced int32 scalar)."""
+
+  def __init__(self, schedule, num_steps):
+    self.schedule, self.num_steps = schedule, num_steps
+
+  def __getitem__(self, i):
+    return self.schedule.grid_time(i, self.num_steps)
+
+
 def _loop(step, x, grid, rng, constrain, start=0, stop=None, carry=()):
   """fori_loop of `step(i, x, carry, key) -> (x, carry)` over grid intervals [start, stop), constraining after each."""
-  stop = grid.shape[0] - 1 if stop is None else stop
+  stop = grid.num_steps if stop is None else stop
 
   def body(i, state):
     x, carry = state
@@ -90,7 +101,7 @@ def _loop(step, x, grid, rng, constrain, start=0, stop=None, carry=()):
 def ddim(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int, eta: float = 0.0,
          constrain: Callable = _identity) -> dict:
   """DDIM; x: initial state at t = 1 (already constrained). Returns x at t = 0."""
-  grid = schedule.sampling_grid(num_steps)
+  grid = _Grid(schedule, num_steps)
 
   def step(i, x, carry, key):
     (ac, sc), (an, sn) = schedule.alpha_sigma(grid[i]), schedule.alpha_sigma(grid[i + 1])
@@ -109,7 +120,7 @@ def ddpm(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedul
   """DDPM ancestral sampling: x_next ~ q(x_next | x, x0_hat), a Gaussian with
   mean (v alpha' x0 + a sigma'^2 x) / sigma^2 and variance sigma'^2 v / sigma^2, where a = alpha / alpha' and
   v = sigma^2 - a^2 sigma'^2 is the variance of the forward step from t' to t."""
-  grid = schedule.sampling_grid(num_steps)
+  grid = _Grid(schedule, num_steps)
 
   def step(i, x, carry, key):
     (ac, sc), (an, sn) = schedule.alpha_sigma(grid[i]), schedule.alpha_sigma(grid[i + 1])
@@ -132,7 +143,7 @@ def dpmpp_2m(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Sch
              constrain: Callable = _identity) -> dict:
   """DPM-Solver++(2M): x' = (sigma'/sigma) x + (alpha' - alpha sigma'/sigma) D, D = x0 + (x0 - x0_prev) / (2 r),
   r = h_prev / h, h = lambda' - lambda (lambda = log(alpha / sigma)); D = x0 on the first and the last step."""
-  grid = schedule.sampling_grid(num_steps)
+  grid = _Grid(schedule, num_steps)
 
   def step(i, x, carry, key):
     del key
@@ -158,7 +169,7 @@ def _velocity(schedule, x0, eps, t):
 def euler(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
           constrain: Callable = _identity) -> dict:
   """Euler on the probability-flow ODE: x' = x + (t' - t) (alpha'(t) x0 + sigma'(t) eps)."""
-  grid = schedule.sampling_grid(num_steps)
+  grid = _Grid(schedule, num_steps)
 
   def step(i, x, carry, key):
     del key
@@ -172,7 +183,7 @@ def euler(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedu
 def heun(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
          constrain: Callable = _identity) -> dict:
   """Heun (explicit trapezoid) on the probability-flow ODE; the final step into t = 0 is an Euler step."""
-  grid = schedule.sampling_grid(num_steps)
+  grid = _Grid(schedule, num_steps)
 
   def step(i, x, carry, key):
     h = grid[i + 1] - grid[i]
@@ -199,7 +210,7 @@ def run(sampler: str, denoise: Callable, x: dict, rng: jax.Array, schedule: sche
   """Dispatches to the named sampler (eta is used by 'ddim' only)."""
   if sampler not in SAMPLERS:
     raise ValueError(f'sampler {sampler!r} is not one of {SAMPLERS}')
-  if num_steps <= 0:
+  if isinstance(num_steps, int) and num_steps <= 0:
     raise ValueError(f'num_steps must be positive, got {num_steps}')
   if sampler == 'ddim':
     return ddim(denoise, x, rng, schedule, num_steps, eta, constrain)

@@ -106,9 +106,14 @@ class Schedule:
       return (jnp.floor(u * n) + 1.0) / n
     return shift_time(u, self.shift)
 
+  def grid_time(self, i, num_steps):
+    """Time of sampling step i of num_steps (both may be traced): network_time(1 - i / num_steps); 1 at i = 0,
+    exactly 0 at i = num_steps."""
+    return self.network_time(1.0 - jnp.asarray(i, jnp.float32) / jnp.asarray(num_steps, jnp.float32))
+
   def sampling_grid(self, num_steps: int):
     """Decreasing times [num_steps + 1] from 1 to 0 spaced evenly in u."""
-    return self.network_time(jnp.linspace(1.0, 0.0, num_steps + 1))
+    return self.grid_time(jnp.arange(num_steps + 1), num_steps)
 
 
 def from_config(diffusion_cfg: ml_collections.ConfigDict) -> Schedule:

@@ -204,11 +204,13 @@ def evaluate_conditions(conditions: dict[str, list[Clip]], config: ml_collection
 
 def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional[ml_collections.ConfigDict] = None,
                      num_clips: Optional[int] = None, generate_fn: Optional[GenerateFn] = None,
-                     expert: Optional[scoring.ExpertScorer] = None, write: bool = True) -> dict:
+                     expert: Optional[scoring.ExpertScorer] = None, sync_expert_workdir: str = '',
+                     write: bool = True) -> dict:
   """Baselines + model samples on held-out clips of the run in `workdir`; writes W/eval/<split>.json and .md.
 
   generate_fn defaults to `avdiff.eval.sampling.generate` (EMA params from the workdir's checkpoints). When the
-  model cannot be restored or sampled, its conditions are recorded as unavailable with the reason.
+  model cannot be restored or sampled, its conditions are recorded as unavailable with the reason. The sync expert
+  is `expert`, else the one in sync_expert_workdir / config.eval.sync_expert_workdir / W/sync_expert, if any.
   """
   if config is None:
     from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
@@ -218,6 +220,8 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   config.eval.split = split
   num = num_clips or config.eval.num_clips
   config.eval.num_clips = num
+  if sync_expert_workdir:
+    config.eval.sync_expert_workdir = sync_expert_workdir
   config_lib.validate(config)
   if expert is None:
     expert = load_expert(config, workdir)
@@ -254,10 +258,14 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
 
 
 def load_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optional[scoring.ExpertScorer]:
-  """The sync expert of config.eval.sync_expert_workdir, else W/sync_expert if present, else None."""
+  """The sync expert of config.eval.sync_expert_workdir, else W/sync_expert if present, else None.
+
+  The directory used is written back into config.eval.sync_expert_workdir (so the protocol records it).
+  """
   from avdiff.eval import sync_train  # pylint: disable=g-import-not-at-top
   for cand in (config.eval.sync_expert_workdir, os.path.join(workdir, 'sync_expert') if workdir else ''):
     if cand and os.path.exists(os.path.join(cand, 'config.json')):
+      config.eval.sync_expert_workdir = os.path.abspath(cand)
       return sync_train.load_scorer(cand, config)
   return None
 

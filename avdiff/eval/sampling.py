@@ -58,7 +58,7 @@ def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict],
     if mode == 'audio_to_video':
       cond = {'audio': diffusion_task.to_latents(config, auto, cond_video, cond_mel)['audio']}
     latents = diffusion.sample(lambda x, t, lab: model(x, t, lab), shapes, label, rng, config.diffusion, mode=mode,
-                               cond=cond)
+                               cond=cond, null_label=config.model.num_classes)
     return diffusion_task.from_latents(config, auto, latents)
 
   out = []

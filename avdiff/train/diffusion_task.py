@@ -97,7 +97,7 @@ class DiffusionTask:
       module = model_def.merge(params)
       pred_fn = lambda x, t, lab: module(x, t, lab)
       latents = diffusion.sample(pred_fn, shapes, label, rng, config.diffusion, mode=mode, cond=cond,
-                                 cond_frames=cond_frames)
+                                 cond_frames=cond_frames, null_label=config.model.num_classes)
       return from_latents(config, self.autoencoder(frozen), latents)
 
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
