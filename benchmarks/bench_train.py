@@ -43,7 +43,7 @@ def _synthetic_batch(config, batch_size: int):
           'label': (np.arange(batch_size) % config.model.num_classes).astype(np.int32)}
 
 
-def bench_cpu(name: str, steps: int, peak: float) -> dict:
+def bench_cpu(name: str, steps: int, peak: float, batch_size: int = 0) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   from avdiff import config_lib, parallel  # pylint: disable=g-import-not-at-top
@@ -52,6 +52,8 @@ def bench_cpu(name: str, steps: int, peak: float) -> dict:
   config = _config(name)
   config.model.dtype = 'float32'
   config.mesh.shape = ml_collections.ConfigDict({'data': 1, 'fsdp': 1, 'tensor': 1})
+  if batch_size:
+    config.train.global_batch_size = batch_size
   lay = config_lib.validate(config, 1)
   mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])
   task = DiffusionTask(config)
@@ -102,7 +104,8 @@ def bench_memory_child(config_name: str, overrides: str = '') -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from avdiff import config_lib, models, parallel  # pylint: disable=g-import-not-at-top
-  from avdiff.train import checkpoint, optim, state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
+  from avdiff.train import checkpoint, optim  # pylint: disable=g-import-not-at-top
+  from avdiff.train import state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
   from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
   config = _override(_config(config_name), overrides)
   n = jax.device_count()
@@ -130,7 +133,8 @@ def bench_memory_child(config_name: str, overrides: str = '') -> dict:
   args, out, temp = mem.argument_size_in_bytes, mem.output_size_in_bytes, mem.temp_size_in_bytes
   alias = getattr(mem, 'alias_size_in_bytes', 0)
   params = model.num_params
-  return {'config': config_name, 'overrides': overrides, 'devices': n, 'mesh': dict(mesh.shape), 'params_B': round(params / 1e9, 3),
+  return {'config': config_name, 'overrides': overrides, 'devices': n, 'mesh': dict(mesh.shape),
+          'params_B': round(params / 1e9, 3),
           'tokens_per_clip': lay.num_tokens, 'global_batch': b, 'clips_per_device': b // n,
           'state_gib_per_device_expected': round(16 * params / n / gib, 2),
           'arguments_gib': round(args / gib, 2), 'outputs_gib': round(out / gib, 2),
@@ -141,8 +145,8 @@ def bench_memory_child(config_name: str, overrides: str = '') -> dict:
 def bench_memory(config_name: str, devices: int, overrides: str = '') -> dict:
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   out = subprocess.run([sys.executable, '-m', 'benchmarks.bench_train', '--part=memory_child',
-                        f'--memory_config={config_name}', f'--memory_overrides={overrides}'], cwd=REPO, env=env, capture_output=True, text=True,
-                       check=False)
+                        f'--memory_config={config_name}', f'--memory_overrides={overrides}'],
+                       cwd=REPO, env=env, capture_output=True, text=True, check=False)
   if out.returncode:
     raise RuntimeError(out.stderr[-3000:])
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -153,6 +157,7 @@ def main():
   parser.add_argument('--part', default='all', choices=['all', 'cpu', 'memory', 'memory_child'])
   parser.add_argument('--configs', default='tiny,base')
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--batch', type=int, default=0, help='Global batch of the cpu part (0 = the config value).')
   parser.add_argument('--memory_config', default='pod_1b')
   parser.add_argument('--devices', default='8,64')
   parser.add_argument('--memory_overrides', default='',
@@ -167,7 +172,7 @@ def main():
     from avdiff.train import flops  # pylint: disable=g-import-not-at-top
     peak = flops.measure_matmul_flops(n=2048)
     for name in args.configs.split(','):
-      rows.append(bench_cpu(name, args.steps, peak))
+      rows.append(bench_cpu(name, args.steps, peak, args.batch))
       print(json.dumps(rows[-1]), flush=True)
   if args.part in ('all', 'memory'):
     for n in (int(x) for x in args.devices.split(',')):

@@ -230,3 +230,37 @@ def overfit(config, steps=60):
 def test_overfits_one_batch(model_kw):
   first, last = overfit(small_config(**model_kw))
   assert last < first / 10, (first, last)
+
+
+def test_remat_policies_give_the_same_gradients():
+  c = small_config()
+  x, t, label = make_inputs(c)
+  model = perturbed(build_dit(c, nnx.Rngs(0)))
+  graphdef, params = nnx.split(model)
+
+  def grads(remat):
+    def loss(p):
+      m = nnx.merge(graphdef, p)
+      m.remat = remat
+      return sum(jnp.sum(jnp.square(v)) for v in m(x, t, label).values())
+    return jax.jit(jax.grad(loss))(params)
+
+  ref = grads('none')
+  for remat in ('full', 'dots'):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), ref, grads(remat))
+
+
+def test_bf16_compute_keeps_fp32_params_and_output():
+  c = small_config(dtype='bfloat16', attention='xla')
+  x, t, label = make_inputs(c)
+  model = perturbed(build_dit(c, nnx.Rngs(0)))
+  assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype(jnp.float32)}
+  out = apply(model, x, t, label)
+  c32 = small_config(attention='xla')
+  m32 = build_dit(c32, nnx.Rngs(0))
+  nnx.update(m32, nnx.state(model))
+  ref = apply(m32, x, t, label)
+  for k in x:
+    assert out[k].dtype == jnp.float32
+    err = float(jnp.abs(out[k] - ref[k]).max())
+    assert 0 < err < 0.05 * float(jnp.abs(ref[k]).max()) + 1e-3

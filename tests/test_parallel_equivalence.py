@@ -1,5 +1,4 @@
-"""One device vs 8 fake devices on a (data=2, fsdp=2, tensor=2) mesh: same losses and params after 3 steps, and
-parameters / optimizer moments / batches actually sharded as the config's logical-axis rules say."""
+"""One device vs 8 fake devices on a (data=2, fsdp=2, tensor=2) mesh: same losses and params after 3 steps."""
 
 import os
 import tempfile
@@ -8,7 +7,6 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
 
 import train_toy
 from avdiff import parallel
@@ -18,6 +16,7 @@ from avdiff.train.diffusion_task import DiffusionTask
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 STEPS = 3
+pytestmark = pytest.mark.slow  # Two train-step compilations: ~30 s on an idle 2-core box, minutes under load.
 
 
 def _mesh(config, devices):
@@ -67,50 +66,3 @@ def test_same_losses_on_1_and_8_devices(runs):
   p8 = jax.tree.leaves(runs['state8'].params)
   for a, b in zip(p1, p8):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-3, atol=1e-5)
-
-
-def test_params_sharded_by_rules(runs):
-  params, opt_state = runs['state8'].params, runs['state8'].opt_state
-  qkv = params['blocks']['streams'][0]['qkv']['kernel']  # [layers, embed, 3, heads, kv]
-  assert qkv.sharding.spec == P(None, 'fsdp', None, 'tensor', None)
-  # Each device holds a 1/2 x 1/2 slice of it (fsdp x tensor), replicated over `data`.
-  full = qkv.shape
-  assert qkv.addressable_shards[0].data.shape == (full[0], full[1] // 2, full[2], full[3] // 2, full[4])
-  fc1 = params['blocks']['streams'][0]['mlp']['fc1']['kernel']  # [layers, embed, mlp]
-  assert fc1.sharding.spec == P(None, 'fsdp', 'tensor')
-  out = params['blocks']['streams'][0]['out']['kernel']  # [layers, heads, kv, embed]
-  assert out.sharding.spec == P(None, 'tensor', None, 'fsdp')
-  # Label table [num_classes + 1 = 9, embed]: 'vocab' has no mesh axis, embed -> fsdp.
-  assert params['label_embed']['table'].sharding.spec == P(None, 'fsdp')
-  # Adam moments follow their parameter; the step counter is replicated.
-  adam = opt_state[1][0]
-  assert adam.mu['blocks']['streams'][0]['qkv']['kernel'].sharding.spec == qkv.sharding.spec
-  assert adam.nu['blocks']['streams'][0]['mlp']['fc1']['kernel'].sharding.spec == fc1.sharding.spec
-  assert adam.count.sharding.spec == P()
-  assert runs['state8'].ema_params['blocks']['streams'][0]['qkv']['kernel'].sharding.spec == qkv.sharding.spec
-
-
-def test_batch_sharded_over_data_axes(runs):
-  config, mesh = runs['config'], runs['mesh']
-  source = pipeline.InputPipeline(config, 'train', process_index=0, process_count=1)
-  batch = pipeline.to_device(loop._batch_keys(next(source)), mesh, config.mesh.data_axes)
-  assert batch['video'].sharding.spec == P(('data', 'fsdp'))
-  # 8 clips over data x fsdp = 4 shards: 2 clips per device, each replicated over the 2 tensor devices.
-  assert {s.data.shape[0] for s in batch['video'].addressable_shards} == {2}
-
-
-def test_rules_fall_back_to_replication():
-  mesh = parallel.make_mesh(ml_collections.ConfigDict({'shape': {'data': 2, 'fsdp': 2, 'tensor': 2}}))
-  rules = (('embed', 'fsdp'), ('mlp', 'tensor'), ('heads', 'tensor'), ('batch', ('data', 'fsdp')))
-  assert parallel.logical_to_spec(('embed', 'mlp'), (8, 8), rules, mesh) == P('fsdp', 'tensor')
-  assert parallel.logical_to_spec(('embed', 'mlp'), (9, 8), rules, mesh) == P(None, 'tensor')  # 9 % 2 != 0
-  # 'heads' and 'mlp' both want 'tensor': the first dimension gets it, the second stays whole.
-  assert parallel.logical_to_spec(('heads', 'mlp'), (4, 8), rules, mesh) == P('tensor', None)
-  assert parallel.logical_to_spec(('batch', None), (8, 3), rules, mesh) == P(('data', 'fsdp'), None)
-  assert parallel.logical_to_spec(('layers', None), (8, 3), rules, mesh) == P(None, None)
-
-
-def test_mesh_fills_the_free_axis():
-  mesh = parallel.make_mesh(ml_collections.ConfigDict({'shape': {'data': -1, 'fsdp': 2, 'tensor': 1}}))
-  assert dict(mesh.shape) == {'data': 4, 'fsdp': 2, 'tensor': 1}
-  assert all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)

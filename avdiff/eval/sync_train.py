@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -187,12 +187,6 @@ def train_with_shared_loop(config: ml_collections.ConfigDict, workdir: str) -> s
   cfg = shared_loop_config(config)
   loop.train(cfg, workdir, SyncExpertTask(cfg))
   return load(workdir, cfg)
-
-
-def repeat(batches_fn) -> Iterator[dict]:
-  """Cycles forever over the iterable returned by batches_fn()."""
-  while True:
-    yield from batches_fn()
 
 
 def stack_clips(clips: list[dict]) -> dict:

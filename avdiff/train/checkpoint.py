@@ -12,7 +12,6 @@ import os
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -34,6 +33,10 @@ def config_to_json(config: ml_collections.ConfigDict) -> str:
   return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
+def _tuples(value):
+  return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _merge_into(base: ml_collections.ConfigDict, values: dict) -> None:
   for key, value in values.items():
     if key in base and isinstance(base[key], ml_collections.ConfigDict) and isinstance(value, dict):
@@ -43,7 +46,7 @@ def _merge_into(base: ml_collections.ConfigDict, values: dict) -> None:
         _merge_into(base[key], value)
       continue
     if key in base and isinstance(base[key], tuple) and isinstance(value, list):
-      value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+      value = _tuples(value)
     with base.unlocked():
       base[key] = value
 

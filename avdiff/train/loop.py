@@ -11,14 +11,12 @@ checkpoint, data position included; SIGTERM saves a checkpoint and returns.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging

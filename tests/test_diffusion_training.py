@@ -1,0 +1,146 @@
+"""Training loss: per-modality noise levels, clean-modality masking, label dropout, and that each objective trains."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from avdiff import diffusion
+from avdiff.diffusion import gaussian, objectives, schedules
+
+SHAPES = {'video': (2, 2, 1), 'audio': (3, 1)}
+DATA = gaussian.random_gaussian(0, SHAPES)
+NUM_CLASSES = 4
+
+
+def cfg(objective='flow', schedule='flow', **kw):
+  c = ml_collections.ConfigDict(dict(
+      objective=objective, schedule=schedule, flow_shift=1.0, num_train_timesteps=1000, loss_weight_video=1.0,
+      loss_weight_audio=1.0, independent_t_prob=0.5, clean_video_prob=0.1, clean_audio_prob=0.1, label_dropout=0.1))
+  c.update(kw)
+  return c
+
+
+def recording_pred_fn(log):
+  def fn(x, t, label):
+    log.update(x=x, t=t, label=label)
+    return {k: jnp.zeros_like(v) for k, v in x.items()}
+  return fn
+
+
+def test_shared_and_independent_times_and_clean_modalities():
+  x0 = DATA.sample(jax.random.key(0), 4096)
+  label = jnp.zeros((4096,), jnp.int32)
+  log = {}
+  diffusion.training_loss(recording_pred_fn(log), x0, label, jax.random.key(1),
+                          cfg(independent_t_prob=0.0, clean_video_prob=0.0, clean_audio_prob=0.0), NUM_CLASSES)
+  np.testing.assert_array_equal(np.asarray(log['t']['video']), np.asarray(log['t']['audio']))
+  _, metrics = diffusion.training_loss(recording_pred_fn(log), x0, label, jax.random.key(1),
+                                       cfg(independent_t_prob=1.0, clean_video_prob=0.3, clean_audio_prob=0.2),
+                                       NUM_CLASSES)
+  tv, ta = np.asarray(log['t']['video']), np.asarray(log['t']['audio'])
+  clean_v, clean_a = tv == 0, ta == 0
+  assert abs(clean_v.mean() - 0.3) < 0.03 and abs(clean_a.mean() - 0.2) < 0.03
+  assert not np.any(clean_v & clean_a)  # Never both clean.
+  # A clean modality is fed exactly as the data.
+  np.testing.assert_array_equal(np.asarray(log['x']['video'])[clean_v], np.asarray(x0['video'])[clean_v])
+  assert abs(np.corrcoef(tv[~clean_v & ~clean_a], ta[~clean_v & ~clean_a])[0, 1]) < 0.05  # Independent draws.
+  assert abs(float(metrics['clean_video_frac']) - clean_v.mean()) < 1e-6
+
+
+def test_clean_modality_loss_is_masked_and_labels_dropped():
+  x0 = DATA.sample(jax.random.key(0), 64)
+  log = {}
+  loss, metrics = diffusion.training_loss(recording_pred_fn(log), x0, jnp.ones((64,), jnp.int32), jax.random.key(2),
+                                          cfg(clean_video_prob=1.0, clean_audio_prob=0.0, label_dropout=1.0),
+                                          NUM_CLASSES)
+  assert float(metrics['loss_video']) == 0.0 and float(metrics['loss_audio']) > 0.1
+  assert np.all(np.asarray(log['label']) == NUM_CLASSES)
+  # Loss weights: zeroing audio's weight leaves nothing (video is masked).
+  loss0, _ = diffusion.training_loss(recording_pred_fn({}), x0, jnp.ones((64,), jnp.int32), jax.random.key(2),
+                                     cfg(clean_video_prob=1.0, clean_audio_prob=0.0, loss_weight_audio=0.0),
+                                     NUM_CLASSES)
+  assert float(loss) > 0.1 and float(loss0) == 0.0
+
+
+@pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'linear'), ('flow', 'flow')])
+def test_objective_conversions_invert_the_target(objective, schedule):
+  s = schedules.Schedule(schedule)
+  x0, eps = jax.random.normal(jax.random.key(0), (2, 8, 3))
+  t = jnp.linspace(0.02, 0.98, 8)[:, None]
+  alpha, sigma = s.alpha_sigma(t)
+  pred = objectives.target(objective, x0, eps, alpha, sigma)
+  x0_hat, eps_hat = objectives.to_x0_eps(objective, pred, alpha * x0 + sigma * eps, alpha, sigma)
+  np.testing.assert_allclose(np.asarray(x0_hat), np.asarray(x0), atol=2e-4)
+  np.testing.assert_allclose(np.asarray(eps_hat), np.asarray(eps), atol=2e-4)
+
+
+def test_schedules_endpoints_and_shift():
+  for name in ('cosine', 'linear', 'flow'):
+    s = schedules.Schedule(name)
+    a0, s0 = s.alpha_sigma(0.0)
+    assert float(a0) == 1.0 and float(s0) == 0.0
+    lsnr = np.asarray(s.log_snr(jnp.linspace(0.01, 0.99, 50)))
+    assert np.all(np.diff(lsnr) < 0), name
+  # Terminal log-SNR: cosine clipped at -20 (finite eps -> x0); linear as DDPM's alpha_bar_1000 = 4.0e-5.
+  assert float(schedules.Schedule('cosine').log_snr(1.0)) == pytest.approx(-20.0, abs=0.01)
+  # Linear: the continuous form follows the discrete DDPM betas 1e-4 .. 0.02 at every step k / 1000.
+  ab = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000))
+  lsnr = np.asarray(schedules.Schedule('linear').log_snr(jnp.arange(1, 1001) / 1000.0))
+  np.testing.assert_allclose(lsnr, np.log(ab / (1 - ab)), atol=0.12)
+  shifted = schedules.Schedule('flow', shift=3.0)
+  assert float(shifted.network_time(0.5)) == pytest.approx(0.75)
+  assert float(schedules.Schedule('cosine').train_time(0.0)) == pytest.approx(1e-3)  # Never t = 0 in training.
+  assert schedules.resolution_shift(1024, base_tokens=256) == pytest.approx(2.0)
+
+
+def _mlp_pred_fn(params, x, t, label):
+  """A tiny MLP on the flattened (video, audio) vector, time features and a label embedding."""
+  flat = DATA.flatten(x)
+  feats = jnp.concatenate([flat, jnp.stack([t['video'], t['audio']], 1), params['label'][label]], axis=1)
+  h = jax.nn.gelu(feats @ params['w1'] + params['b1'])
+  h = jax.nn.gelu(h @ params['w2'] + params['b2'])
+  return DATA.unflatten(h @ params['w3'])
+
+
+@pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'cosine'), ('flow', 'flow')])
+def test_each_objective_trains_a_tiny_model(objective, schedule):
+  c = cfg(objective, schedule)
+  ks = jax.random.split(jax.random.key(0), 4)
+  width = 64
+  params = {'w1': jax.random.normal(ks[0], (7 + 2 + 8, width)) * 0.3, 'b1': jnp.zeros(width),
+            'w2': jax.random.normal(ks[1], (width, width)) / 8, 'b2': jnp.zeros(width),
+            'w3': jnp.zeros((width, 7)), 'label': jax.random.normal(ks[2], (NUM_CLASSES + 1, 8)) * 0.1}
+  opt = optax.adam(3e-3)
+  opt_state = opt.init(params)
+
+  def loss_fn(p, rng):
+    x0 = DATA.sample(jax.random.fold_in(rng, 1), 256)
+    label = jax.random.randint(jax.random.fold_in(rng, 2), (256,), 0, NUM_CLASSES)
+    return diffusion.training_loss(lambda x, t, lab: _mlp_pred_fn(p, x, t, lab), x0, label, rng, c, NUM_CLASSES)
+
+  @jax.jit
+  def train(params, opt_state):
+    def step(carry, i):
+      p, s = carry
+      (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, jax.random.key(i))
+      updates, s = opt.update(g, s, p)
+      return (optax.apply_updates(p, updates), s), loss
+    return jax.lax.scan(step, (params, opt_state), jnp.arange(400))
+
+  eval_rngs = [jax.random.key(10_000 + i) for i in range(8)]
+  eval_loss = jax.jit(lambda p: jnp.mean(jnp.stack([loss_fn(p, r)[0] for r in eval_rngs])))
+  before = float(eval_loss(params))
+  (params, _), losses = train(params, opt_state)
+  after = float(eval_loss(params))
+  assert np.all(np.isfinite(np.asarray(losses)))
+  assert after < 0.8 * before, (before, after)
+  # The optimum is the Gaussian posterior: the trained model gets within reach of the exact denoiser's loss.
+  s = schedules.from_config(c)
+  exact = DATA.pred_fn(s, objective)
+  optimal = float(jax.jit(lambda: jnp.mean(jnp.stack([diffusion.training_loss(
+      exact, DATA.sample(jax.random.fold_in(r, 1), 256), jax.random.randint(jax.random.fold_in(r, 2), (256,), 0, 4), r,
+      c, NUM_CLASSES)[0] for r in eval_rngs])))())
+  assert optimal <= after + 0.02 and after < optimal + 0.5 * (before - optimal), (before, after, optimal)
