@@ -82,9 +82,9 @@ def bench_cpu(name: str, steps: int, peak: float, batch_size: int = 0) -> dict:
 
 
 def _override(config, overrides: str):
-  """'model.remat=full,train.global_batch_size=64' -> assigns (values parsed as Python literals when possible)."""
+  """'model.remat=full;train.global_batch_size=64' -> assigns (values parsed as Python literals when possible)."""
   import ast  # pylint: disable=g-import-not-at-top
-  for item in filter(None, overrides.split(',')):
+  for item in filter(None, overrides.split(';')):
     key, value = item.split('=', 1)
     try:
       value = ast.literal_eval(value)
@@ -161,7 +161,7 @@ def main():
   parser.add_argument('--memory_config', default='pod_1b')
   parser.add_argument('--devices', default='8,64')
   parser.add_argument('--memory_overrides', default='',
-                      help="Config overrides for the memory part, e.g. 'model.remat=full,train.global_batch_size=64'.")
+                      help="Config overrides for the memory part, e.g. 'model.remat=full;train.global_batch_size=64'.")
   args = parser.parse_args()
   if args.part == 'memory_child':
     print(json.dumps(bench_memory_child(args.memory_config, args.memory_overrides)))

@@ -58,8 +58,13 @@ class GaussianData:
     """{'video': [B], 'audio': [B]} -> [B, D], each modality's value repeated over its coordinates."""
     return jnp.concatenate([jnp.repeat(values[k][:, None], self.sizes[k], axis=1) for k in _ORDER], axis=1)
 
-  def posterior_mean(self, x_t: dict, t: dict, schedule: schedules.Schedule) -> dict:
-    """E[x0 | x_t] with per-modality times t {'video': [B], 'audio': [B]}."""
+  def posterior_mean(self, x_t: dict, t: dict, schedule: schedules.Schedule, shared_t: bool = False) -> dict:
+    """E[x0 | x_t] with per-modality times t {'video': [B], 'audio': [B]}.
+
+    shared_t: every row has the times of row 0 (true when sampling); one D x D solve instead of B of them.
+    """
+    if shared_t:
+      t = {k: v[:1] for k, v in t.items()}
     mu = jnp.asarray(self.mean, jnp.float32)
     cov = jnp.asarray(self.cov, jnp.float32)
     a_s = {k: schedule.alpha_sigma(t[k]) for k in _ORDER}
@@ -67,16 +72,19 @@ class GaussianData:
     sigma = self._per_coord({k: a_s[k][1] for k in _ORDER})
     y = self.flatten(x_t)
     m = alpha[:, :, None] * cov[None] * alpha[:, None, :] + jax.vmap(jnp.diag)(sigma * sigma)  # A S A + N
-    sol = jnp.linalg.solve(m, (y - alpha * mu)[..., None])[..., 0]
+    if shared_t:
+      sol = jnp.linalg.solve(m[0], (y - alpha * mu).T).T
+    else:
+      sol = jnp.linalg.solve(m, (y - alpha * mu)[..., None])[..., 0]
     x0 = mu + jnp.einsum('de,be->bd', cov, alpha * sol)
     return self.unflatten(x0)
 
-  def pred_fn(self, schedule: schedules.Schedule, objective: str):
-    """Optimal network pred_fn(x, t, label) -> dict for `objective` (label ignored)."""
+  def pred_fn(self, schedule: schedules.Schedule, objective: str, shared_t: bool = False):
+    """Optimal network pred_fn(x, t, label) -> dict for `objective` (label ignored); shared_t as posterior_mean."""
 
     def fn(x: dict, t: dict, label=None) -> dict:
       del label
-      x0 = self.posterior_mean(x, t, schedule)
+      x0 = self.posterior_mean(x, t, schedule, shared_t)
       out = {}
       for k in _ORDER:
         alpha, sigma = (v.reshape((-1,) + (1,) * (x[k].ndim - 1)) for v in schedule.alpha_sigma(t[k]))
