@@ -125,3 +125,18 @@ def test_impacts_follow_the_scale(data_cfg):
   for seed in SEEDS[:4]:
     np.testing.assert_array_equal(synthetic.impacts_clip(seed, data_cfg)['impact'],
                                   synthetic.impacts_clip(seed, big)['impact'])
+
+
+def test_impacts_motion_rises_to_each_contact_and_stops(data_cfg):
+  """Contacts are >= 5 frames apart, away from the clip ends; motion grows into each contact and the next frame is
+  still, so a contact frame is where the visual motion peaks."""
+  frames = config_lib.num_frames(data_cfg)
+  for seed in SEEDS:
+    clip = synthetic.impacts_clip(seed, data_cfg)
+    hits = np.flatnonzero(clip['impact'])
+    assert hits[0] >= 3 and hits[-1] <= frames - 2 and np.all(np.diff(hits) >= 5), (seed, hits)
+    video = clip['video'].astype(np.int32)
+    change = np.abs(np.diff(video, axis=0)).sum(axis=(1, 2, 3))  # change[f - 1]: motion into frame f.
+    for f in hits:
+      np.testing.assert_array_equal(video[f + 1], video[f])
+      assert change[f - 1] > change[f - 2] > 0, (seed, f, change)

@@ -117,8 +117,8 @@ def test_each_objective_trains_a_tiny_model(objective, schedule):
   opt_state = opt.init(params)
 
   def loss_fn(p, rng):
-    x0 = DATA.sample(jax.random.fold_in(rng, 1), 256)
-    label = jax.random.randint(jax.random.fold_in(rng, 2), (256,), 0, NUM_CLASSES)
+    x0 = DATA.sample(jax.random.fold_in(rng, 1), 128)
+    label = jax.random.randint(jax.random.fold_in(rng, 2), (128,), 0, NUM_CLASSES)
     return diffusion.training_loss(lambda x, t, lab: _mlp_pred_fn(p, x, t, lab), x0, label, rng, c, NUM_CLASSES)
 
   @jax.jit
@@ -128,7 +128,7 @@ def test_each_objective_trains_a_tiny_model(objective, schedule):
       (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, jax.random.key(i))
       updates, s = opt.update(g, s, p)
       return (optax.apply_updates(p, updates), s), loss
-    return jax.lax.scan(step, (params, opt_state), jnp.arange(300))
+    return jax.lax.scan(step, (params, opt_state), jnp.arange(200))
 
   eval_rngs = [jax.random.key(10_000 + i) for i in range(8)]
   one_loss = jax.jit(lambda p, r: loss_fn(p, r)[0])

@@ -149,10 +149,6 @@ def test_envelope_motion_recovers_shift_on_talking_clips():
       assert r.offset_frames == k, (seed, k, r)
 
 
-@pytest.mark.xfail(strict=True, reason='built-in impacts clips (format_version 2): mean AV-Align 0.32 in sync vs '
-                   '0.29 shifted by 3 frames. Wall and ball-ball contacts make no peak of the mean flow magnitude, '
-                   'balls in steady motion make flow peaks without sound, and every clip has an audio onset at '
-                   '~0.07 s. The metric implementation passes the same check on hand-built clips above.')
 def test_av_align_on_impacts_clips_in_sync_vs_shifted():
   from avdiff.data import synthetic
   d = _data_cfg()

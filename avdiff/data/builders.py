@@ -41,7 +41,7 @@ SPLITS = ('train', 'validation', 'test')
 SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000}
 VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.mov', '.m4v', '.avi')
 # Bump when a generator or a stored feature changes meaning; it is part of every dataset's config hash.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _CLOCK_FIELDS = ('resolution', 'fps', 'clip_seconds', 'sample_rate', 'mel_frames_per_video_frame', 'n_fft', 'n_mels',
                  'fmin', 'fmax', 'mel_db_floor')
@@ -176,7 +176,7 @@ class Talking(_SyntheticBuilder):
 
 
 class Impacts(_SyntheticBuilder):
-  """`impacts`: bouncing balls with a percussive sound at each contact frame; label = material."""
+  """`impacts`: dropped balls with a percussive sound at each contact frame; label = material."""
   _DATASET = 'impacts'
 
 

@@ -7,9 +7,10 @@ seed gives the same scene at any resolution. Frame f is shown over [f / fps, (f 
 talking: a drawn face whose mouth opening at frame f is the RMS of the speech envelope over that frame. Speech is a
   voiced harmonic source (random syllable onsets, durations, pitch contours) shaped by vowel formants. The speaker
   (label) sets face colour, face shape and voice pitch.
-impacts: balls under gravity that bounce off the floor, the walls and each other; each contact sounds at the start
-  of the frame in which it is drawn (modal synthesis: decaying partials + a click). The material (label) sets
-  ball colour and timbre.
+impacts: balls dropped from rest one after another; each falls under gravity and lands dead on the floor exactly at
+  a frame time, so its motion grows up to the contact frame and stops there. Each contact sounds at the start of
+  that frame (modal synthesis: decaying partials + a click); there is silence before the first contact. The
+  material (label) sets ball colour and timbre.
 """
 
 from __future__ import annotations
@@ -200,22 +201,32 @@ class Material:
   ratios: tuple
   decay_s: float
   click: float  # Relative level of the broadband contact click.
-  restitution: float
   colour: tuple
 
 
 MATERIALS = (
-    Material('wood', 480.0, (1.0, 2.3, 4.1, 6.2), 0.07, 0.5, 0.65, (0.55, 0.35, 0.18)),
-    Material('metal', 1100.0, (1.0, 2.76, 5.40, 8.93), 0.45, 0.1, 0.8, (0.65, 0.7, 0.8)),
-    Material('glass', 2100.0, (1.0, 2.32, 4.25), 0.22, 0.15, 0.75, (0.6, 0.9, 0.95)),
-    Material('rubber', 170.0, (1.0, 1.6, 2.1), 0.035, 0.8, 0.88, (0.85, 0.15, 0.15)),
-    Material('stone', 750.0, (1.0, 1.9, 3.3, 5.1), 0.04, 0.9, 0.55, (0.5, 0.5, 0.48)),
-    Material('plastic', 880.0, (1.0, 2.1, 3.7), 0.09, 0.4, 0.72, (0.95, 0.8, 0.2)),
+    Material('wood', 480.0, (1.0, 2.3, 4.1, 6.2), 0.07, 0.5, (0.55, 0.35, 0.18)),
+    Material('metal', 1100.0, (1.0, 2.76, 5.40, 8.93), 0.45, 0.1, (0.65, 0.7, 0.8)),
+    Material('glass', 2100.0, (1.0, 2.32, 4.25), 0.22, 0.15, (0.6, 0.9, 0.95)),
+    Material('rubber', 170.0, (1.0, 1.6, 2.1), 0.035, 0.8, (0.85, 0.15, 0.15)),
+    Material('stone', 750.0, (1.0, 1.9, 3.3, 5.1), 0.04, 0.9, (0.5, 0.5, 0.48)),
+    Material('plastic', 880.0, (1.0, 2.1, 3.7), 0.09, 0.4, (0.95, 0.8, 0.2)),
 )
-_GRAVITY = 4.0  # Frame heights / s^2.
+_GRAVITY = 1.5  # Frame heights / s^2; small enough that Farneback flow tracks the fastest (contact) frame.
 _FLOOR = 0.85  # Floor height, fraction of the frame from the top.
-_MIN_IMPACT_SPEED = 0.35  # Frame heights / s; slower contacts are silent (the ball comes to rest).
-_REF_IMPACT_SPEED = 2.5
+_FALL_SECONDS = (0.35, 0.5)  # Range of drop durations; at least _MIN_FALL_FRAMES frames.
+# A fall of >= 4 frames makes the per-frame displacement (and so the optical flow) rise over >= 3 frames up to the
+# contact, and with >= 1 still frame before the next drop puts contacts >= 5 frames apart.
+_MIN_FALL_FRAMES = 4
+_FIRST_RELEASE_FRAMES = 3  # The first drop starts in frames [0, 3): no contact and no sound near the clip start.
+_MAX_PAUSE_FRAMES = 3  # Still frames between a contact and the next drop: [1, 3].
+# Ball radii and column centres (fractions of the frame). Columns 1/3 apart keep >= 0.11 of background between
+# balls: a resting neighbour's static edge inside the flow window would damp the flow of a ball landing next to it.
+_RADIUS = (0.07, 0.1)
+_COLUMNS = (0.17, 0.5, 0.83)
+_MAX_BALLS = len(_COLUMNS)
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # RGB -> grey, as OpenCV.
+_REF_IMPACT_SPEED = 1.0  # Frame heights / s; contacts this fast sound at full level.
 
 
 @dataclasses.dataclass
@@ -225,61 +236,38 @@ class _Contact:
   radius: float  # Radius of the sounding ball, fraction of the frame.
 
 
-def _simulate(rng: np.random.Generator, material: Material, frames: int, fps: float):
-  """Balls bouncing in the unit box, one explicit step per video frame.
+def _simulate(rng: np.random.Generator, frames: int, fps: float):
+  """Balls dropped from rest one after another; each falls under gravity and lands dead on the floor.
+
+  Ball i hangs still until its release frame, falls for a whole number of frames so that it touches the floor
+  exactly at a frame time (that frame shows the first contact and its fastest motion), then rests. The next ball is
+  released only after the previous one has landed, so the scene's motion rises to each contact and stops there.
+  Balls sit in separate columns, so they never touch each other.
 
   Returns:
-    positions float32 [T, N, 2] (y, x as fractions of the frame), radii float32 [N], list of _Contact.
+    positions float32 [T, N, 2] (y, x as fractions of the frame), radii float32 [N], list of _Contact (one per
+    ball, in frame order; every contact frame lies in [_MIN_FALL_FRAMES, T - 2]).
   """
-  n = int(rng.integers(1, 4))
-  radius = rng.uniform(0.07, 0.12, n)
-  pos = np.stack([rng.uniform(0.1, 0.45, n), rng.uniform(0.15, 0.85, n)], -1)
-  vel = np.stack([rng.uniform(-0.5, 0.3, n), rng.uniform(-0.6, 0.6, n)], -1)
   dt = 1.0 / fps
-  # A resting ball gains gravity * dt per step before the floor stops it; that is not a new contact.
-  min_speed = max(_MIN_IMPACT_SPEED, 1.5 * _GRAVITY * dt)
+  schedule, release = [], int(rng.integers(0, _FIRST_RELEASE_FRAMES))
+  for _ in range(_MAX_BALLS):
+    fall = max(_MIN_FALL_FRAMES, int(round(rng.uniform(*_FALL_SECONDS) * fps)))
+    if release + fall > frames - 2:  # The contact frame needs a following frame to be seen as the end of motion.
+      break
+    schedule.append((release, fall))
+    release += fall + int(rng.integers(1, _MAX_PAUSE_FRAMES + 1))
+  n = len(schedule)
+  radius = rng.uniform(*_RADIUS, n)
+  x = np.asarray(_COLUMNS)[rng.permutation(len(_COLUMNS))[:n]] + rng.uniform(-0.01, 0.01, n)
   positions, contacts = np.zeros((frames, n, 2), np.float32), []
-  for f in range(frames):
-    if f > 0:
-      vel[:, 0] += _GRAVITY * dt
-      pos += vel * dt
-      for i in range(n):  # Floor and walls.
-        if pos[i, 0] + radius[i] > _FLOOR:
-          pos[i, 0] = _FLOOR - radius[i]
-          speed = vel[i, 0]
-          if speed > min_speed:
-            vel[i, 0] = -material.restitution * speed
-            vel[i, 1] *= 0.9
-            contacts.append(_Contact(f, float(speed), float(radius[i])))
-          else:
-            vel[i, 0] = 0.0
-            vel[i, 1] *= 0.8  # Rolling friction.
-        for side, wall in ((-1.0, 0.0), (1.0, 1.0)):
-          if side * (pos[i, 1] - wall) + radius[i] > 0:
-            pos[i, 1] = wall - side * radius[i]
-            speed = abs(vel[i, 1])
-            vel[i, 1] = -side * material.restitution * speed
-            if speed > min_speed:
-              contacts.append(_Contact(f, float(speed), float(radius[i])))
-      for i in range(n):  # Elastic collisions between balls (mass ~ area).
-        for j in range(i + 1, n):
-          delta = pos[j] - pos[i]
-          dist = float(np.linalg.norm(delta))
-          if dist < radius[i] + radius[j] and dist > 1e-6:
-            normal = delta / dist
-            approach = float(np.dot(vel[i] - vel[j], normal))
-            overlap = radius[i] + radius[j] - dist
-            mi, mj = radius[i]**2, radius[j]**2
-            pos[i] -= normal * overlap * mj / (mi + mj)
-            pos[j] += normal * overlap * mi / (mi + mj)
-            if approach > 0:
-              impulse = (1 + material.restitution) * approach / (mi + mj)
-              vel[i] -= impulse * mj * normal
-              vel[j] += impulse * mi * normal
-              if approach > min_speed:
-                contacts.append(_Contact(f, approach, float(min(radius[i], radius[j]))))
-      pos[:, 0] = np.minimum(pos[:, 0], _FLOOR - radius)
-    positions[f] = pos
+  f = np.arange(frames, dtype=np.float64)
+  for i, (release, fall) in enumerate(schedule):
+    rest_y = _FLOOR - radius[i]
+    drop = 0.5 * _GRAVITY * (fall * dt)**2
+    elapsed = np.clip(f - release, 0, fall) * dt
+    positions[:, i, 0] = rest_y - drop + 0.5 * _GRAVITY * elapsed**2
+    positions[:, i, 1] = x[i]
+    contacts.append(_Contact(release + fall, _GRAVITY * fall * dt, float(radius[i])))
   return positions, radius.astype(np.float32), contacts
 
 
@@ -316,10 +304,11 @@ def impacts_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
     raise ValueError(f'data.num_materials={data_cfg.num_materials} must lie in [1, {len(MATERIALS)}]')
   label = int(rng.integers(data_cfg.num_materials))
   material = MATERIALS[label]
-  positions, radius, contacts = _simulate(rng, material, frames, fps)
+  positions, radius, contacts = _simulate(rng, frames, fps)
 
   per_frame = samples // frames
-  audio = 0.002 * rng.standard_normal(samples).astype(np.float32)  # Faint room noise.
+  # Silence between sounds: a noise floor that starts at t = 0 reads as an onset at the clip start.
+  audio = np.zeros(samples, np.float32)
   impact = np.zeros(frames, np.float32)
   for contact in contacts:
     start = contact.frame * per_frame
@@ -328,16 +317,17 @@ def impacts_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
   peak = np.abs(audio).max()
   audio = (audio * min(1.0, 0.9 / peak)).astype(np.float32)
 
-  background = _hsv(rng.uniform(), 0.2, rng.uniform(0.55, 0.75))
+  # Balls and background differ by ~0.3-0.4 in grey level whatever the material: optical flow sees grey frames.
+  luma = float(np.dot(material.colour, _LUMA_WEIGHTS))
+  background = _hsv(rng.uniform(), 0.2, luma + (-1.0 if luma > 0.55 else 1.0) * rng.uniform(0.3, 0.4))
+  # The floor is not drawn as a band: its static edge would damp the optical flow of a ball landing on it.
   shade = np.linspace(1.1, 0.85, size, dtype=np.float32)[:, None, None]
   image = np.broadcast_to(background * shade, (frames, size, size, 3)).astype(np.float32).copy()
-  floor_rows = (np.arange(size) + 0.5) / size > _FLOOR
-  image[:, floor_rows] = np.array([0.25, 0.22, 0.2], np.float32)
   colour = np.asarray(material.colour, np.float32)
   for i in range(positions.shape[1]):
     r = np.full(frames, radius[i] * size)
     disc = _soft_ellipse(positions[:, i, 0] * size, positions[:, i, 1] * size, r, r, size)
-    image = _blend(image, disc, colour * rng.uniform(0.85, 1.05))
+    image = _blend(image, disc, colour * rng.uniform(0.93, 1.03))
     glint = _soft_ellipse((positions[:, i, 0] - 0.4 * radius[i]) * size, (positions[:, i, 1] - 0.4 * radius[i]) *
                           size, 0.3 * r, 0.3 * r, size)
     image = _blend(image, 0.5 * glint, np.ones(3, np.float32))

@@ -115,7 +115,7 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
   if missing:
     raise ValueError(f'sampling mode {mode!r} needs cond[{missing}]')
   clean = {k: jnp.asarray(cond[k], jnp.float32) for k in given}
-  constrain = samplers._identity  # pylint: disable=protected-access
+  constrain = samplers.identity_constraint
   if clean:
     constrain = lambda x, t, r: {**x, **clean}
   masks = None

@@ -61,7 +61,8 @@ def make_denoiser(pred_fn: Callable, schedule: schedules.Schedule, objective: st
   return denoise
 
 
-def _identity(x, t, rng):
+def identity_constraint(x, t, rng):
+  """No conditioning: joint sampling."""
   del t, rng
   return x
 
@@ -99,7 +100,7 @@ def _loop(step, x, grid, rng, constrain, start=0, stop=None, carry=()):
 
 
 def ddim(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int, eta: float = 0.0,
-         constrain: Callable = _identity) -> dict:
+         constrain: Callable = identity_constraint) -> dict:
   """DDIM; x: initial state at t = 1 (already constrained). Returns x at t = 0."""
   grid = _Grid(schedule, num_steps)
 
@@ -116,7 +117,7 @@ def ddim(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedul
 
 
 def ddpm(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
-         constrain: Callable = _identity) -> dict:
+         constrain: Callable = identity_constraint) -> dict:
   """DDPM ancestral sampling: x_next ~ q(x_next | x, x0_hat), a Gaussian with
   mean (v alpha' x0 + a sigma'^2 x) / sigma^2 and variance sigma'^2 v / sigma^2, where a = alpha / alpha' and
   v = sigma^2 - a^2 sigma'^2 is the variance of the forward step from t' to t."""
@@ -140,7 +141,7 @@ def _half_lambda(alpha, sigma):
 
 
 def dpmpp_2m(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
-             constrain: Callable = _identity) -> dict:
+             constrain: Callable = identity_constraint) -> dict:
   """DPM-Solver++(2M): x' = (sigma'/sigma) x + (alpha' - alpha sigma'/sigma) D, D = x0 + (x0 - x0_prev) / (2 r),
   r = h_prev / h, h = lambda' - lambda (lambda = log(alpha / sigma)); D = x0 on the first and the last step."""
   grid = _Grid(schedule, num_steps)
@@ -167,7 +168,7 @@ def _velocity(schedule, x0, eps, t):
 
 
 def euler(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
-          constrain: Callable = _identity) -> dict:
+          constrain: Callable = identity_constraint) -> dict:
   """Euler on the probability-flow ODE: x' = x + (t' - t) (alpha'(t) x0 + sigma'(t) eps)."""
   grid = _Grid(schedule, num_steps)
 
@@ -181,7 +182,7 @@ def euler(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedu
 
 
 def heun(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
-         constrain: Callable = _identity) -> dict:
+         constrain: Callable = identity_constraint) -> dict:
   """Heun (explicit trapezoid) on the probability-flow ODE; the final step into t = 0 is an Euler step."""
   grid = _Grid(schedule, num_steps)
 
@@ -206,7 +207,7 @@ def heun(denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedul
 
 
 def run(sampler: str, denoise: Callable, x: dict, rng: jax.Array, schedule: schedules.Schedule, num_steps: int,
-        eta: float = 0.0, constrain: Callable = _identity) -> dict:
+        eta: float = 0.0, constrain: Callable = identity_constraint) -> dict:
   """Dispatches to the named sampler (eta is used by 'ddim' only)."""
   if sampler not in SAMPLERS:
     raise ValueError(f'sampler {sampler!r} is not one of {SAMPLERS}')
