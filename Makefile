@@ -1,10 +1,13 @@
 # Two commands on a fresh machine:
-#   make main   set up, build the built-in data, train the tiny model, sample and evaluate (runs/tiny)
-#   make test   set up and run the test suite
+#   make main   set up, build the built-in data, train the tiny model, sample and evaluate it (runs/tiny)
+#   make test   set up and run the test suite (make test-slow: the slow end-to-end tests)
+# `make main TRAIN_ARGS=--config.train.steps=100 EVAL_CLIPS=8` makes a quick smoke run.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/tiny
+TRAIN_ARGS ?=
+EVAL_CLIPS ?= 0
 
 .PHONY: setup main test test-slow
 setup: $(VENV)/.installed
@@ -16,7 +19,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 main: setup
-	$(PY) -m experiments.train --config=configs/tiny.py --workdir=$(WORKDIR)
+	$(PY) -m experiments.train --config=configs/tiny.py --workdir=$(WORKDIR) $(TRAIN_ARGS)
+	$(PY) -m experiments.sample --workdir=$(WORKDIR) --mode=joint --num=4
+	$(PY) -m experiments.sample --workdir=$(WORKDIR) --mode=audio_to_video --num=4
+	$(PY) -m experiments.evaluate --workdir=$(WORKDIR) --split=test --num_clips=$(EVAL_CLIPS)
 
 test: setup
 	$(PY) -m pytest -q
