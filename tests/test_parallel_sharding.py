@@ -76,3 +76,12 @@ def test_mesh_fills_the_free_axis():
   mesh = parallel.make_mesh(ml_collections.ConfigDict({'shape': {'data': -1, 'fsdp': 2, 'tensor': 1}}))
   assert dict(mesh.shape) == {'data': 4, 'fsdp': 2, 'tensor': 1}
   assert all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
+
+
+def test_parameters_without_logical_names_are_replicated():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  layer = nnx.Linear(4, 8, rngs=nnx.Rngs(0))
+  mesh = jax.make_mesh((2, 4), ('data', 'fsdp'), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  specs = parallel.param_specs(nnx.state(layer, nnx.Param), (('embed', 'fsdp'),), mesh)
+  assert specs['kernel'] == jax.sharding.PartitionSpec(None, None)
+  assert specs['bias'] == jax.sharding.PartitionSpec(None)

@@ -54,11 +54,13 @@ def logical_to_spec(names: Sequence[Optional[str]], shape: Sequence[int], rules:
 
 
 def param_specs(abstract_params: nnx.State, rules: Rules, mesh: jax.sharding.Mesh):
-  """Pure-dict tree of PartitionSpecs for an nnx.State of parameters (abstract or concrete)."""
+  """Pure-dict tree of PartitionSpecs for an nnx.State of parameters (abstract or concrete); unnamed -> replicated."""
   logical = nnx.get_partition_spec(abstract_params)
 
   def spec(var, names_var):
-    names = tuple(names_var.get_value()) if names_var.get_value() is not None else (None,) * var.ndim
+    names = tuple(names_var.get_value() or ())
+    if not names:  # A parameter without logical names (e.g. a plain nnx.Linear) is replicated.
+      names = (None,) * var.ndim
     return logical_to_spec(names, var.shape, rules, mesh)
 
   specs = jax.tree.map(spec, abstract_params, logical, is_leaf=lambda x: isinstance(x, nnx.Variable))

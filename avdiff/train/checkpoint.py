@@ -72,11 +72,16 @@ def make_manager(workdir: str, train_cfg: Optional[ml_collections.ConfigDict] = 
   `keep_best_by`, the best by that metric, lower = better)."""
   kwargs = dict(create=not read_only, read_only=read_only)
   if train_cfg is not None:
-    kwargs.update(max_to_keep=int(train_cfg.keep_checkpoints), enable_async_checkpointing=bool(
-        train_cfg.async_checkpointing))
+    kwargs.update(enable_async_checkpointing=bool(train_cfg.async_checkpointing))
+    policies = [ocp.checkpoint_managers.LatestN(n=int(train_cfg.keep_checkpoints))]
     if train_cfg.keep_best_by:
       metric = train_cfg.keep_best_by
-      kwargs.update(best_fn=lambda m: float(m[metric]), best_mode='min', keep_checkpoints_without_metrics=True)
+      # Orbax's best_fn + max_to_keep alone keeps the K best by metric and may delete the latest step (resume
+      # would go back in time); the union keeps the last K plus the single best.
+      policies.append(ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: float(m[metric]), reverse=True, n=1,
+                                                    keep_checkpoints_without_metrics=False))
+      kwargs.update(best_fn=lambda m: float(m[metric]), best_mode='min')
+    kwargs.update(preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
                                item_handlers={'state': ocp.StandardCheckpointHandler(),
                                               'data': ocp.JsonCheckpointHandler(),

@@ -261,7 +261,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
           stop = bool(np.max(multihost_utils.process_allgather(np.asarray([stop], np.int32))))
         if done % t.checkpoint_every == 0 or done == total or stop:
           drain()  # Never save a step whose loss we have not checked.
-          best = last_val if t.keep_best_by and t.keep_best_by in last_val else None
+          # Only a step evaluated just now carries val metrics: a later step tagged with them would pass for the best.
+          evaluated = eval_fn is not None and done % t.eval_every == 0
+          best = last_val if evaluated and t.keep_best_by and t.keep_best_by in last_val else None
           checkpoint.save(manager, done, state, source.get_state(), config, metrics=best, force=stop)
         if t.sample_every > 0 and done % t.sample_every == 0 and hasattr(task, 'write_samples'):
           drain()

@@ -44,7 +44,8 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """All rows of <workdir>/metrics.jsonl; for steps logged twice (a resumed run), the last row wins."""
+  """All rows of <workdir>/metrics.jsonl, one per step: lines of one step (train and val_* metrics are written
+  separately) are merged, and for a key logged twice (a resumed run) the last value wins."""
   path = os.path.join(workdir, 'metrics.jsonl')
   rows: dict[int, dict] = {}
   if os.path.exists(path):
@@ -53,5 +54,5 @@ def read_metrics(workdir: str) -> list[dict]:
         line = line.strip()
         if line:
           row = json.loads(line)
-          rows[row['step']] = row
+          rows.setdefault(row['step'], {}).update(row)
   return [rows[s] for s in sorted(rows)]
