@@ -43,6 +43,7 @@ class DiffusionTask:
     self.config = config
     self._ae_graphdef = None
     self._ae_params = None
+    self._in_loop_evaluator = None  # Built on first use: loads the held-out clips once.
     if config.model.encoder != 'patch':
       if autoencoder is None:
         from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
@@ -110,6 +111,17 @@ class DiffusionTask:
     label = jnp.arange(num, dtype=jnp.int32) % self.config.model.num_classes
     video, mel = self.sample_fn(model_def, mesh, num)(params, self.frozen_params(), label, rng, None, 0)
     return write_clips(self.config, np.asarray(video), np.asarray(mel), out_dir, 'joint', write)
+
+
+  def score_samples(self, model_def, params, step: int) -> dict[str, float]:
+    """Sync metrics of samples from `params` on train.eval_clips fixed held-out clips, next to their ground truth:
+    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value}. Uses the evaluation runner."""
+    from avdiff.eval import runner, sampling  # pylint: disable=g-import-not-at-top
+    if self._in_loop_evaluator is None:
+      self._in_loop_evaluator = runner.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
+    dit, ae = model_def.merge(params), self.autoencoder(self._ae_params)
+    generate = lambda clips, mode, seed: sampling.generate('', self.config, clips, mode, seed, dit=dit, ae=ae)
+    return self._in_loop_evaluator(generate, seed=step)
 
 
 def write_clips(config: ml_collections.ConfigDict, video: np.ndarray, mel: np.ndarray, out_dir: str, prefix: str,

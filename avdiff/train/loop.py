@@ -254,6 +254,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
         if eval_fn is not None and done % t.eval_every == 0:
           drain()
           last_val = evaluate(config, eval_fn, state, frozen, mesh)
+          if t.eval_samples and hasattr(task, 'score_samples'):
+            last_val.update(task.score_samples(model, state.ema_params, done))
           writer.write(done, last_val)
         stop = preempt.requested or manager.reached_preemption(done)
         if jax.process_count() > 1 and done % t.log_every == 0:
