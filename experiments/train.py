@@ -32,12 +32,8 @@ def main(argv):
   from avdiff.train import loop  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   if _TASK.value == 'autoencoder':
-    from avdiff.train.autoencoder_task import AutoencoderTask  # pylint: disable=g-import-not-at-top
-    with config.unlocked():
-      config.train.steps = config.model.ae.steps
-      config.train.learning_rate = config.model.ae.learning_rate
-      config.train.global_batch_size = config.model.ae.batch_size
-      config.train.sample_every = 0
+    from avdiff.train.autoencoder_task import AutoencoderTask, stage1_config  # pylint: disable=g-import-not-at-top
+    config = stage1_config(config)
     task = AutoencoderTask(config)
   else:
     from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top

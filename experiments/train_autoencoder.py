@@ -32,16 +32,6 @@ _EVAL_CLIPS = flags.DEFINE_integer('eval_clips', 32, 'Clips scored.')
 _EVAL_ONLY = flags.DEFINE_bool('eval_only', False, 'Skip training; evaluate the latest checkpoint.')
 
 
-def stage1_config(config):
-  """The config with the train section set from model.ae (steps, learning rate, batch size), sampling off."""
-  with config.unlocked():
-    config.train.steps = config.model.ae.steps
-    config.train.learning_rate = config.model.ae.learning_rate
-    config.train.global_batch_size = config.model.ae.batch_size
-    config.train.sample_every = 0
-  return config
-
-
 def reconstruction_metrics(ae: nnx.Module, batches) -> dict:
   """Mean video PSNR (dB) and mel MAE / RMSE over host batches {'video' uint8, 'audio_mel'}."""
   graphdef, state = nnx.split(ae)
@@ -91,7 +81,7 @@ def main(argv):
   from avdiff import models  # pylint: disable=g-import-not-at-top
   from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
   from avdiff.train import checkpoint, loop  # pylint: disable=g-import-not-at-top
-  from avdiff.train.autoencoder_task import AutoencoderTask  # pylint: disable=g-import-not-at-top
+  from avdiff.train.autoencoder_task import AutoencoderTask, stage1_config  # pylint: disable=g-import-not-at-top
   config = stage1_config(_CONFIG.value)
   workdir = _WORKDIR.value
   if not _EVAL_ONLY.value:

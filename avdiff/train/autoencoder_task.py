@@ -7,6 +7,16 @@ import ml_collections
 from flax import nnx
 
 
+def stage1_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config with the train section set from model.ae (steps, learning rate, batch size), sampling off."""
+  with config.unlocked():
+    config.train.steps = config.model.ae.steps
+    config.train.learning_rate = config.model.ae.learning_rate
+    config.train.global_batch_size = config.model.ae.batch_size
+    config.train.sample_every = 0
+  return config
+
+
 class AutoencoderTask:
   """Trains `avdiff.models.build_autoencoder` (model.encoder 'separate_ae' or 'joint_ae')."""
 
