@@ -44,6 +44,7 @@ class DiffusionTask:
     self._ae_graphdef = None
     self._ae_params = None
     self._in_loop_evaluator = None  # Built on first use: loads the held-out clips once.
+    self._sample_fns = {}  # (mesh, num, mode) -> (model_def, jitted sampler): compiled once per run.
     if config.model.encoder != 'patch':
       if autoencoder is None:
         from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
@@ -89,6 +90,13 @@ class DiffusionTask:
   def sample_fn(self, model_def, mesh: jax.sharding.Mesh, num: int, mode: str = 'joint'):
     """jitted (params, frozen, label [num], rng, cond) -> (video float [num, T, H, W, 3], mel [num, T_a, n_mels]),
     replicated on every process."""
+    key = (mesh, num, mode)
+    cached = self._sample_fns.get(key)
+    if cached is None or cached[0] is not model_def:
+      cached = self._sample_fns[key] = (model_def, self._make_sample_fn(model_def, mesh, num, mode))
+    return cached[1]
+
+  def _make_sample_fn(self, model_def, mesh: jax.sharding.Mesh, num: int, mode: str):
     from avdiff import diffusion  # pylint: disable=g-import-not-at-top
     config = self.config
     lay = config_lib.layout(config)
