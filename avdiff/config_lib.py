@@ -20,7 +20,7 @@ OBJECTIVES = ('eps', 'v', 'flow')
 SCHEDULES = ('cosine', 'linear', 'flow')
 SAMPLERS = ('ddpm', 'ddim', 'dpmpp_2m', 'euler', 'heun')
 ATTENTIONS = ('auto', 'xla', 'cudnn', 'chunked')
-REMATS = ('none', 'full', 'dots')
+REMATS = ('none', 'full', 'dots', 'projections')
 DTYPES = ('float32', 'bfloat16', 'float16')
 
 

@@ -62,7 +62,11 @@ def get_config() -> ml_collections.ConfigDict:
   m.dtype = 'bfloat16'  # Compute dtype.
   m.param_dtype = 'float32'  # Parameter dtype.
   m.attention = 'auto'  # 'auto' | 'xla' | 'cudnn' | 'chunked' (lax.map over heads; fastest on CPU).
-  m.remat = 'none'  # 'none' | 'full' | 'dots' (save matmul outputs): rematerialization of each block.
+  # Rematerialization of each block: 'none' (keep every intermediate) | 'full' (keep only block inputs) | 'dots'
+  # (keep all matmul outputs) | 'projections' (keep the QKV / attention / output / MLP projections and the chunked
+  # attention's residuals; recompute norms, modulation, rotary and GELU: no matmul is recomputed, ~3x fewer bytes
+  # of activations than 'none', and faster on CPU, where those bytes cost more than the recomputation).
+  m.remat = 'projections'
   m.scan_layers = True  # jax.lax.scan over blocks: compile time independent of depth.
 
   # Stage-1 autoencoders (`separate_ae`, `joint_ae`).

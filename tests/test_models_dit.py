@@ -246,7 +246,7 @@ def test_remat_policies_give_the_same_gradients():
     return jax.jit(jax.grad(loss))(params)
 
   ref = grads('none')
-  for remat in ('full', 'dots'):
+  for remat in ('full', 'dots', 'projections'):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), ref, grads(remat))
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from avdiff.models import attention as attn_lib
 from avdiff.models import layers, positions
@@ -41,6 +42,20 @@ class Context:
     if self.parts is None:
       return [x]
     return [x[:, p] if isinstance(p, slice) else jnp.take(x, p, axis=1) for p in self.parts]
+
+  def per_token(self, m: jax.Array) -> jax.Array:
+    """Modulation [B, M, C] (one row per modality) -> [B, N, C], each token taking its modality's row.
+
+    A select between broadcast rows rather than a [N, M] x [M, C] product: it fuses into the elementwise consumer,
+    and its gradient is a masked reduction over tokens instead of a transposed matmul. [B, 1, C] passes through.
+    """
+    if self.onehot is None or m.shape[1] == 1:
+      return m
+    modality = np.asarray(self.onehot).argmax(-1)[None, :, None]  # [1, N, 1], static
+    out = m[:, :1]
+    for j in range(1, m.shape[1]):
+      out = jnp.where(modality == j, m[:, j:j + 1], out)
+    return out
 
   def merge(self, xs: list) -> jax.Array:
     if len(xs) == 1:
@@ -73,27 +88,25 @@ class Block(nnx.Module):
                              for _ in range(num_streams)])
 
   def _modulation(self, cond: jax.Array, ctx: Context) -> list:
-    """Per-part modulation [B, N_i or 1, 6, width]."""
+    """Per-part modulation: six functions k -> [B, N_i or 1, width] (shift, scale, gate of attention, then MLP)."""
     c = jax.nn.silu(cond)
     if ctx.parts is None:
       mod = self.streams[0].ada(c)  # [B, M, 6, width]
-      if mod.shape[1] == 1:
-        return [mod]
-      return [jnp.einsum('nm,bmkd->bnkd', ctx.onehot.astype(mod.dtype), mod)]
-    return [s.ada(c[:, i])[:, None] for i, s in enumerate(self.streams)]
+      return [lambda k: ctx.per_token(mod[:, :, k])]
+    mods = [s.ada(c[:, i])[:, None] for i, s in enumerate(self.streams)]  # [B, 1, 6, width] each
+    return [lambda k, m=m: m[:, :, k] for m in mods]
 
   def __call__(self, h: jax.Array, cond: jax.Array, ctx: Context) -> jax.Array:
     mods = self._modulation(cond, ctx)
     hs = ctx.split(h)
-    xs = [layers.modulate(layers.layer_norm(x), m[:, :, 0], m[:, :, 1]) for x, m in zip(hs, mods)]
-    qkv = ctx.merge([s.qkv(x) for s, x in zip(self.streams, xs)])  # [B, N, 3, H, Dh]
+    xs = [layers.modulate(layers.layer_norm(x), m(0), m(1)) for x, m in zip(hs, mods)]
+    qkv = ctx.merge([checkpoint_name(s.qkv(x), 'qkv') for s, x in zip(self.streams, xs)])  # [B, N, 3, H, Dh]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if ctx.cos is not None:
       q, k = positions.apply_rope(q, ctx.cos, ctx.sin), positions.apply_rope(k, ctx.cos, ctx.sin)
-    o = ctx.split(attn_lib.attention(q, k, v, ctx.attention))
-    hs = [x + m[:, :, 2] * s.out(oi) for x, m, s, oi in zip(hs, mods, self.streams, o)]
-    hs = [x + m[:, :, 5] * s.mlp(layers.modulate(layers.layer_norm(x), m[:, :, 3], m[:, :, 4]))
-          for x, m, s in zip(hs, mods, self.streams)]
+    o = ctx.split(checkpoint_name(attn_lib.attention(q, k, v, ctx.attention), 'attention'))
+    hs = [x + m(2) * checkpoint_name(s.out(oi), 'attention_out') for x, m, s, oi in zip(hs, mods, self.streams, o)]
+    hs = [x + m(5) * s.mlp(layers.modulate(layers.layer_norm(x), m(3), m(4))) for x, m, s in zip(hs, mods, self.streams)]
     return ctx.merge(hs)
 
 

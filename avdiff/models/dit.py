@@ -27,6 +27,10 @@ from avdiff.models import blocks, encoder as encoder_lib, layers, patching, toke
 REMAT_POLICIES = {
     'full': jax.checkpoint_policies.nothing_saveable,
     'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    # The block's projection outputs only: no matmul is recomputed, every elementwise op (norms, modulation,
+    # rotary, GELU) is, so far less is written to memory in the forward pass and read back in the backward.
+    'projections': jax.checkpoint_policies.save_only_these_names(
+        'qkv', 'attention', 'attention_residuals', 'attention_out', 'mlp_hidden', 'mlp_out'),
 }
 
 

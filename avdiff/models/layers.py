@@ -14,6 +14,7 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 Names = tuple  # One logical axis name (or None) per parameter dimension.
 
@@ -115,4 +116,5 @@ class Mlp(nnx.Module):
     self.fc2 = Dense(hidden, width, ('mlp', 'embed'), rngs=rngs, dtype=dtype, param_dtype=param_dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+    hidden = checkpoint_name(self.fc1(x), 'mlp_hidden')
+    return checkpoint_name(self.fc2(jax.nn.gelu(hidden, approximate=True)), 'mlp_out')
