@@ -31,6 +31,10 @@ def test_generate_joint_and_audio_to_video_then_score():
   np.testing.assert_array_equal(a2v[1]['audio'], clips[1]['audio'])  # Conditioned on (and paired with) real audio.
   again = sampling.generate('', config, clips[:1], 'joint', seed=0, dit=dit)
   np.testing.assert_array_equal(again[0]['video'], joint[0]['video'])  # Seeded.
+  # A new model of the same structure (e.g. the next in-loop eval step's EMA params) reuses the compiled sampler:
+  # one compilation per batch shape (2 clips, 1 clip), none for the new parameters.
+  sampling.generate('', config, clips, 'joint', seed=1, dit=models.build_dit(config, nnx.Rngs(1)))
+  assert sampling.sampler(config, nnx.graphdef(dit), None, 'joint')._cache_size() == 2
   res = runner.evaluate_conditions({'ground_truth': clips, 'model_joint': joint, 'model_audio_to_video': a2v},
                                    config)
   for name in ('model_joint', 'model_audio_to_video'):

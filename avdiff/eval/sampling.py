@@ -32,24 +32,24 @@ def restore_models(workdir: str, config: ml_collections.ConfigDict):
   return dit, ae
 
 
-def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict], mode: str, seed: int,
-             batch_size: int = 8, dit=None, ae=None) -> list[dict]:
-  """One sample per held-out clip (its label; for audio_to_video its audio), as video uint8 + waveform clips.
+_SAMPLERS: dict = {}  # (graphdef, ae graphdef, mode, config JSON) -> jitted sampler.
+_MAX_SAMPLERS = 8
 
-  dit / ae: already restored models (e.g. the training loop's current EMA model); default: restored from workdir.
+
+def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str):
+  """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3], cond mel [B, T_a, n_mels]) ->
+  (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]).
+
+  Built once per (model structure, config, mode) and kept: evaluation samples each condition, and the training loop
+  scores samples at every eval step, with the same structure, so none of them compiles the sampler again.
   """
   from avdiff import diffusion  # pylint: disable=g-import-not-at-top
-  from avdiff.data import audio as audio_lib  # pylint: disable=g-import-not-at-top
   from avdiff.train import diffusion_task  # pylint: disable=g-import-not-at-top
-  if mode not in ('joint', 'audio_to_video'):
-    raise ValueError(f'evaluation sampling mode {mode!r} is not joint or audio_to_video')
-  if dit is None:
-    dit, ae = restore_models(workdir, config)
+  key = (graphdef, ae_def, mode, config.to_json_best_effort(sort_keys=True))
+  if key in _SAMPLERS:
+    return _SAMPLERS[key]
   lay = config_lib.layout(config)
-  graphdef, state = nnx.split(dit)
-  ae_def, ae_state = nnx.split(ae) if ae is not None else (None, None)
 
-  @jax.jit
   def run(st, ae_st, label, rng, cond_video, cond_mel):
     model = nnx.merge(graphdef, st)
     auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
@@ -60,6 +60,27 @@ def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict],
     latents = diffusion.sample(lambda x, t, lab: model(x, t, lab), shapes, label, rng, config.diffusion, mode=mode,
                                cond=cond, null_label=config.model.num_classes)
     return diffusion_task.from_latents(config, auto, latents)
+
+  if len(_SAMPLERS) >= _MAX_SAMPLERS:
+    _SAMPLERS.pop(next(iter(_SAMPLERS)))
+  _SAMPLERS[key] = jax.jit(run)
+  return _SAMPLERS[key]
+
+
+def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict], mode: str, seed: int,
+             batch_size: int = 8, dit=None, ae=None) -> list[dict]:
+  """One sample per held-out clip (its label; for audio_to_video its audio), as video uint8 + waveform clips.
+
+  dit / ae: already restored models (e.g. the training loop's current EMA model); default: restored from workdir.
+  """
+  from avdiff.data import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  if mode not in ('joint', 'audio_to_video'):
+    raise ValueError(f'evaluation sampling mode {mode!r} is not joint or audio_to_video')
+  if dit is None:
+    dit, ae = restore_models(workdir, config)
+  graphdef, state = nnx.split(dit)
+  ae_def, ae_state = nnx.split(ae) if ae is not None else (None, None)
+  run = sampler(config, graphdef, ae_def, mode)
 
   out = []
   rng = jax.random.key(seed)
