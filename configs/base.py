@@ -65,7 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Rematerialization of each block: 'none' (keep every intermediate) | 'full' (keep only block inputs) | 'dots'
   # (keep all matmul outputs) | 'projections' (keep the QKV / attention / output / MLP projections and the chunked
   # attention's residuals; recompute norms, modulation, rotary and GELU: no matmul is recomputed, ~3x fewer bytes
-  # of activations than 'none', and faster on CPU, where those bytes cost more than the recomputation).
+  # of activations than 'none', and faster on CPU, where those bytes cost more than the recomputation). With
+  # attention='xla' / 'cudnn' the attention's own residuals are not named, so its forward is recomputed.
   m.remat = 'projections'
   m.scan_layers = True  # jax.lax.scan over blocks: compile time independent of depth.
 

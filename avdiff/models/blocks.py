@@ -124,12 +124,13 @@ class CrossWeights(nnx.Module):
   def __call__(self, hq, hkv, cond, rope_q, rope_k, kind: str) -> jax.Array:
     """hq [B, Nq, C] attends to hkv [B, Nk, C]; cond [B, C]; rope_* = (cos, sin) or None. Returns updated hq."""
     m = self.ada(jax.nn.silu(cond))[:, None]  # [B, 1, 3, C]
-    q = self.q(layers.modulate(layers.layer_norm(hq), m[:, :, 0], m[:, :, 1]))
-    kv = self.kv(layers.layer_norm(hkv))
+    q = checkpoint_name(self.q(layers.modulate(layers.layer_norm(hq), m[:, :, 0], m[:, :, 1])), 'qkv')
+    kv = checkpoint_name(self.kv(layers.layer_norm(hkv)), 'qkv')
     k, v = kv[:, :, 0], kv[:, :, 1]
     if rope_q is not None:
       q, k = positions.apply_rope(q, *rope_q), positions.apply_rope(k, *rope_k)
-    return hq + m[:, :, 2] * self.out(attn_lib.attention(q, k, v, kind))
+    o = checkpoint_name(attn_lib.attention(q, k, v, kind), 'attention')
+    return hq + m[:, :, 2] * checkpoint_name(self.out(o), 'attention_out')
 
 
 class CrossBlock(nnx.Module):
