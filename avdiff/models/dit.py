@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from avdiff.models import blocks, encoder as encoder_lib, layers, patching, tokens
 
@@ -45,11 +46,23 @@ def _stacked(n: int, make, rngs: nnx.Rngs):
   return build(rngs)
 
 
-def _run_stack(stack: nnx.Module, carry, body, *, scan: bool, remat: str, groups: int = 0):
+def _gather(state: nnx.State, shardings, leading: int) -> nnx.State:
+  """Constrains one layer's (or group's) parameters to `shardings` (pure dict of one layer's NamedShardings);
+  `leading` extra unsharded leading axes (layers within a group)."""
+  if leading:
+    shardings = jax.tree.map(lambda s: NamedSharding(s.mesh, P(*(None,) * leading, *s.spec)), shardings)
+  pure = jax.tree.map(jax.lax.with_sharding_constraint, nnx.to_pure_dict(state), shardings)
+  nnx.replace_by_pure_dict(state, pure)
+  return state
+
+
+def _run_stack(stack: nnx.Module, carry, body, *, scan: bool, remat: str, groups: int = 0, layer_shardings=None):
   """Applies `body(carry, layer_module) -> carry` for each layer of a stacked module.
 
   groups > 0 runs `body(carry, [modules])` over `groups` consecutive groups of layers (the dual tower); stack is a
   tuple of stacked modules then, each reshaped to [groups, layers per group, ...] (index the second axis in body).
+  layer_shardings: None, or per stack the shardings of one layer's parameters, applied inside the loop: with FSDP
+  each layer's weights are then gathered (and their gradients reduce-scattered) one layer at a time.
   """
   stacks = stack if isinstance(stack, tuple) else (stack,)
   splits = [nnx.split(s) for s in stacks]
@@ -61,6 +74,8 @@ def _run_stack(stack: nnx.Module, carry, body, *, scan: bool, remat: str, groups
     n = groups
 
   def step(c, sts):
+    if layer_shardings is not None:
+      sts = [_gather(st, sh, 1 if groups else 0) for st, sh in zip(sts, layer_shardings)]
     mods = [nnx.merge(g, st) for g, st in zip(graphdefs, sts)]
     return body(c, mods if isinstance(stack, tuple) else mods[0])
 
@@ -100,6 +115,8 @@ class DiT(nnx.Module):
     self.rope_theta = m.rope_theta
     self.attention, self.remat, self.scan = m.attention, m.remat, bool(m.scan_layers)
     self.text_dim = m.text_embed_dim
+    # {stack name: pure dict of one layer's parameter shardings}, set by the train step for FSDP (see _run_stack).
+    self.layer_shardings = None
     dtype, pdt = layers.dtype_of(m.dtype), layers.dtype_of(m.param_dtype)
     self.dtype = dtype
     kw = dict(dtype=dtype, param_dtype=pdt)
@@ -154,6 +171,11 @@ class DiT(nnx.Module):
     cos, sin = rope.get(rope_key, (None, None))
     return blocks.Context(cos, sin, None, None, None, self.attention)
 
+  def _layer_shardings(self, *stacks: str):
+    if not self.layer_shardings:
+      return None
+    return [self.layer_shardings[name] for name in stacks]
+
   # --------------------------------------------------------------------------- forward
 
   def __call__(self, x: dict, t: dict, label: jax.Array, text: Optional[jax.Array] = None) -> dict:
@@ -181,7 +203,8 @@ class DiT(nnx.Module):
         h = jnp.concatenate([h, txt.astype(h.dtype)], axis=1)
       cond = jnp.stack(conds, axis=1)  # [B, M, C]
       ctx = self._joint_context(num_text, rope)
-      h = _run_stack(self.blocks, h, lambda c, blk: blk(c, cond, ctx), scan=self.scan, remat=self.remat)
+      h = _run_stack(self.blocks, h, lambda c, blk: blk(c, cond, ctx), scan=self.scan, remat=self.remat,
+                     layer_shardings=self._layer_shardings('blocks'))
       v, a = self.encoder.split_sequence(h[:, :h.shape[1] - num_text])
     else:
       if txt is not None:
@@ -201,7 +224,8 @@ class DiT(nnx.Module):
         return take(xb, 0)(hv, ha, cv, ca, rope_v, rope_a, self.attention)
 
       v, a = _run_stack((self.video_blocks, self.audio_blocks, self.cross_blocks), (v, a), group, scan=self.scan,
-                        remat=self.remat, groups=self.depth // self.every)
+                        remat=self.remat, groups=self.depth // self.every,
+                        layer_shardings=self._layer_shardings('video_blocks', 'audio_blocks', 'cross_blocks'))
       v, a = v[:, :s.num_video], a[:, :s.num_audio]
 
     out_v = patching.unpatchify_video(self.final_video(v, cv), s.video_patch, s.video_latent)

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from avdiff import parallel
 from avdiff.train import optim, task as task_lib
@@ -49,6 +51,25 @@ def compute_shardings(config: ml_collections.ConfigDict, model: Model, mesh: jax
   return parallel.named(mesh, parallel.param_specs(model.abstract_params, rules, mesh))
 
 
+def gather_plan(gathered, stored, model: Model):
+  """(shardings to constrain all parameters to before the forward pass, {stack: one layer's shardings}).
+
+  Parameters of scanned layer stacks (leading logical axis 'layers') stay in their storage sharding up front and
+  are gathered one layer at a time inside the layer loop (the model applies `per_layer`), so FSDP holds one
+  layer's full weights at a time rather than all of them; every other parameter is gathered up front.
+  """
+  names = nnx.to_pure_dict(nnx.get_partition_spec(model.abstract_params))
+  is_names = lambda x: isinstance(x, (tuple, PartitionSpec)) or x is None
+  stacked = lambda n: n is not None and len(n) > 0 and n[0] == 'layers'
+  upfront = jax.tree.map(lambda n, g, s: s if stacked(n) else g, names, gathered, stored, is_leaf=is_names)
+  per_layer = {}
+  for key, sub in names.items():
+    leaves = jax.tree.leaves(sub, is_leaf=is_names)
+    if leaves and all(stacked(n) for n in leaves):
+      per_layer[key] = jax.tree.map(lambda g: NamedSharding(g.mesh, PartitionSpec(*g.spec[1:])), gathered[key])
+  return upfront, per_layer
+
+
 def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh, shardings: TrainState, frozen_shardings: Any = None) -> Callable:
   """jitted `train_step(state, batch, frozen) -> (state, metrics)`; `state` is donated.
@@ -64,10 +85,12 @@ def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: o
   decay = float(t.ema_decay)
   data_axes = tuple(config.mesh.data_axes)
 
-  gathered = compute_shardings(config, model, mesh)
+  upfront, per_layer = gather_plan(compute_shardings(config, model, mesh), shardings.params, model)
 
   def loss_fn(params, model_state, batch, rng, frozen):
-    module = model.merge(jax.lax.with_sharding_constraint(params, gathered), model_state)
+    module = model.merge(jax.lax.with_sharding_constraint(params, upfront), model_state)
+    if per_layer:
+      module.layer_shardings = per_layer
     loss, metrics = task_lib.call_loss(task, module, batch, rng, frozen)
     return loss, metrics
 
