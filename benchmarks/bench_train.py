@@ -6,7 +6,8 @@
 
 cpu: the full jitted train step (loss, grads, AdamW, EMA; synthetic batches, no input pipeline) of each config on
   one CPU device (all cores), in float32 (bf16 matmuls are emulated on most CPUs): step time, clips/s, tokens/s,
-  model TFLOP/s and MFU against the float32 matmul rate measured in the same process. Model FLOPs per step =
+  model TFLOP/s and MFU against the float32 matmul rate measured in the same process (around every timed step;
+  medians over the steps). Model FLOPs per step =
   3 x forward FLOPs x global batch, forward FLOPs from `avdiff.train.flops.dit_forward_flops` (its docstring has
   the formula; matmuls + attention only, no credit for remat).
 memory: compiles the train step of configs/pod_1b.py (FSDP over all devices, frozen AE encoder included) on 8 and
@@ -43,13 +44,14 @@ def _synthetic_batch(config, batch_size: int):
           'label': (np.arange(batch_size) % config.model.num_classes).astype(np.int32)}
 
 
-def bench_cpu(name: str, steps: int, peak: float, batch_size: int = 0) -> dict:
+def bench_cpu(name: str, steps: int, batch_size: int = 0, overrides: str = '') -> dict:
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   from avdiff import config_lib, parallel  # pylint: disable=g-import-not-at-top
   from avdiff.train import flops, optim, state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
   from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
-  config = _config(name)
+  config = _override(_config(name), overrides)
   config.model.dtype = 'float32'
   config.mesh.shape = ml_collections.ConfigDict({'data': 1, 'fsdp': 1, 'tensor': 1})
   if batch_size:
@@ -68,20 +70,28 @@ def bench_cpu(name: str, steps: int, peak: float, batch_size: int = 0) -> dict:
   for _ in range(2):
     state, m = compiled(state, batch, None)
   jax.block_until_ready(m)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, m = compiled(state, batch, None)
-  jax.block_until_ready((state, m))
-  step_s = (time.perf_counter() - start) / steps
-  # The host is shared: re-measure the matmul rate right after the steps and take the better of the two, so a
-  # load change between the two measurements cannot inflate MFU.
-  peak = max(peak, flops.measure_matmul_flops(n=2048))
+  # The host is shared and its deliverable rate drifts between minutes: each timed step is bracketed by matmul-rate
+  # measurements, and its MFU uses the mean of the two; the median over steps is reported.
   model_flops = flops.train_flops_per_clip(config) * batch_size
-  return {'config': name, 'params_M': round(model.num_params / 1e6, 2), 'batch': batch_size,
+  times, rates = [], []
+  before = flops.measure_matmul_flops(n=2048)
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, m = compiled(state, batch, None)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - start)
+    after = flops.measure_matmul_flops(n=2048)
+    rates.append((before + after) / 2)
+    before = after
+  mfus = [model_flops / t / r for t, r in zip(times, rates)]
+  med = lambda xs: float(np.median(xs))
+  step_s = med(times)
+  return {'config': name, 'overrides': overrides, 'params_M': round(model.num_params / 1e6, 2), 'batch': batch_size,
           'tokens_per_clip': lay.num_tokens, 'compile_s': round(compile_s, 1), 'step_s': round(step_s, 4),
           'clips_per_s': round(batch_size / step_s, 2), 'tokens_per_s': round(batch_size * lay.num_tokens / step_s),
           'model_gflop_per_step': round(model_flops / 1e9, 2), 'achieved_gflops': round(model_flops / step_s / 1e9, 2),
-          'matmul_gflops': round(peak / 1e9, 2), 'mfu': round(model_flops / step_s / peak, 3)}
+          'matmul_gflops': round(med(rates) / 1e9, 2), 'mfu': round(med(mfus), 3),
+          'mfu_per_step': [round(x, 3) for x in mfus], 'step_s_per_step': [round(x, 2) for x in times]}
 
 
 def _override(config, overrides: str):
@@ -161,6 +171,8 @@ def main():
   parser.add_argument('--configs', default='tiny,base')
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--batch', type=int, default=0, help='Global batch of the cpu part (0 = the config value).')
+  parser.add_argument('--cpu_overrides', default='',
+                      help="Config overrides for the cpu part, e.g. 'train.grad_accum_steps=4'.")
   parser.add_argument('--memory_config', default='pod_1b')
   parser.add_argument('--devices', default='8,64')
   parser.add_argument('--memory_overrides', default='',
@@ -172,10 +184,8 @@ def main():
   rows = []
   if args.part in ('all', 'cpu'):
     os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-    from avdiff.train import flops  # pylint: disable=g-import-not-at-top
-    peak = flops.measure_matmul_flops(n=2048)
     for name in args.configs.split(','):
-      rows.append(bench_cpu(name, args.steps, peak, args.batch))
+      rows.append(bench_cpu(name, args.steps, args.batch, args.cpu_overrides))
       print(json.dumps(rows[-1]), flush=True)
   if args.part in ('all', 'memory'):
     for n in (int(x) for x in args.devices.split(',')):
