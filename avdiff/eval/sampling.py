@@ -12,7 +12,6 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from avdiff import config_lib
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
@@ -43,23 +42,17 @@ def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str):
   Built once per (model structure, config, mode) and kept: evaluation samples each condition, and the training loop
   scores samples at every eval step, with the same structure, so none of them compiles the sampler again.
   """
-  from avdiff import diffusion  # pylint: disable=g-import-not-at-top
   from avdiff.train import diffusion_task  # pylint: disable=g-import-not-at-top
   key = (graphdef, ae_def, mode, config.to_json_best_effort(sort_keys=True))
   if key in _SAMPLERS:
     return _SAMPLERS[key]
-  lay = config_lib.layout(config)
 
   def run(st, ae_st, label, rng, cond_video, cond_mel):
-    model = nnx.merge(graphdef, st)
     auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
-    shapes = {'video': (label.shape[0], *lay.video_latent), 'audio': (label.shape[0], *lay.audio_latent)}
     cond = None
     if mode == 'audio_to_video':
       cond = {'audio': diffusion_task.to_latents(config, auto, cond_video, cond_mel)['audio']}
-    latents = diffusion.sample(lambda x, t, lab: model(x, t, lab), shapes, label, rng, config.diffusion, mode=mode,
-                               cond=cond, null_label=config.model.num_classes)
-    return diffusion_task.from_latents(config, auto, latents)
+    return diffusion_task.sample_clips(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond)
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
     _SAMPLERS.pop(next(iter(_SAMPLERS)))

@@ -5,7 +5,6 @@ All take q [B, Nq, H, Dh], k / v [B, Nk, H, Dh] and return [B, Nq, H, Dh]; full 
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name

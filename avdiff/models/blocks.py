@@ -25,15 +25,15 @@ class Context:
   """Static description of a token sequence [B, N, C] for a block.
 
   cos / sin: rotary tables [N, Dh/2] (None: no rotation).
-  onehot: [N, M] modality one-hot for shared weights (each token takes its modality's modulation); None when the
-    block has one weight stream per modality and `parts` is used instead.
+  modality: [N] int modality index of each token, for shared weights (each token takes its modality's modulation);
+    None when the block has one weight stream per modality and `parts` is used instead.
   parts: per-stream token indices (np int arrays or slices) into the sequence, for per-modality weights.
   merge_index: sequence permutation that turns concat(parts) back into sequence order (None: identity).
   attention: backend kind ('auto' | 'xla' | 'cudnn' | 'chunked').
   """
   cos: Optional[jax.Array]
   sin: Optional[jax.Array]
-  onehot: Optional[jax.Array]
+  modality: Optional[np.ndarray]
   parts: Optional[tuple]
   merge_index: Optional[np.ndarray]
   attention: str
@@ -49,9 +49,9 @@ class Context:
     A select between broadcast rows rather than a [N, M] x [M, C] product: it fuses into the elementwise consumer,
     and its gradient is a masked reduction over tokens instead of a transposed matmul. [B, 1, C] passes through.
     """
-    if self.onehot is None or m.shape[1] == 1:
+    if self.modality is None or m.shape[1] == 1:
       return m
-    modality = np.asarray(self.onehot).argmax(-1)[None, :, None]  # [1, N, 1], static
+    modality = self.modality[None, :, None]  # [1, N, 1], static
     out = m[:, :1]
     for j in range(1, m.shape[1]):
       out = jnp.where(modality == j, m[:, j:j + 1], out)
@@ -106,7 +106,8 @@ class Block(nnx.Module):
       q, k = positions.apply_rope(q, ctx.cos, ctx.sin), positions.apply_rope(k, ctx.cos, ctx.sin)
     o = ctx.split(checkpoint_name(attn_lib.attention(q, k, v, ctx.attention), 'attention'))
     hs = [x + m(2) * checkpoint_name(s.out(oi), 'attention_out') for x, m, s, oi in zip(hs, mods, self.streams, o)]
-    hs = [x + m(5) * s.mlp(layers.modulate(layers.layer_norm(x), m(3), m(4))) for x, m, s in zip(hs, mods, self.streams)]
+    hs = [x + m(5) * s.mlp(layers.modulate(layers.layer_norm(x), m(3), m(4)))
+          for x, m, s in zip(hs, mods, self.streams)]
     return ctx.merge(hs)
 
 

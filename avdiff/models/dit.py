@@ -159,7 +159,7 @@ class DiT(nnx.Module):
     cos, sin = rope.get('sequence', (None, None))
     n_mod = 3 if self.text_embed is not None else 2
     if not self.modality_specific:
-      return blocks.Context(cos, sin, np.eye(n_mod, dtype=np.float32)[modality], None, None, self.attention)
+      return blocks.Context(cos, sin, modality, None, None, self.attention)
     if lay.is_identity_order:
       nv = self.spec.num_video
       parts = [slice(0, nv), slice(nv, n)] + ([slice(n, n + num_text)] if n_mod == 3 else [])

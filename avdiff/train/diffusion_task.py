@@ -30,6 +30,19 @@ def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], la
   return ae.decode(latents)
 
 
+def sample_clips(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optional[nnx.Module], label: jax.Array,
+                 rng: jax.Array, mode: str = 'joint', cond: Optional[dict] = None, cond_frames: int = 0):
+  """Samples latents with `dit` for label int32 [B] (pure, jittable) and decodes them:
+  (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]). cond / cond_frames: see `diffusion.sample`."""
+  from avdiff import diffusion  # pylint: disable=g-import-not-at-top
+  lay = config_lib.layout(config)
+  num = label.shape[0]
+  shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
+  latents = diffusion.sample(lambda x, t, lab: dit(x, t, lab), shapes, label, rng, config.diffusion, mode=mode,
+                             cond=cond, cond_frames=cond_frames, null_label=config.model.num_classes)
+  return from_latents(config, ae, latents)
+
+
 class DiffusionTask:
   """Trains `avdiff.models.build_dit` with `avdiff.diffusion.training_loss`.
 
@@ -93,21 +106,13 @@ class DiffusionTask:
     key = (mesh, num, mode)
     cached = self._sample_fns.get(key)
     if cached is None or cached[0] is not model_def:
-      cached = self._sample_fns[key] = (model_def, self._make_sample_fn(model_def, mesh, num, mode))
+      cached = self._sample_fns[key] = (model_def, self._make_sample_fn(model_def, mesh, mode))
     return cached[1]
 
-  def _make_sample_fn(self, model_def, mesh: jax.sharding.Mesh, num: int, mode: str):
-    from avdiff import diffusion  # pylint: disable=g-import-not-at-top
-    config = self.config
-    lay = config_lib.layout(config)
-    shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
-
+  def _make_sample_fn(self, model_def, mesh: jax.sharding.Mesh, mode: str):
     def run(params, frozen, label, rng, cond, cond_frames):
-      module = model_def.merge(params)
-      pred_fn = lambda x, t, lab: module(x, t, lab)
-      latents = diffusion.sample(pred_fn, shapes, label, rng, config.diffusion, mode=mode, cond=cond,
-                                 cond_frames=cond_frames, null_label=config.model.num_classes)
-      return from_latents(config, self.autoencoder(frozen), latents)
+      return sample_clips(self.config, model_def.merge(params), self.autoencoder(frozen), label, rng, mode, cond,
+                          cond_frames)
 
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     return jax.jit(run, out_shardings=(rep, rep), static_argnums=(5,))
