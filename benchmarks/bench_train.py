@@ -3,6 +3,7 @@
     python -m benchmarks.bench_train                      # both parts
     python -m benchmarks.bench_train --part=cpu --configs=tiny,base --steps=5
     python -m benchmarks.bench_train --part=memory --devices=8,64
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m benchmarks.bench_train --part=cpu   # as the Makefile runs jobs
 
 cpu: the full jitted train step (loss, grads, AdamW, EMA; synthetic batches, no input pipeline) of each config on
   one CPU device (all cores), in float32 (bf16 matmuls are emulated on most CPUs): step time, clips/s, tokens/s,
@@ -186,6 +187,7 @@ def main():
     os.environ.setdefault('JAX_PLATFORMS', 'cpu')
     for name in args.configs.split(','):
       rows.append(bench_cpu(name, args.steps, args.batch, args.cpu_overrides))
+      rows[-1]['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')  # the Makefile sets malloc.hugetlb=1
       print(json.dumps(rows[-1]), flush=True)
   if args.part in ('all', 'memory'):
     for n in (int(x) for x in args.devices.split(',')):
