@@ -92,7 +92,8 @@ def bench_cpu(name: str, steps: int, batch_size: int = 0, overrides: str = '') -
           'clips_per_s': round(batch_size / step_s, 2), 'tokens_per_s': round(batch_size * lay.num_tokens / step_s),
           'model_gflop_per_step': round(model_flops / 1e9, 2), 'achieved_gflops': round(model_flops / step_s / 1e9, 2),
           'matmul_gflops': round(med(rates) / 1e9, 2), 'mfu': round(med(mfus), 3),
-          'mfu_per_step': [round(x, 3) for x in mfus], 'step_s_per_step': [round(x, 2) for x in times]}
+          'mfu_per_step': [round(x, 3) for x in mfus], 'step_s_per_step': [round(x, 2) for x in times],
+          'glibc_tunables': os.environ.get('GLIBC_TUNABLES', '')}  # the Makefile sets glibc.malloc.hugetlb=1
 
 
 def _override(config, overrides: str):
@@ -187,7 +188,6 @@ def main():
     os.environ.setdefault('JAX_PLATFORMS', 'cpu')
     for name in args.configs.split(','):
       rows.append(bench_cpu(name, args.steps, args.batch, args.cpu_overrides))
-      rows[-1]['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')  # the Makefile sets malloc.hugetlb=1
       print(json.dumps(rows[-1]), flush=True)
   if args.part in ('all', 'memory'):
     for n in (int(x) for x in args.devices.split(',')):

@@ -62,7 +62,7 @@ def main(argv):
     label, cond, cond_frames, waves = jnp.arange(num, dtype=jnp.int32) % config.model.num_classes, None, 0, None
   else:
     label, cond, cond_frames, waves = _conditioning(config, task, mode, num, _SPLIT.value)
-  sample = task.sample_fn(model_def, mesh, num, mode)
+  sample = task.sample_fn(model_def, mesh, mode)
   video, mel = sample(nnx.to_pure_dict(params), task.frozen_params(), label, jax.random.PRNGKey(_SEED.value), cond,
                       cond_frames)
   out_dir = os.path.join(workdir, 'samples', str(step))

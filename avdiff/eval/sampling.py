@@ -13,7 +13,6 @@ import numpy as np
 from flax import nnx
 
 
-
 def to_uint8(video: np.ndarray) -> np.ndarray:
   """Video float in [-1, 1] -> uint8 0..255."""
   return np.clip(np.round((np.asarray(video, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

@@ -38,7 +38,7 @@ def sample_clips(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
   lay = config_lib.layout(config)
   num = label.shape[0]
   shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
-  latents = diffusion.sample(lambda x, t, lab: dit(x, t, lab), shapes, label, rng, config.diffusion, mode=mode,
+  latents = diffusion.sample(dit, shapes, label, rng, config.diffusion, mode=mode,
                              cond=cond, cond_frames=cond_frames, null_label=config.model.num_classes)
   return from_latents(config, ae, latents)
 
@@ -100,10 +100,10 @@ class DiffusionTask:
   def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
     return config_lib.layout(config).num_tokens
 
-  def sample_fn(self, model_def, mesh: jax.sharding.Mesh, num: int, mode: str = 'joint'):
+  def sample_fn(self, model_def, mesh: jax.sharding.Mesh, mode: str = 'joint'):
     """jitted (params, frozen, label [num], rng, cond) -> (video float [num, T, H, W, 3], mel [num, T_a, n_mels]),
-    replicated on every process."""
-    key = (mesh, num, mode)
+    replicated on every process (retraced per num by jit)."""
+    key = (mesh, mode)
     cached = self._sample_fns.get(key)
     if cached is None or cached[0] is not model_def:
       cached = self._sample_fns[key] = (model_def, self._make_sample_fn(model_def, mesh, mode))
@@ -122,7 +122,7 @@ class DiffusionTask:
     """Samples `train.num_samples` joint clips (labels 0, 1, ...) from `params`; writes out_dir/joint_<i>.mp4."""
     num = int(self.config.train.num_samples)
     label = jnp.arange(num, dtype=jnp.int32) % self.config.model.num_classes
-    video, mel = self.sample_fn(model_def, mesh, num)(params, self.frozen_params(), label, rng, None, 0)
+    video, mel = self.sample_fn(model_def, mesh)(params, self.frozen_params(), label, rng, None, 0)
     return write_clips(self.config, np.asarray(video), np.asarray(mel), out_dir, 'joint', write)
 
 

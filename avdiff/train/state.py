@@ -35,6 +35,9 @@ class Model:
   graphdef: Any
   abstract_params: nnx.State  # ShapeDtypeStruct leaves with logical axis names.
   abstract_rest: nnx.State
+  # The module applies per-layer parameter shardings inside its layer loop (a `layer_shardings` attribute, as
+  # `avdiff.models.DiT` has); the train step then gathers FSDP weights one layer at a time (step.gather_plan).
+  takes_layer_shardings: bool = False
 
   def merge(self, params, model_state=None) -> nnx.Module:
     """NNX module from pure-dict params (and non-parameter state)."""
@@ -50,7 +53,7 @@ def abstract_model(config: ml_collections.ConfigDict, task) -> Model:
   """The task's model built under eval_shape (no memory, no compute)."""
   module = nnx.eval_shape(lambda: task.build_model(config, nnx.Rngs(config.seed)))
   graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-  return Model(graphdef, params, rest)
+  return Model(graphdef, params, rest, takes_layer_shardings=hasattr(module, 'layer_shardings'))
 
 
 def init_fn(config, task, tx):

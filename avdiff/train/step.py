@@ -57,9 +57,9 @@ def gather_plan(gathered, stored, model: Model):
   Parameters of scanned layer stacks (leading logical axis 'layers') stay in their storage sharding up front and
   are gathered one layer at a time inside the layer loop (the model applies `per_layer` through its
   `layer_shardings` attribute), so FSDP holds one layer's full weights at a time rather than all of them; every
-  other parameter is gathered up front. A model without that attribute gets everything gathered up front.
+  other parameter is gathered up front. A model that does not take layer shardings gets everything gathered up front.
   """
-  if not hasattr(model.merge(nnx.to_pure_dict(model.abstract_params)), 'layer_shardings'):
+  if not model.takes_layer_shardings:
     return gathered, {}
   names = nnx.to_pure_dict(nnx.get_partition_spec(model.abstract_params))
   is_names = lambda x: isinstance(x, (tuple, PartitionSpec)) or x is None
