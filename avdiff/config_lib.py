@@ -16,7 +16,7 @@ ENCODERS = ('patch', 'separate_ae', 'joint_ae')
 FUSIONS = ('joint', 'dual_tower')
 POSITIONS = ('rope_shared', 'rope_separate', 'learned')
 ORDERS = ('blocks', 'interleaved')
-OBJECTIVES = ('eps', 'v', 'flow')
+OBJECTIVES = ('x', 'eps', 'v', 'flow')  # = avdiff.diffusion.objectives.OBJECTIVES (config_lib imports no library).
 SCHEDULES = ('cosine', 'linear', 'flow')
 SAMPLERS = ('ddpm', 'ddim', 'dpmpp_2m', 'euler', 'heun')
 ATTENTIONS = ('auto', 'xla', 'cudnn', 'chunked')
@@ -221,11 +221,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   audio_tokens_per_video_token_time(config)  # Latent video and audio tokens must land on one clock.
 
   _choice(df.objective, OBJECTIVES, 'diffusion.objective')
+  _choice(config.eval.params, ('ema', 'raw'), 'eval.params')
   _choice(df.schedule, SCHEDULES, 'diffusion.schedule')
+  _choice(df.time_sampling, ('uniform', 'logit_normal'), 'diffusion.time_sampling')
+  if df.logit_normal_std <= 0:
+    raise ConfigError(f'diffusion.logit_normal_std={df.logit_normal_std} must be positive')
   _choice(df.sampler, SAMPLERS, 'diffusion.sampler')
-  if (df.objective == 'flow') != (df.schedule == 'flow'):
+  if df.objective != 'x' and (df.objective == 'flow') != (df.schedule == 'flow'):
     raise ConfigError(f'diffusion.schedule={df.schedule!r} does not fit diffusion.objective={df.objective!r}: '
-                      'flow matching uses the flow schedule, eps/v use cosine or linear')
+                      'flow matching uses the flow schedule, eps/v use cosine or linear (x fits any)')
   for field in ('independent_t_prob', 'clean_video_prob', 'clean_audio_prob', 'label_dropout'):
     if not 0.0 <= df[field] <= 1.0:
       raise ConfigError(f'diffusion.{field}={df[field]} is not a probability')

@@ -55,6 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
   m.modality_specific_weights = False  # `joint`: separate QKV/MLP/norm weights per modality (MM-DiT style).
   m.cross_attention_every = 2  # `dual_tower`: bidirectional cross-attention after every N blocks.
   m.positions = 'rope_shared'  # 'rope_shared' (one clock) | 'rope_separate' (1D per modality) | 'learned'.
+  # Absolute positions added to the tokens with the rotary ones: 'sincos' (fixed table over time, row, column) | 'none'.
+  m.abs_positions = 'sincos'
   m.sequence_order = 'blocks'  # 'blocks' (all video then all audio) | 'interleaved' (per latent frame).
   m.rope_theta = 10000.0  # RoPE base frequency.
   m.num_classes = 8  # Label classes; index num_classes is the "no label" token used for CFG.
@@ -86,9 +88,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ------------------------------------------------------------------ diffusion
   c.diffusion = df = ml_collections.ConfigDict()
-  df.objective = 'flow'  # 'eps' | 'v' | 'flow' (rectified flow velocity).
+  df.objective = 'flow'  # 'x' (clean signal; velocity loss) | 'eps' | 'v' | 'flow' (rectified flow velocity).
   df.schedule = 'flow'  # 'cosine' | 'linear' | 'flow'.
   df.flow_shift = 1.0  # Timestep shift for the flow schedule (>1 = noisier; SD3-style resolution shift).
+  df.time_sampling = 'uniform'  # Training time density: 'uniform' | 'logit_normal' (logit t ~ N(mean, std)).
+  df.logit_normal_mean = 0.0  # > 0 trains more at high noise (t = 1 is pure noise here).
+  df.logit_normal_std = 1.0
   df.num_train_timesteps = 1000  # Discrete steps for eps/v schedules.
   df.loss_weight_video = 1.0
   df.loss_weight_audio = 1.0
@@ -116,7 +121,8 @@ def get_config() -> ml_collections.ConfigDict:
   t.b1 = 0.9
   t.b2 = 0.999
   t.grad_clip_norm = 1.0  # Global-norm clipping; 0 = off.
-  t.ema_decay = 0.9999  # EMA of params used for sampling and evaluation.
+  t.ema_decay = 0.9999  # EMA of params used for sampling and evaluation (the decay's upper bound with ema_warmup).
+  t.ema_warmup = True  # Decay min(ema_decay, (1 + n) / (10 + n)) after step n: the EMA serves runs of any length.
   t.log_every = 50  # Steps between metrics.jsonl lines.
   t.checkpoint_every = 1000  # Steps between checkpoints.
   t.keep_checkpoints = 3  # Keep the last K checkpoints.
@@ -151,6 +157,7 @@ def get_config() -> ml_collections.ConfigDict:
   # ------------------------------------------------------------------ evaluation
   c.eval = ev = ml_collections.ConfigDict()
   ev.split = 'test'
+  ev.params = 'ema'  # Which params of a run sample and evaluate: 'ema' | 'raw'.
   ev.num_clips = 64  # Clips scored per condition.
   ev.seed = 0  # Shuffles, bootstrap and sampling noise of the evaluation.
   ev.sync_window_frames = 5  # Video frames per sync-expert window (SyncNet: 5).

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import json
 
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
+
 from absl import app
 from absl import flags
 from absl import logging

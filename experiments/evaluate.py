@@ -2,15 +2,20 @@
 
     python -m experiments.evaluate --clips=DIR --out=FILE.json [--config=configs/tiny.py] [--sync_expert=W]
         [--syncnet=syncnet_v2.model] [--config.eval.crop_box='(y0,x0,y1,x1)']
-    python -m experiments.evaluate --workdir=runs/tiny --split=test [--num_clips=N]
+    python -m experiments.evaluate --workdir=runs/tiny --split=test [--num_clips=N] [--params=ema|raw]
 
 Folder mode reads each file at data.fps / data.sample_rate / data.resolution (sync from stream timestamps) and
 writes per-file metrics, aggregates and skipped files to FILE.json. Workdir mode scores ground truth, shuffled and
-shifted audio and model samples (joint, audio_to_video) and writes W/eval/<split>.json and W/eval/<split>.md.
+shifted audio and model samples (joint, audio_to_video, video_to_audio) and writes W/eval/<split>.json and
+W/eval/<split>.md; on `talking` data also the outcome targets (avdiff.eval.outcomes) and W/report/index.html.
 """
 
 import json
 import sys
+
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
 from absl import app
 from absl import flags
@@ -28,6 +33,8 @@ _WORKDIR = flags.DEFINE_string('workdir', '', 'Training run to evaluate.')
 _SPLIT = flags.DEFINE_string('split', '', 'Held-out split (default config.eval.split).')
 _NUM_CLIPS = flags.DEFINE_integer('num_clips', 0, 'Clips per condition (default config.eval.num_clips).')
 _SYNC_EXPERT = flags.DEFINE_string('sync_expert', '', 'Workdir of a trained sync expert.')
+_PARAMS = flags.DEFINE_enum('params', None, ['ema', 'raw'], 'Workdir mode: sample from the EMA or the raw params '
+                            '(default config.eval.params).')
 _SYNCNET = flags.DEFINE_string('syncnet', '', 'Path to public syncnet_v2.model weights (needs torch).')
 
 
@@ -53,8 +60,14 @@ def main(argv):
     return
   explicit = any(a.startswith('--config') for a in sys.argv[1:])
   result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config if explicit else None,
-                                   _NUM_CLIPS.value or None, sync_expert_workdir=_SYNC_EXPERT.value)
+                                   _NUM_CLIPS.value or None, sync_expert_workdir=_SYNC_EXPERT.value,
+                                   params=_PARAMS.value)
   print(report.markdown_table(result))
+  if 'outcomes' in result:
+    from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
+    print(outcomes.verdict_markdown(result['outcomes']['verdict']))
+  if 'report' in result:
+    print(f'Report: {result["report"]}')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Samples clips from a trained run's EMA params and writes them as mp4 (h264 + AAC) to <workdir>/samples/<step>/.
+"""Samples clips from a trained run's EMA (or raw, --params=raw) params and writes them as mp4 (h264 + AAC) to <workdir>/samples/<step>/.
 
     python -m experiments.sample --workdir=runs/tiny --mode=joint --num=8
     python -m experiments.sample --workdir=runs/tiny --mode=audio_to_video --num=8   # audio from the test split
@@ -9,10 +9,14 @@ Modes: joint (labels 0, 1, ... cycled), audio_to_video / video_to_audio (the oth
 
 import os
 
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from flax import nnx
 
 from avdiff import config_lib
@@ -24,6 +28,7 @@ _NUM = flags.DEFINE_integer('num', 8, 'Clips to generate.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 _SPLIT = flags.DEFINE_string('split', 'test', 'Split the conditioning clips come from.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampling noise seed.')
+_PARAMS = flags.DEFINE_enum('params', 'ema', ['ema', 'raw'], 'Sample from the EMA or the raw (last step) params.')
 
 
 def _conditioning(config, task, mode: str, num: int, split: str):
@@ -53,7 +58,7 @@ def main(argv):
   if step is None:
     raise FileNotFoundError(f'No checkpoint in {workdir}/{checkpoint.CHECKPOINT_DIR}')
   task = diffusion_task.DiffusionTask(config)
-  module = checkpoint.restore_params(workdir, config, ema=True, step=step)
+  module = checkpoint.restore_params(workdir, config, ema=_PARAMS.value == 'ema', step=step)
   graphdef, params, rest = nnx.split(module, nnx.Param, ...)
   model_def = state_lib.Model(graphdef, params, rest)
   mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()[:1]).reshape((1,) * len(config.mesh.shape)),
@@ -68,7 +73,7 @@ def main(argv):
   out_dir = os.path.join(workdir, 'samples', str(step))
   paths = diffusion_task.write_clips(config, np.asarray(video), np.asarray(mel), out_dir, mode,
                                      waveforms=None if waves is None else np.asarray(waves))
-  logging.info('Wrote %d clips: %s', len(paths), ', '.join(paths))
+  console.say(f'Wrote {len(paths)} {mode} clips to {out_dir}')
 
 
 if __name__ == '__main__':

@@ -12,7 +12,11 @@
 place of the train section's values.
 """
 
-from absl import app, flags, logging
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
+
+from absl import app, flags
 from ml_collections import config_flags
 
 from avdiff import parallel
@@ -39,7 +43,7 @@ def main(argv):
     from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
     task = DiffusionTask(config)
   result = loop.train(config, _WORKDIR.value, task)
-  logging.info('Finished at step %d (%s).', result['step'], result['stopped'])
+  console.say(f"Finished at step {result['step']} ({result['stopped']}); run directory {_WORKDIR.value}")
 
 
 if __name__ == '__main__':

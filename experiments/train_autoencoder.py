@@ -16,6 +16,10 @@ RMSE (normalized log-mel units, roughly [-1, 1]).
 import json
 import os
 
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -12,6 +12,10 @@ or where config.eval.sync_expert_workdir / `evaluate --sync_expert` points.
 
 import json
 
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags

@@ -54,7 +54,8 @@ def run_sample(c, rng=0, **kw):
     pytest.param('dpmpp_2m', 30, 'flow', 'flow', marks=pytest.mark.slow), ('dpmpp_2m', 30, 'eps', 'cosine'),
     pytest.param('ddpm', 250, 'v', 'linear', marks=pytest.mark.slow),
     pytest.param('heun', 30, 'eps', 'cosine', marks=pytest.mark.slow),
-    pytest.param('euler', 200, 'v', 'cosine', marks=pytest.mark.slow)])
+    pytest.param('euler', 200, 'v', 'cosine', marks=pytest.mark.slow), ('heun', 30, 'x', 'flow'),
+    ('dpmpp_2m', 30, 'x', 'cosine'), pytest.param('ddpm', 250, 'x', 'flow', marks=pytest.mark.slow)])
 def test_sampler_reproduces_gaussian_mean_and_covariance(sampler, steps, objective, schedule):
   c = cfg(objective, schedule, sampler=sampler, num_sampling_steps=steps)
   flat = np.asarray(DATA.flatten(run_sample(c)), np.float64)
@@ -153,8 +154,9 @@ def _given(rng=2, batch=N):
   return {k: jnp.repeat(v, batch, axis=0) for k, v in one.items()}, one
 
 
-def test_audio_to_video_has_the_conditional_distribution_and_keeps_audio_exact():
-  c = cfg(sampler='heun', num_sampling_steps=30)
+@pytest.mark.parametrize('objective', ['flow', 'x'])
+def test_audio_to_video_has_the_conditional_distribution_and_keeps_audio_exact(objective):
+  c = cfg(objective, sampler='heun', num_sampling_steps=30)
   cond, one = _given()
   out = run_sample(c, mode='audio_to_video', cond={'audio': cond['audio']})
   np.testing.assert_array_equal(np.asarray(out['audio']), np.asarray(cond['audio']))

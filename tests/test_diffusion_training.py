@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from avdiff import diffusion
-from avdiff.diffusion import gaussian, objectives, schedules
+from avdiff.diffusion import gaussian, loss as loss_lib, objectives, schedules
 
 SHAPES = {'video': (2, 2, 1), 'audio': (3, 1)}
 DATA = gaussian.random_gaussian(0, SHAPES)
@@ -18,7 +18,8 @@ NUM_CLASSES = 4
 def cfg(objective='flow', schedule='flow', **kw):
   c = ml_collections.ConfigDict(dict(
       objective=objective, schedule=schedule, flow_shift=1.0, num_train_timesteps=1000, loss_weight_video=1.0,
-      loss_weight_audio=1.0, independent_t_prob=0.5, clean_video_prob=0.1, clean_audio_prob=0.1, label_dropout=0.1))
+      loss_weight_audio=1.0, independent_t_prob=0.5, clean_video_prob=0.1, clean_audio_prob=0.1, label_dropout=0.1,
+      time_sampling='uniform', logit_normal_mean=0.0, logit_normal_std=1.0))
   c.update(kw)
   return c
 
@@ -65,7 +66,8 @@ def test_clean_modality_loss_is_masked_and_labels_dropped():
   assert float(loss) > 0.1 and float(loss0) == 0.0
 
 
-@pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'linear'), ('flow', 'flow')])
+@pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'linear'), ('flow', 'flow'),
+                                                ('x', 'flow'), ('x', 'cosine')])
 def test_objective_conversions_invert_the_target(objective, schedule):
   s = schedules.Schedule(schedule)
   x0, eps = jax.random.normal(jax.random.key(0), (2, 8, 3))
@@ -75,6 +77,34 @@ def test_objective_conversions_invert_the_target(objective, schedule):
   x0_hat, eps_hat = objectives.to_x0_eps(objective, pred, alpha * x0 + sigma * eps, alpha, sigma)
   np.testing.assert_allclose(np.asarray(x0_hat), np.asarray(x0), atol=2e-4)
   np.testing.assert_allclose(np.asarray(eps_hat), np.asarray(eps), atol=2e-4)
+
+
+def test_logit_normal_time_sampling_has_its_quantiles():
+  c = cfg(time_sampling='logit_normal', logit_normal_mean=0.8, logit_normal_std=0.8, independent_t_prob=1.0,
+          clean_video_prob=0.0, clean_audio_prob=0.0)
+  t, _ = loss_lib.sample_times(jax.random.key(0), 20000, c, schedules.Schedule('flow'))
+  logit = np.log(np.asarray(t['video'])) - np.log1p(-np.asarray(t['video']))
+  assert abs(logit.mean() - 0.8) < 0.03 and abs(logit.std() - 0.8) < 0.03, (logit.mean(), logit.std())
+  uniform, _ = loss_lib.sample_times(jax.random.key(0), 20000, cfg(clean_video_prob=0.0),
+                                     schedules.Schedule('flow'))
+  assert abs(float(np.median(np.asarray(uniform['video']))) - 0.5) < 0.02
+
+
+def test_x_objective_loss_is_the_implied_velocity_error():
+  """x objective: weight * |x0_hat - x0|^2 equals |u_hat - u|^2 of the flow velocity the estimate implies (for
+  sigma above the clamp), and the weight is capped by the clamp near the clean end."""
+  s = schedules.Schedule('flow')
+  x0, eps, err = jax.random.normal(jax.random.key(0), (3, 8, 5))
+  t = jnp.linspace(0.06, 0.98, 8)[:, None]
+  alpha, sigma = s.alpha_sigma(t)
+  x_t = alpha * x0 + sigma * eps
+  x0_hat, eps_hat = objectives.to_x0_eps('x', x0 + err, x_t, alpha, sigma)
+  u_err = np.sum(np.square(np.asarray((eps_hat - x0_hat) - (eps - x0))), axis=1)
+  weighted = np.asarray(objectives.loss_weight('x', alpha, sigma))[:, 0] * np.sum(np.square(np.asarray(err)), 1)
+  np.testing.assert_allclose(weighted, u_err, rtol=1e-4)
+  w = objectives.loss_weight('x', *s.alpha_sigma(jnp.asarray([0.0, 0.01, 0.05])))
+  np.testing.assert_allclose(np.asarray(w), [400.0, 400.0, 400.0], rtol=1e-5)
+  assert float(objectives.loss_weight('flow', 0.5, 0.5)) == 1.0
 
 
 def test_schedules_endpoints_and_shift():
@@ -105,7 +135,8 @@ def _mlp_pred_fn(params, x, t, label):
   return DATA.unflatten(h @ params['w3'])
 
 
-@pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'cosine'), ('flow', 'flow')])
+@pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'cosine'), ('flow', 'flow'),
+                                                ('x', 'flow')])
 def test_each_objective_trains_a_tiny_model(objective, schedule):
   c = cfg(objective, schedule)
   ks = jax.random.split(jax.random.key(0), 4)

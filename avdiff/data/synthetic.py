@@ -190,6 +190,22 @@ def talking_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
           'mouth_box': mouth_box}
 
 
+def talking_mouth_region(label: int, data_cfg: ml_collections.ConfigDict) -> np.ndarray:
+  """int32 [4] (y0, x0, y1, x1; pixels, end-exclusive): where speaker `label`'s mouth can be in any `talking` clip.
+
+  The union over every head position the generator draws (centre jitter and sway), for reading the mouth of a clip
+  whose own geometry is unknown, e.g. a generated one; `talking_clip`'s `mouth_box` is the tighter box of one clip.
+  """
+  size = int(data_cfg.resolution)
+  voice = speaker(int(label), int(data_cfg.num_speakers))
+  face_ry, face_rx = voice.face_ry * size, voice.face_rx * size
+  mouth_y = size * 0.5 + 0.55 * face_ry
+  reach_y, reach_x = 0.04 * size + 0.1 * size + 1.0, (0.04 + 0.03) * size + 0.45 * face_rx + 1.0
+  box = (np.floor(mouth_y - reach_y), np.floor(size * 0.5 - reach_x), np.ceil(mouth_y + reach_y),
+         np.ceil(size * 0.5 + reach_x))
+  return np.clip(np.array(box), 0, size).astype(np.int32)
+
+
 # ----------------------------------------------------------------------------- impacts
 
 

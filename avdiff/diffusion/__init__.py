@@ -5,6 +5,7 @@ Works on dicts of arrays {'video': [B, ...], 'audio': [B, ...]} and an abstract 
 """
 
 from avdiff.diffusion.conditioning import MODES, frame_masks, sample
+from avdiff.diffusion.diagnostics import denoising_errors
 from avdiff.diffusion.guidance import guided_pred_fn
 from avdiff.diffusion.loss import training_loss
 from avdiff.diffusion.objectives import OBJECTIVES

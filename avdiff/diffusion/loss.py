@@ -26,15 +26,30 @@ def bcast(v: jax.Array, x: jax.Array) -> jax.Array:
   return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
 
+def warp_uniform(u: jax.Array, diffusion_cfg: ml_collections.ConfigDict) -> jax.Array:
+  """u ~ U(0, 1) -> the training time density of diffusion_cfg.time_sampling, still in (0, 1).
+
+  'uniform': u itself. 'logit_normal': sigmoid(mean + std * Phi^-1(u)), i.e. logit(u') ~ N(mean, std) (SD3; Li & He
+  2025 use mean 0.8 in this convention, t = 1 pure noise: more training where the x0 estimate is hardest).
+  """
+  if diffusion_cfg.time_sampling == 'uniform':
+    return u
+  if diffusion_cfg.time_sampling == 'logit_normal':
+    z = jax.scipy.special.ndtri(jnp.clip(u, 1e-6, 1.0 - 1e-6))
+    return jax.nn.sigmoid(diffusion_cfg.logit_normal_mean + diffusion_cfg.logit_normal_std * z)
+  raise ValueError(f'diffusion.time_sampling={diffusion_cfg.time_sampling!r} is not uniform or logit_normal')
+
+
 def sample_times(rng: jax.Array, batch: int, diffusion_cfg: ml_collections.ConfigDict,
                  schedule: schedules.Schedule) -> tuple[dict, dict]:
   """Per-modality training times t {'video': [B], 'audio': [B]} and loss masks (1 = noised, 0 = left clean)."""
   df = diffusion_cfg
   k_shared, k_v, k_a, k_ind, k_clean = jax.random.split(rng, 5)
-  shared = jax.random.uniform(k_shared, (batch,))
+  draw = lambda k: warp_uniform(jax.random.uniform(k, (batch,)), df)
+  shared = draw(k_shared)
   independent = jax.random.uniform(k_ind, (batch,)) < df.independent_t_prob
-  u = {'video': jnp.where(independent, jax.random.uniform(k_v, (batch,)), shared),
-       'audio': jnp.where(independent, jax.random.uniform(k_a, (batch,)), shared)}
+  u = {'video': jnp.where(independent, draw(k_v), shared),
+       'audio': jnp.where(independent, draw(k_a), shared)}
   c = jax.random.uniform(k_clean, (batch,))
   clean = {'video': c < df.clean_video_prob,
            'audio': (c >= df.clean_video_prob) & (c < df.clean_video_prob + df.clean_audio_prob)}
@@ -45,7 +60,8 @@ def sample_times(rng: jax.Array, batch: int, diffusion_cfg: ml_collections.Confi
 
 def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
                   diffusion_cfg: ml_collections.ConfigDict, num_classes: int) -> tuple[jax.Array, dict]:
-  """Mean-squared error of the network output against the objective's target, per modality, weighted.
+  """Mean-squared error of the network output against the objective's target, per modality, weighted (for the x
+  objective: the error of the flow velocity it implies, see `objectives.loss_weight`).
 
   Args:
     pred_fn: (x_t: dict, t: dict of [B], label [B]) -> dict of raw predictions, same shapes as x_t.
@@ -68,13 +84,14 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
   label = jnp.where(drop, num_classes, label).astype(jnp.int32)
 
   noise_keys = dict(zip(MODALITIES, jax.random.split(k_noise, len(MODALITIES))))
-  x_t, targets = {}, {}
+  x_t, targets, loss_w = {}, {}, {}
   for m in MODALITIES:
     x = x0[m].astype(jnp.float32)
     eps = jax.random.normal(noise_keys[m], x.shape, jnp.float32)
     alpha, sigma = (bcast(a, x) for a in schedule.alpha_sigma(t[m]))
     x_t[m] = alpha * x + sigma * eps
     targets[m] = objectives.target(df.objective, x, eps, alpha, sigma)
+    loss_w[m] = objectives.loss_weight(df.objective, alpha, sigma).reshape(batch)
 
   pred = pred_fn(x_t, t, label)
   weights = {'video': df.loss_weight_video, 'audio': df.loss_weight_audio}
@@ -82,7 +99,7 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
   metrics = {}
   for m in MODALITIES:
     err = jnp.square(pred[m].astype(jnp.float32) - targets[m])
-    mse = jnp.mean(err.reshape(batch, -1), axis=1)  # [B]
+    mse = loss_w[m] * jnp.mean(err.reshape(batch, -1), axis=1)  # [B]
     loss = loss + weights[m] * jnp.sum(mask[m] * mse) / batch
     metrics[f'loss_{m}'] = jnp.sum(mask[m] * mse) / jnp.maximum(jnp.sum(mask[m]), 1.0)
     metrics[f'clean_{m}_frac'] = 1.0 - jnp.mean(mask[m])

@@ -141,8 +141,9 @@ def load_split_clips(config: ml_collections.ConfigDict, split: str, num: int) ->
     # Stored as 16-bit PCM (wave * 32767, avdiff.data.builders); floats pass through.
     audio = audio.astype(np.float32) / 32767.0 if audio.dtype == np.int16 else audio.astype(np.float32)
     clip = {'video': np.asarray(rec['video']), 'audio': audio, 'label': int(rec['label'])}
-    if 'mouth_box' in rec:
-      clip['mouth_box'] = np.asarray(rec['mouth_box'])
+    for key in ('mouth_box', 'mouth_open'):
+      if key in rec:
+        clip[key] = np.asarray(rec[key])
     if 'audio_mel' in rec:
       clip['audio_mel'] = np.asarray(rec['audio_mel'], np.float32)
     clips.append(clip)
@@ -205,10 +206,11 @@ def evaluate_conditions(conditions: dict[str, list[Clip]], config: ml_collection
 def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional[ml_collections.ConfigDict] = None,
                      num_clips: Optional[int] = None, generate_fn: Optional[GenerateFn] = None,
                      expert: Optional[scoring.ExpertScorer] = None, sync_expert_workdir: str = '',
-                     write: bool = True) -> dict:
+                     write: bool = True, params: Optional[str] = None) -> dict:
   """Baselines + model samples on held-out clips of the run in `workdir`; writes W/eval/<split>.json and .md.
 
-  generate_fn defaults to `avdiff.eval.sampling.generate` (EMA params from the workdir's checkpoints). When the
+  generate_fn defaults to `avdiff.eval.sampling.generate` (the workdir's latest checkpoint; its EMA or raw params
+  as `params` or config.eval.params says). When the
   model cannot be restored or sampled, its conditions are recorded as unavailable with the reason. The sync expert
   is `expert`, else the one in sync_expert_workdir / config.eval.sync_expert_workdir / W/sync_expert, if any.
   """
@@ -222,6 +224,8 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   config.eval.num_clips = num
   if sync_expert_workdir:
     config.eval.sync_expert_workdir = sync_expert_workdir
+  if params:
+    config.eval.params = params
   config_lib.validate(config)
   if expert is None:
     expert = load_expert(config, workdir)
@@ -231,22 +235,24 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   if generate_fn is None:
     from avdiff.eval import sampling  # pylint: disable=g-import-not-at-top
     generate_fn = lambda clips, mode, seed: sampling.generate(workdir, config, clips, mode, seed)
-  for mode in ('joint', 'audio_to_video'):
+  for mode in MODES:
     try:
       conditions[f'model_{mode}'] = generate_fn(held_out, mode, config.eval.seed)
     except Exception as e:  # pylint: disable=broad-except  (report what is missing, still score the baselines)
       unavailable[f'model_{mode}'] = f'{type(e).__name__}: {e}'
   train_clips = None
   try:
-    train_clips = load_split_clips(config, 'train', num)
+    train_clips = load_split_clips(config, 'train', max(num, CLASSIFIER_TRAIN_CLIPS))
   except Exception as e:  # pylint: disable=broad-except
     unavailable['memorization'] = f'train split unavailable: {type(e).__name__}: {e}'
-  conds = evaluate_conditions(conditions, config, expert, train_clips)
+  conds = evaluate_conditions(conditions, config, expert, train_clips[:num] if train_clips else None)
   for name, why in unavailable.items():
     conds[name] = {'unavailable': why}
   result = {'protocol': protocol(config, mode='workdir', workdir=os.path.abspath(workdir),
-                                 sync_expert=expert is not None),
+                                 sync_expert=expert is not None, params=config.eval.params),
             'conditions': conds}
+  if config.data.dataset == 'talking':
+    result['outcomes'] = talking_outcomes(held_out, conditions, config, train_clips)
   if write:
     out_dir = os.path.join(workdir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
@@ -254,7 +260,29 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
       json.dump(result, f, indent=2, default=_json_default)
     with open(os.path.join(out_dir, f'{split}.md'), 'w') as f:
       f.write(report.markdown_table(result))
+      if 'outcomes' in result:
+        from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
+        f.write('\n## Outcome targets\n\n' + outcomes.verdict_markdown(result['outcomes']['verdict']))
+    from avdiff.eval import html_report  # pylint: disable=g-import-not-at-top
+    result['report'] = html_report.write_report(os.path.join(workdir, 'report'), result, conditions, config.data,
+                                                title=f'{os.path.basename(os.path.abspath(workdir))}: {split}')
   return result
+
+
+MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of a workdir evaluation.
+CLASSIFIER_TRAIN_CLIPS = 128  # Train clips the speaker classifier of the outcome measures is fitted on.
+
+
+def talking_outcomes(held_out: list[Clip], conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict,
+                     train_clips: Optional[list[Clip]]) -> dict:
+  """{'measures': avdiff.eval.outcomes.measure(...), 'verdict': target rows} for `talking` clips and the generated
+  conditions among `conditions` ('model_<mode>')."""
+  from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
+  classifier = outcomes.SpeakerClassifier.fit(train_clips) if train_clips else None
+  generated = {name[len('model_'):]: clips for name, clips in conditions.items() if name.startswith('model_')}
+  measures = outcomes.measure(held_out, generated, config.data, classifier, config.eval.max_offset_frames,
+                              config.eval.seed)
+  return {'measures': measures, 'verdict': outcomes.verdict(measures)}
 
 
 def load_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optional[scoring.ExpertScorer]:
@@ -294,6 +322,8 @@ class InLoopEvaluator:
   evaluator = InLoopEvaluator(config)            # loads config.train.eval_clips clips of config.eval.split once
   metrics = evaluator(generate_fn, seed=step)    # {'eval/ground_truth/av_align': ..., 'eval/model_joint/...': ...}
   generate_fn(clips, mode, seed) -> clips, as in evaluate_workdir (e.g. a closure over the current EMA params).
+  On `talking` data the outcome measures (avdiff.eval.outcomes) are added as 'eval/<measure>' (e.g. eval/a2v_r,
+  the generated mouth's correlation with the conditioning audio, and eval/a2v_shuffled_r, with another clip's).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, clips: Optional[list[Clip]] = None,
@@ -304,6 +334,7 @@ class InLoopEvaluator:
     self.modes, self.expert = modes, expert
 
   def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:
+    from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
     conds = {f'model_{m}': generate_fn(self.clips, m, seed) for m in self.modes}
     res = evaluate_conditions({'ground_truth': self.clips, **conds}, self.config, self.expert)
     flat = {}
@@ -311,4 +342,9 @@ class InLoopEvaluator:
       for metric in ('av_align', 'abs_offset_frames', 'offset_confidence', 'lse_c', 'lse_d', 'fd'):
         if metric in c.get('metrics', {}):
           flat[f'eval/{cname}/{metric}'] = float(c['metrics'][metric]['mean'])
+    if self.config.data.dataset == 'talking':
+      measures = outcomes.measure(self.clips, {m: conds[f'model_{m}'] for m in self.modes}, self.config.data,
+                                  max_offset=self.config.eval.max_offset_frames, seed=self.config.eval.seed)
+      for name, v in measures.items():
+        flat[f'eval/{name}'] = float(v['mean'] if isinstance(v, dict) else v)
     return flat

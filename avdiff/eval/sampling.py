@@ -1,7 +1,8 @@
 """Model samples for evaluation: restore EMA params of a run, sample latents, decode to playable clips.
 
-Modes: 'joint' (conditioned on the held-out clips' labels; generated video + generated audio) and
-'audio_to_video' (conditioned on the held-out audio; generated video paired with the real held-out waveform).
+Modes: 'joint' (conditioned on the held-out clips' labels; generated video + generated audio),
+'audio_to_video' (conditioned on the held-out audio; generated video paired with the real held-out waveform) and
+'video_to_audio' (conditioned on the held-out video; the real frames paired with the generated audio).
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(video, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+MODES = ('joint', 'audio_to_video', 'video_to_audio')
+
+
 def restore_models(workdir: str, config: ml_collections.ConfigDict):
-  """(DiT with the EMA params of the run in workdir, stage-1 autoencoder or None for the patch encoder)."""
+  """(DiT with the params of the run in workdir named by config.eval.params, 'ema' or 'raw'; stage-1 autoencoder
+  or None for the patch encoder)."""
   from avdiff import models  # pylint: disable=g-import-not-at-top
   from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
-  dit = checkpoint.restore_params(workdir, config, ema=True)
+  if config.eval.params not in ('ema', 'raw'):
+    raise ValueError(f"eval.params={config.eval.params!r} is not 'ema' or 'raw'")
+  dit = checkpoint.restore_params(workdir, config, ema=config.eval.params == 'ema')
   ae = None
   if config.model.encoder != 'patch':  # As DiffusionTask: the AE's EMA params from its own workdir.
     ae = checkpoint.restore_params(config.model.autoencoder_workdir, config,
@@ -51,6 +58,8 @@ def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str):
     cond = None
     if mode == 'audio_to_video':
       cond = {'audio': diffusion_task.to_latents(config, auto, cond_video, cond_mel)['audio']}
+    elif mode == 'video_to_audio':
+      cond = {'video': diffusion_task.to_latents(config, auto, cond_video, cond_mel)['video']}
     return diffusion_task.sample_clips(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond)
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
@@ -66,8 +75,8 @@ def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict],
   dit / ae: already restored models (e.g. the training loop's current EMA model); default: restored from workdir.
   """
   from avdiff.data import audio as audio_lib  # pylint: disable=g-import-not-at-top
-  if mode not in ('joint', 'audio_to_video'):
-    raise ValueError(f'evaluation sampling mode {mode!r} is not joint or audio_to_video')
+  if mode not in MODES:
+    raise ValueError(f'evaluation sampling mode {mode!r} is not one of {MODES}')
   if dit is None:
     dit, ae = restore_models(workdir, config)
   graphdef, state = nnx.split(dit)
@@ -86,7 +95,8 @@ def generate(workdir: str, config: ml_collections.ConfigDict, clips: list[dict],
     video, gen_mel = to_uint8(jax.device_get(video)), np.asarray(jax.device_get(gen_mel))
     for i, c in enumerate(chunk):
       audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(gen_mel[i], config.data)
-      gen = {'video': video[i], 'audio': np.asarray(audio, np.float32), 'label': c['label']}
+      frames = c['video'] if mode == 'video_to_audio' else video[i]
+      gen = {'video': frames, 'audio': np.asarray(audio, np.float32), 'label': c['label']}
       if 'mouth_box' in c:
         gen['mouth_box'] = c['mouth_box']  # The model draws each speaker's face where the data does.
       out.append(gen)

@@ -122,7 +122,7 @@ class DiT(nnx.Module):
     kw = dict(dtype=dtype, param_dtype=pdt)
     w, mlp_dim = m.width, int(m.width * m.mlp_ratio)
 
-    self.encoder = encoder_lib.SharedAVEncoder(self.spec, w, rngs=rngs, **kw)
+    self.encoder = encoder_lib.SharedAVEncoder(self.spec, w, rngs=rngs, abs_positions=m.abs_positions, **kw)
     self.t_embed = layers.TimestepEmbedder(w, rngs=rngs, **kw)
     self.label_embed = layers.LabelEmbedder(m.num_classes, w, rngs=rngs, param_dtype=pdt)
     self.text_embed = (layers.Dense(m.text_embed_dim, w, (None, 'embed'), rngs=rngs, **kw)

@@ -1,7 +1,9 @@
 """SharedAVEncoder: video and audio latents -> ONE token sequence [B, N, width], plus the per-token metadata.
 
 Video latents are cut into (pt, ph, pw) patches, audio latents into (pt, pf) patches; each modality has its own
-linear patch embedding and a learned modality vector; 'learned' positions add an absolute embedding per token.
+linear patch embedding and a learned modality vector; absolute positions are added per token: the fixed sin-cos
+table of the token's (time, row, column) coordinates (`model.abs_positions='sincos'`, with either rotary variant)
+or a learned table ('learned' positions).
 Tokens are then arranged in the configured order ('blocks' or 'interleaved' per latent frame). The per-token
 rotary tables come from `rotary_tables`; `split_sequence` undoes the arrangement.
 """
@@ -19,8 +21,13 @@ from avdiff.models import layers, patching, positions, tokens
 class SharedAVEncoder(nnx.Module):
   """Latents {'video': [B, T_l, H_l, W_l, C_v], 'audio': [B, T_al, F_l, C_a]} -> tokens [B, N_v + N_a, width]."""
 
-  def __init__(self, spec: tokens.Spec, width: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+  def __init__(self, spec: tokens.Spec, width: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
+               abs_positions: str = 'none'):
     self.spec = spec
+    if abs_positions not in ('none', 'sincos'):
+      raise ValueError(f'model.abs_positions={abs_positions!r} is not one of (none, sincos)')
+    self.sincos = abs_positions == 'sincos' and spec.positions != 'learned'
+    self.width = width
     self.video_embed = layers.Dense(spec.video_patch_dim, width, (None, 'embed'), rngs=rngs, dtype=dtype,
                                     param_dtype=param_dtype)
     self.audio_embed = layers.Dense(spec.audio_patch_dim, width, (None, 'embed'), rngs=rngs, dtype=dtype,
@@ -44,6 +51,10 @@ class SharedAVEncoder(nnx.Module):
     if self.pos_embed is not None:
       pos = self.pos_embed[...].astype(v.dtype)
       v, a = v + pos[:s.num_video], a + pos[s.num_video:]
+    if self.sincos:
+      lay, sep = self.layout, s.positions == 'rope_separate'
+      v = v + jnp.asarray(positions.sincos_embedding(lay.video_pos, self.width, sep), v.dtype)
+      a = a + jnp.asarray(positions.sincos_embedding(lay.audio_pos, self.width, sep), a.dtype)
     return v, a
 
   def to_sequence(self, v: jax.Array, a: jax.Array) -> jax.Array:

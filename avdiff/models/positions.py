@@ -33,6 +33,23 @@ def rope_angles(pos: np.ndarray, head_dim: int, theta: float, separate: bool = F
   return np.concatenate(cols, axis=-1).astype(np.float32)
 
 
+def sincos_embedding(pos: np.ndarray, width: int, separate: bool = False, theta: float = 10000.0) -> np.ndarray:
+  """Fixed absolute position embedding [N, width] (DiT's sin-cos table, here over 3 axes), from pos [N, 3].
+
+  Channels are split over (time, axis 1, axis 2) as the rotary pairs are (`axis_split`); each axis gets sin and cos
+  of pos * theta^(-k / n). Values lie in [-1, 1] (RMS ~0.7), the scale of an embedded patch, so a token in pure
+  noise still knows where it is: rotary positions carry only relative offsets.
+  """
+  cols = []
+  for axis, n in enumerate(axis_split(width, separate)):
+    if n == 0:
+      continue
+    freqs = theta ** (-np.arange(n, dtype=np.float64) / n)
+    ang = pos[:, axis:axis + 1].astype(np.float64) * freqs[None]
+    cols += [np.sin(ang), np.cos(ang)]
+  return np.concatenate(cols, axis=-1).astype(np.float32)
+
+
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   """Rotates x [B, N, H, Dh] by angles with cos/sin [N, Dh/2] (pairs are (i, i + Dh/2), 'rotate half' layout)."""
   half = x.shape[-1] // 2

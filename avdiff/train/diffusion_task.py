@@ -93,6 +93,20 @@ class DiffusionTask:
     return diffusion.training_loss(pred_fn, x0, batch['label'], rng, self.config.diffusion,
                                    self.config.model.num_classes)
 
+  def eval_loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
+    """`loss` plus the denoising gain per noise level (x0 error over predict-the-mean error, per modality; see
+    avdiff.diffusion.diagnostics) as metrics 'gain_<modality>_t<t>'; for held-out batches."""
+    from avdiff import diffusion  # pylint: disable=g-import-not-at-top
+    from avdiff.diffusion import diagnostics  # pylint: disable=g-import-not-at-top
+    loss, metrics = self.loss(model, batch, rng, frozen)
+    x0 = to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
+    errors = diffusion.denoising_errors(lambda x, t, label: model(x, t, label), x0, batch['label'],
+                                        jax.random.fold_in(rng, 1), self.config.diffusion)
+    for m in diagnostics.MODALITIES:
+      for i, t in enumerate(diagnostics.TIMES):
+        metrics[f'gain_{m}_t{t:g}'] = errors[f'{m}/x0_mse'][i] / jnp.maximum(errors[f'{m}/mean_mse'][i], 1e-12)
+    return loss, metrics
+
   def model_flops_per_clip(self, config: ml_collections.ConfigDict) -> float:
     from avdiff.train import flops  # pylint: disable=g-import-not-at-top
     return flops.train_flops_per_clip(config)

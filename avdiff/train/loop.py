@@ -97,10 +97,15 @@ class _Throughput:
 
 
 def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
-  """jitted (params, batch, frozen, rng) -> (loss, metrics) on a held-out batch."""
+  """jitted (params, batch, frozen, rng) -> (loss, metrics) on a held-out batch: the task's `eval_loss` if it has
+  one (e.g. the diffusion task adds the denoising gain per noise level), else its training loss."""
+  loss_fn = getattr(task, 'eval_loss', None)
 
   def run(params, model_state, batch, frozen, rng):
-    return task_lib.call_loss(task, model.merge(params, model_state), batch, rng, frozen)
+    module = model.merge(params, model_state)
+    if loss_fn is None:
+      return task_lib.call_loss(task, module, batch, rng, frozen)
+    return loss_fn(module, batch, rng, frozen)
 
   rep = parallel.replicated(mesh)
   return jax.jit(run, in_shardings=(shardings.params, shardings.model_state,
@@ -109,7 +114,8 @@ def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
 
 
 def evaluate(config, eval_fn, state, frozen, mesh) -> dict:
-  """Mean loss and metrics over config.train.eval_clips validation clips (fixed noise: comparable across steps)."""
+  """Mean loss and metrics over config.train.eval_clips validation clips (fixed noise: comparable across steps), of
+  the raw params ('val_<metric>') and of the EMA params ('val_ema_<metric>')."""
   from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
   dp = config_lib.data_parallel_size(config, mesh.size)
   batch_size = max(dp, (min(config.train.eval_clips, config.train.global_batch_size) // dp) * dp)
@@ -120,10 +126,11 @@ def evaluate(config, eval_fn, state, frozen, mesh) -> dict:
     if i * batch_size >= config.train.eval_clips:
       break
     batch = pipeline.to_device(_batch_keys(host), mesh, config.mesh.data_axes)
-    loss, m = eval_fn(state.params, state.model_state, batch, frozen, jax.random.PRNGKey(config.seed + 1 + i))
-    m = dict(m, loss=loss)
-    for k, v in jax.device_get(m).items():
-      totals[k] = totals.get(k, 0.0) + float(v)
+    # Raw and EMA params on the same clips and noise: 'val_*' and 'val_ema_*'.
+    for prefix, params in (('', state.params), ('ema_', state.ema_params)):
+      loss, m = eval_fn(params, state.model_state, batch, frozen, jax.random.PRNGKey(config.seed + 1 + i))
+      for k, v in jax.device_get(dict(m, loss=loss)).items():
+        totals[prefix + k] = totals.get(prefix + k, 0.0) + float(v)
     n += 1
   return {f'val_{k}': v / max(n, 1) for k, v in totals.items()}
 
@@ -137,6 +144,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
   when workdir holds a checkpoint of another model, NonFiniteLossError on NaN/inf (nothing is saved for that step).
   """
   from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
+  started = time.perf_counter()
   t = config.train
   config_lib.validate(config, mesh.size if mesh is not None else jax.device_count(), jax.process_count())
   if task is None:
@@ -225,6 +233,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
       bar.update(done_step - bar.n)
     if done_step % t.log_every == 0 or done_step == total:
       values.update(meter.measure(done_step))
+      values['wall_s'] = time.perf_counter() - started
       writer.write(done_step, values)
       last_logged = values
       if bar is not None:
@@ -256,7 +265,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
           last_val = evaluate(config, eval_fn, state, frozen, mesh)
           if t.eval_samples and hasattr(task, 'score_samples'):
             last_val.update(task.score_samples(model, state.ema_params, done))
-          writer.write(done, last_val)
+          writer.write(done, dict(last_val, wall_s=time.perf_counter() - started))
         stop = preempt.requested or manager.reached_preemption(done)
         if jax.process_count() > 1 and done % t.log_every == 0:
           from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top

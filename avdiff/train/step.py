@@ -79,13 +79,12 @@ def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: o
 
   batch: dict of global arrays [B, ...] sharded over config.mesh.data_axes. frozen: the task's frozen params (or
   None). metrics: float32 scalars — the task's (loss, loss_video, ...) plus grad_norm (before clipping),
-  param_norm, update_norm, lr, and finite (1.0, or 0.0 when the loss or gradients were NaN/inf, in which case the
+  param_norm, update_norm, lr, ema_decay, and finite (1.0, or 0.0 when the loss or gradients were NaN/inf, in which case the
   returned state equals the input state).
   """
   t = config.train
   accum = int(t.grad_accum_steps)
   schedule = optim.learning_rate_schedule(t)
-  decay = float(t.ema_decay)
   data_axes = tuple(config.mesh.data_axes)
 
   upfront, per_layer = gather_plan(compute_shardings(config, model, mesh), shardings.params, model)
@@ -125,6 +124,7 @@ def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: o
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    decay = optim.ema_decay(t, state.step)
     ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     new = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state, rng=state.rng,
@@ -134,6 +134,7 @@ def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: o
     out = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     out.update(loss=loss.astype(jnp.float32), grad_norm=grad_norm, param_norm=optax.global_norm(params),
                update_norm=optax.global_norm(updates), lr=jnp.asarray(schedule(state.step), jnp.float32),
+               ema_decay=jnp.asarray(decay, jnp.float32),
                finite=finite.astype(jnp.float32))
     return new, out
 
