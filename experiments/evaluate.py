@@ -63,7 +63,7 @@ def main(argv):
                                    _NUM_CLIPS.value or None, sync_expert_workdir=_SYNC_EXPERT.value,
                                    params=_PARAMS.value)
   print(report.markdown_table(result))
-  if 'outcomes' in result:
+  if 'verdict' in result.get('outcomes', {}):
     from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
     print(outcomes.verdict_markdown(result['outcomes']['verdict']))
   if 'report' in result:

@@ -49,7 +49,10 @@ def test_locked_config_rejects_misspelled_key():
     (lambda c: setattr(c.model, 'num_heads', 3), 'model.num_heads'),
     (lambda c: setattr(c.model, 'fusion', 'triple'), 'model.fusion'),
     (lambda c: setattr(c.model, 'audio_patch', (16, 8)), 'model.audio_patch[0]'),  # 0.4 s audio vs 0.2 s video tokens.
-    (lambda c: setattr(c.diffusion, 'schedule', 'cosine'), 'diffusion.schedule'),
+    (lambda c: (setattr(c.diffusion, 'objective', 'flow'), setattr(c.diffusion, 'schedule', 'cosine')),
+     'diffusion.schedule'),
+    (lambda c: setattr(c.eval, 'params', 'last'), 'eval.params'),
+    (lambda c: setattr(c.diffusion, 'time_sampling', 'beta'), 'diffusion.time_sampling'),
     (lambda c: setattr(c.diffusion, 'clean_audio_prob', 1.5), 'diffusion.clean_audio_prob'),
     (lambda c: setattr(c.train, 'global_batch_size', 12), 'train.global_batch_size'),
     (lambda c: c.mesh.shape.update({'data': 3, 'fsdp': 1, 'tensor': 1}), 'mesh.shape'),

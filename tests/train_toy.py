@@ -31,6 +31,8 @@ OVERRIDES = {
     'train.log_every': 1,
     'train.checkpoint_every': 1000,
     'train.sample_every': 0,
+    'train.eval_every': 0,
+    'train.eval_samples': False,
     'train.num_samples': 2,
     'train.async_checkpointing': True,
 }

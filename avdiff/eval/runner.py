@@ -252,7 +252,10 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
                                  sync_expert=expert is not None, params=config.eval.params),
             'conditions': conds}
   if config.data.dataset == 'talking':
-    result['outcomes'] = talking_outcomes(held_out, conditions, config, train_clips)
+    if all('label' in c for c in held_out):
+      result['outcomes'] = talking_outcomes(held_out, conditions, config, train_clips)
+    else:
+      result['outcomes'] = {'unavailable': 'held-out clips carry no speaker label (the mouth region needs it)'}
   if write:
     out_dir = os.path.join(workdir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
@@ -260,7 +263,7 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
       json.dump(result, f, indent=2, default=_json_default)
     with open(os.path.join(out_dir, f'{split}.md'), 'w') as f:
       f.write(report.markdown_table(result))
-      if 'outcomes' in result:
+      if 'verdict' in result.get('outcomes', {}):
         from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
         f.write('\n## Outcome targets\n\n' + outcomes.verdict_markdown(result['outcomes']['verdict']))
     from avdiff.eval import html_report  # pylint: disable=g-import-not-at-top
@@ -278,7 +281,8 @@ def talking_outcomes(held_out: list[Clip], conditions: dict[str, list[Clip]], co
   """{'measures': avdiff.eval.outcomes.measure(...), 'verdict': target rows} for `talking` clips and the generated
   conditions among `conditions` ('model_<mode>')."""
   from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
-  classifier = outcomes.SpeakerClassifier.fit(train_clips) if train_clips else None
+  labelled = train_clips and all('label' in c for c in train_clips)
+  classifier = outcomes.SpeakerClassifier.fit(train_clips) if labelled else None
   generated = {name[len('model_'):]: clips for name, clips in conditions.items() if name.startswith('model_')}
   measures = outcomes.measure(held_out, generated, config.data, classifier, config.eval.max_offset_frames,
                               config.eval.seed)
@@ -342,7 +346,7 @@ class InLoopEvaluator:
       for metric in ('av_align', 'abs_offset_frames', 'offset_confidence', 'lse_c', 'lse_d', 'fd'):
         if metric in c.get('metrics', {}):
           flat[f'eval/{cname}/{metric}'] = float(c['metrics'][metric]['mean'])
-    if self.config.data.dataset == 'talking':
+    if self.config.data.dataset == 'talking' and all('label' in c for c in self.clips):
       measures = outcomes.measure(self.clips, {m: conds[f'model_{m}'] for m in self.modes}, self.config.data,
                                   max_offset=self.config.eval.max_offset_frames, seed=self.config.eval.seed)
       for name, v in measures.items():

@@ -1,9 +1,14 @@
-"""Ablation of configs/tiny.py: diffusion on the latents of one joint audio-video autoencoder (shared layers mix video and audio
-of the same time span). Train stage 1 first:
+"""Ablation of configs/tiny.py: diffusion on the latents of one joint audio-video autoencoder (shared layers mix
+video and audio of the same time span). Train stage 1 first:
 
     python -m experiments.train_autoencoder --config=configs/ablations/encoder_joint_ae.py --workdir=runs/ae_joint
 
     python -m experiments.train --config=configs/ablations/encoder_joint_ae.py --workdir=runs/encoder_joint_ae
+
+The latent is [10, 8, 8, 8] video (2x temporal, 4x spatial down) and [40, 8, 8] audio (2x time, 4x mel down); the
+patches are set so each token holds fewer values than the width (video 1x2x2x8 = 32, audio 4x2x8 = 64) and the
+token grid equals the pixel path's (160 video + 40 audio tokens of 0.2 s each), so the two compare at equal
+sequence cost.
 """
 
 from configs import tiny
@@ -13,4 +18,6 @@ def get_config():
   c = tiny.get_config()
   c.model.encoder = 'joint_ae'
   c.model.autoencoder_workdir = 'runs/ae_joint'
+  c.model.video_patch = (1, 2, 2)
+  c.model.audio_patch = (4, 2)
   return c

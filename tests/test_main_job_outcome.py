@@ -1,0 +1,43 @@
+"""The main job learns lip-sync: a reduced configs/tiny.py run (fewer steps, no in-loop evaluation), then
+audio_to_video samples of its EMA params on held-out clips, read with the weight-free mouth and envelope readers.
+
+Slow (about 8 minutes on 2 cores); `.ci/run` runs it. Seeded: the same run every time.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from avdiff.eval import outcomes, runner, sampling
+from avdiff.train import loop
+from configs import tiny
+
+STEPS = int(os.environ.get('AVDIFF_OUTCOME_STEPS', '1500'))
+CLIPS = 16
+
+
+def reduced_main_job(data_dir: str):
+  c = tiny.get_config()
+  c.data.data_dir = data_dir
+  c.train.steps = STEPS
+  c.train.eval_every = 0
+  c.train.eval_samples = False
+  c.train.sample_every = 0
+  c.train.checkpoint_every = STEPS
+  return c
+
+
+@pytest.mark.slow
+def test_reduced_main_job_learns_audio_to_video_sync(tmp_path):
+  config = reduced_main_job(str(tmp_path / 'data'))
+  workdir = str(tmp_path / 'run')
+  loop.train(config, workdir, progress=False)
+  held_out = runner.load_split_clips(config, 'test', CLIPS)
+  generated = sampling.generate(workdir, config, held_out, 'audio_to_video', seed=0)
+  m = outcomes.measure(held_out, {'audio_to_video': generated}, config.data)
+  r, shuffled = m['a2v_r']['mean'], m['a2v_shuffled_r']['mean']
+  print(f'audio_to_video r = {r:.3f} (shuffled audio: {shuffled:.3f}) after {STEPS} steps')
+  assert m['mouth_reader_r'] >= 0.95, m  # The reader itself is right on these clips.
+  assert r >= 0.5 and abs(shuffled) <= 0.2 and r - abs(shuffled) >= 0.4, m
+  assert np.isfinite(m['a2v_r']['std'])
