@@ -39,13 +39,18 @@ def motion_energy(video: np.ndarray, box=None) -> np.ndarray:
   return np.concatenate([[0.0], diff]).astype(np.float64)
 
 
-def audio_energy_change(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
-  """|change of RMS amplitude| per video frame, float [num_frames] (entry 0 = 0), from mono audio float [S]."""
+def frame_rms(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
+  """RMS amplitude of mono audio float [S] over each video frame [f / fps, (f + 1) / fps), float [num_frames]
+  (0 past the end of the audio); any fps, not only divisors of the sample rate."""
   a = np.asarray(audio, np.float64)
   edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(int)
-  rms = np.asarray([np.sqrt(np.mean(a[s:e] ** 2)) if e > s and s < len(a) else 0.0
-                    for s, e in zip(edges[:-1], np.minimum(edges[1:], len(a)))])
-  return np.concatenate([[0.0], np.abs(np.diff(rms))])
+  return np.asarray([np.sqrt(np.mean(a[s:e] ** 2)) if e > s and s < len(a) else 0.0
+                     for s, e in zip(edges[:-1], np.minimum(edges[1:], len(a)))])
+
+
+def audio_energy_change(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
+  """|change of RMS amplitude| per video frame, float [num_frames] (entry 0 = 0), from mono audio float [S]."""
+  return np.concatenate([[0.0], np.abs(np.diff(frame_rms(audio, num_frames, fps, sample_rate)))])
 
 
 def lagged_correlations(motion: np.ndarray, audio: np.ndarray, max_lag: int) -> np.ndarray:

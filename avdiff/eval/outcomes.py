@@ -36,10 +36,7 @@ def mouth_opening(video: np.ndarray, box: Sequence[int]) -> np.ndarray:
 
 def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
   """float [num_frames]: RMS of mono audio float [S] over each video frame [f / fps, (f + 1) / fps)."""
-  a = np.asarray(audio, np.float64)
-  edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(int)
-  return np.asarray([np.sqrt(np.mean(a[s:e] ** 2)) if e > s and s < len(a) else 0.0
-                     for s, e in zip(edges[:-1], np.minimum(edges[1:], len(a)))])
+  return envelope_motion.frame_rms(audio, num_frames, fps, sample_rate)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

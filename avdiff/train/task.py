@@ -9,6 +9,8 @@ and optionally
       loss(model, batch, rng, frozen=...).
   model_flops_per_clip(config) -> forward FLOPs of the trained model for one clip (MFU; None = XLA's estimate).
   tokens_per_clip(config) -> int (tokens/s).
+  eval_loss(model, batch, rng[, frozen]) -> (loss, metrics) on held-out batches (default: `loss`), e.g. with
+      diagnostics such as the diffusion task's denoising gain per noise level.
   write_samples(model, step, out_dir, rng) -> list of written paths (periodic samples from EMA params).
 `avdiff.eval.sync_train.SyncExpertTask` (contrastive sync expert) is such a task; `DiffusionTask` and
 `AutoencoderTask` are the two here.
