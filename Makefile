@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make main   set up, build the built-in data, train the tiny model, sample and evaluate it (runs/tiny)
+#   make main   set up, build the built-in data, train the tiny model, sample and evaluate it (runs/tiny): the verdict
+#               table of the main job's targets, then the report at runs/tiny/report/index.html
 #   make test   set up and run the test suite (make test-slow: the slow end-to-end tests)
 # `make main TRAIN_ARGS=--config.train.steps=100 EVAL_CLIPS=8` makes a quick smoke run.
 PYTHON ?= python3

@@ -193,7 +193,10 @@ def restore_params(workdir: str, config: Optional[ml_collections.ConfigDict] = N
                                                            jax.local_devices()[0])),
                         nnx.to_pure_dict(params))
   directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
-  manager = ocp.CheckpointManager(directory, item_handlers={'state': ocp.PyTreeCheckpointHandler()},
+  # Handlers for every saved item (only 'state' is read): without them Orbax warns about each unread item.
+  manager = ocp.CheckpointManager(directory, item_handlers={'state': ocp.PyTreeCheckpointHandler(),
+                                                            'data': ocp.JsonCheckpointHandler(),
+                                                            'config': ocp.JsonCheckpointHandler()},
                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
   step = manager.latest_step() if step is None else step
   if step is None:
