@@ -7,8 +7,8 @@ Weight-free readers of what a talking-face clip shows and says, at the video fra
                  (`reader_validation`; r >= 0.95 is the bar).
   audio envelope RMS of the waveform over each video frame (the generator's mouth opening is the speech envelope's
                  RMS over the frame).
-  speaker        nearest class centroid of the clip's mean colour in a grid of cells (faces differ in colour and
-                 shape per speaker); fitted on the train split.
+  speaker        nearest class centroid of the clip's face colour (median over the face centre and the frames);
+                 fitted on the train split.
 Pearson r between two such trajectories is the sync measure; a clip whose trajectory is constant gives NaN and is
 counted, not averaged. `verdict` turns the measures into the main job's targets (value, threshold, met or not).
 """
@@ -87,30 +87,31 @@ def reader_validation(clips: Sequence[Clip], data_cfg: ml_collections.ConfigDict
 
 # ----------------------------------------------------------------------------- speaker classifier
 
-def _colour_features(video: np.ndarray, cells: int = 4) -> np.ndarray:
-  """float [cells * cells * 3]: mean colour of each cell of a cells x cells grid over all frames, in [0, 1]."""
-  v = np.asarray(video, np.float32).mean(axis=0) / 255.0  # [H, W, 3]
-  h, w = v.shape[:2]
-  ys, xs = np.linspace(0, h, cells + 1).astype(int), np.linspace(0, w, cells + 1).astype(int)
-  return np.asarray([v[ys[i]:ys[i + 1], xs[j]:xs[j + 1]].mean(axis=(0, 1))
-                     for i in range(cells) for j in range(cells)]).reshape(-1)
+def _face_colour(video: np.ndarray) -> np.ndarray:
+  """float [3]: median RGB in [0, 1] of the face centre (rows 30-55%, columns 30-70% of the frame; between the eyes
+  and the mouth) over all frames of video uint8 [T, H, W, 3]. Medians ignore the background, eyes and mouth that
+  enter the region when a head sways or a mouth opens."""
+  h, w = video.shape[1:3]
+  centre = np.asarray(video[:, int(0.3 * h):int(0.55 * h), int(0.3 * w):int(0.7 * w)], np.float32) / 255.0
+  return np.median(centre.reshape(-1, 3), axis=0)
 
 
 @dataclasses.dataclass
 class SpeakerClassifier:
-  """Nearest class centroid on per-cell mean colours (`fit` on labelled clips, then `predict`)."""
+  """Nearest class centroid of the face colour (`fit` on labelled clips, then `predict`); `talking` speakers differ
+  in hue (and face shape, which this does not use)."""
   centroids: np.ndarray  # [num_classes, D]
   classes: np.ndarray  # [num_classes] labels
 
   @classmethod
   def fit(cls, clips: Sequence[Clip]) -> 'SpeakerClassifier':
-    feats = np.stack([_colour_features(c['video']) for c in clips])
+    feats = np.stack([_face_colour(c['video']) for c in clips])
     labels = np.asarray([int(c['label']) for c in clips])
     classes = np.unique(labels)
     return cls(np.stack([feats[labels == k].mean(0) for k in classes]), classes)
 
   def predict(self, video: np.ndarray) -> int:
-    d = np.square(self.centroids - _colour_features(video)[None]).sum(-1)
+    d = np.square(self.centroids - _face_colour(video)[None]).sum(-1)
     return int(self.classes[int(np.argmin(d))])
 
   def accuracy(self, clips: Sequence[Clip]) -> float:
