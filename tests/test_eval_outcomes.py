@@ -38,7 +38,7 @@ def test_measures_separate_synced_from_unsynced_generation(data_cfg):
   good = outcomes.measure(held_out, perfect, data_cfg, classifier, max_offset=6)
   bad = outcomes.measure(held_out, deaf, data_cfg, classifier, max_offset=6)
   assert good['a2v_r']['mean'] >= 0.9 and abs(good['a2v_shuffled_r']['mean']) <= 0.15, good
-  assert good['a2v_offset_within_1'] >= 0.8 and good['joint_r']['mean'] >= 0.9 and good['v2a_r']['mean'] >= 0.9
+  assert good['a2v_offset_within_1'] >= 0.8 and good['a2v_mouth_offset_within_1'] >= 0.8 and good['joint_r']['mean'] >= 0.9 and good['v2a_r']['mean'] >= 0.9
   assert good['ground_truth_speaker_accuracy'] >= 0.95 and good['joint_speaker_accuracy'] >= 0.95, good
   assert abs(bad['a2v_r']['mean']) <= 0.15, bad
   rows = {r['name']: r for r in outcomes.verdict(good)}
@@ -54,3 +54,12 @@ def test_constant_trajectories_are_undecided_not_zero(data_cfg):
   assert np.isnan(outcomes.sync_r(still, data_cfg))
   m = outcomes.measure([clip, clip], {'audio_to_video': [still, still]}, data_cfg)
   assert m['a2v_r']['undecided'] == 2 and m['a2v_r']['n'] == 0
+
+
+@pytest.mark.parametrize('k', [-3, 0, 2])
+def test_mouth_offset_recovers_known_shifts(data_cfg, k):
+  from avdiff.eval import shift as shift_lib
+  for clip in _clips(data_cfg, range(300, 308)):
+    audio = shift_lib.shift_audio(clip['audio'], k, data_cfg.fps, data_cfg.sample_rate)
+    assert outcomes.mouth_offset_frames(clip, data_cfg, 6, audio) == k
+    assert outcomes.offset_frames(dict(clip, audio=audio), data_cfg, 6) == k
