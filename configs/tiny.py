@@ -12,8 +12,9 @@ values than the width, and only the clean patch, not its noise, fits through a 1
 Training times are logit-normal, centred at t = 0.69 (more training where sampling starts). Audio is left clean
 in 30% of the examples and video in 20%, which is what audio_to_video and video_to_audio sampling see.
 
-Expected result (benchmarks/README.md, 'Main job'; 3 seeds): audio_to_video mouth-envelope r ~0.8 against ~0 with
-another clip's audio; the verdict table of `experiments.evaluate` lists every target.
+Expected result (README, 'The main job'; 3 seeds, 32 held-out clips): audio_to_video mouth-envelope r 0.88 +- 0.04
+against 0.12 with another clip's audio, joint r 0.88, video_to_audio r 0.90; `make main` in ~14 minutes on 2 cores.
+The coupling of mouth and sound switches on between steps 750 and 1500 (eval/a2v_r in metrics.jsonl).
 """
 
 from configs import base
