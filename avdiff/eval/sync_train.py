@@ -171,7 +171,7 @@ def shared_loop_config(config: ml_collections.ConfigDict) -> ml_collections.Conf
   se, t = cfg.eval.sync_expert, cfg.train
   t.steps, t.global_batch_size, t.learning_rate = se.steps, se.batch_size, se.learning_rate
   t.warmup_steps = max(1, min(100, se.steps // 10))
-  t.sample_every, t.eval_every, t.grad_accum_steps = 0, 0, 1
+  t.sample_every, t.eval_every, t.eval_samples, t.grad_accum_steps = 0, 0, False, 1
   t.checkpoint_every = se.steps
   t.ema_decay = min(0.99, max(0.0, 1.0 - 10.0 / se.steps))  # Short runs: EMA must not stay near the init.
   t.log_every = max(1, se.steps // 30)

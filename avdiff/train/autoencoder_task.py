@@ -8,12 +8,14 @@ from flax import nnx
 
 
 def stage1_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config with the train section set from model.ae (steps, learning rate, batch size), sampling off."""
+  """The config with the train section set from model.ae (steps, learning rate, batch size), sampling off (periodic
+  samples and in-loop sample scoring)."""
   with config.unlocked():
     config.train.steps = config.model.ae.steps
     config.train.learning_rate = config.model.ae.learning_rate
     config.train.global_batch_size = config.model.ae.batch_size
     config.train.sample_every = 0
+    config.train.eval_samples = False  # Sampling-based sync scores are the diffusion task's.
   return config
 
 
