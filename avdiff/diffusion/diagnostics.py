@@ -37,7 +37,8 @@ def denoising_errors(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Arr
   """
   schedule = schedules.from_config(diffusion_cfg)
   batch = label.shape[0]
-  out = {f'{m}/{k}': [] for m in MODALITIES for k in ('x0_mse', 'mean_mse')}
+  mean_mse = {m: jnp.mean(jnp.square(jnp.mean(x0[m], axis=0, keepdims=True) - x0[m])) for m in MODALITIES}
+  x0_mse = {m: [] for m in MODALITIES}
   for i, t in enumerate(times):
     keys = jax.random.split(jax.random.fold_in(rng, i), len(MODALITIES))
     alpha, sigma = schedule.alpha_sigma(jnp.float32(t))
@@ -45,16 +46,15 @@ def denoising_errors(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Arr
     pred = pred_fn(x_t, {m: jnp.full((batch,), t, jnp.float32) for m in MODALITIES}, label)
     for m in MODALITIES:
       x0_hat, _ = objectives.to_x0_eps(diffusion_cfg.objective, pred[m].astype(jnp.float32), x_t[m], alpha, sigma)
-      out[f'{m}/x0_mse'].append(jnp.mean(jnp.square(x0_hat - x0[m])))
-      out[f'{m}/mean_mse'].append(jnp.mean(jnp.square(jnp.mean(x0[m], axis=0, keepdims=True) - x0[m])))
-  return {k: jnp.stack(v) for k, v in out.items()}
-
-
-def gains(errors: dict, times: Sequence[float] = TIMES) -> dict[str, float]:
-  """{'gain_<modality>_t<t>': x0 error / mean error} (host floats) from `denoising_errors` output."""
+      x0_mse[m].append(jnp.mean(jnp.square(x0_hat - x0[m])))
   out = {}
   for m in MODALITIES:
-    x0_mse, mean_mse = errors[f'{m}/x0_mse'], errors[f'{m}/mean_mse']
-    for i, t in enumerate(times):
-      out[f'gain_{m}_t{t:g}'] = float(x0_mse[i]) / max(float(mean_mse[i]), 1e-12)
+    out[f'{m}/x0_mse'] = jnp.stack(x0_mse[m])
+    out[f'{m}/mean_mse'] = jnp.full((len(times),), mean_mse[m])
   return out
+
+
+def gains(errors: dict, times: Sequence[float] = TIMES) -> dict:
+  """{'gain_<modality>_t<t>': x0 error / mean error} (scalars; jittable) from `denoising_errors` output."""
+  return {f'gain_{m}_t{t:g}': errors[f'{m}/x0_mse'][i] / jnp.maximum(errors[f'{m}/mean_mse'][i], 1e-12)
+          for m in MODALITIES for i, t in enumerate(times)}

@@ -27,6 +27,7 @@ from avdiff.eval import memorization as memo_lib
 from avdiff.eval import report
 from avdiff.eval import scoring
 from avdiff.eval import shift as shift_lib
+from avdiff.eval import sampling
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.webm')
 Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], optional 'mouth_box': int [4], 'label': int}
@@ -233,7 +234,6 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   conditions = baseline_conditions(held_out, config)
   unavailable = {}
   if generate_fn is None:
-    from avdiff.eval import sampling  # pylint: disable=g-import-not-at-top
     generate_fn = lambda clips, mode, seed: sampling.generate(workdir, config, clips, mode, seed)
   for mode in MODES:
     try:
@@ -272,14 +272,14 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   return result
 
 
-MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of a workdir evaluation.
+MODES = sampling.MODES  # Generated conditions of a workdir evaluation.
 CLASSIFIER_TRAIN_CLIPS = 128  # Train clips the speaker classifier of the outcome measures is fitted on.
 
 
 def talking_outcomes(held_out: list[Clip], conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict,
-                     train_clips: Optional[list[Clip]]) -> dict:
+                     train_clips: Optional[list[Clip]] = None) -> dict:
   """{'measures': avdiff.eval.outcomes.measure(...), 'verdict': target rows} for `talking` clips and the generated
-  conditions among `conditions` ('model_<mode>')."""
+  conditions among `conditions` ('model_<mode>'); the speaker classifier is fitted on train_clips, if any."""
   from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
   labelled = train_clips and all('label' in c for c in train_clips)
   classifier = outcomes.SpeakerClassifier.fit(train_clips) if labelled else None
@@ -338,7 +338,6 @@ class InLoopEvaluator:
     self.modes, self.expert = modes, expert
 
   def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:
-    from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
     conds = {f'model_{m}': generate_fn(self.clips, m, seed) for m in self.modes}
     res = evaluate_conditions({'ground_truth': self.clips, **conds}, self.config, self.expert)
     flat = {}
@@ -347,8 +346,6 @@ class InLoopEvaluator:
         if metric in c.get('metrics', {}):
           flat[f'eval/{cname}/{metric}'] = float(c['metrics'][metric]['mean'])
     if self.config.data.dataset == 'talking' and all('label' in c for c in self.clips):
-      measures = outcomes.measure(self.clips, {m: conds[f'model_{m}'] for m in self.modes}, self.config.data,
-                                  max_offset=self.config.eval.max_offset_frames, seed=self.config.eval.seed)
-      for name, v in measures.items():
+      for name, v in talking_outcomes(self.clips, conds, self.config)['measures'].items():
         flat[f'eval/{name}'] = float(v['mean'] if isinstance(v, dict) else v)
     return flat

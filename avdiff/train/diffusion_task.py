@@ -102,10 +102,7 @@ class DiffusionTask:
     x0 = to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
     errors = diffusion.denoising_errors(lambda x, t, label: model(x, t, label), x0, batch['label'],
                                         jax.random.fold_in(rng, 1), self.config.diffusion)
-    for m in diagnostics.MODALITIES:
-      for i, t in enumerate(diagnostics.TIMES):
-        metrics[f'gain_{m}_t{t:g}'] = errors[f'{m}/x0_mse'][i] / jnp.maximum(errors[f'{m}/mean_mse'][i], 1e-12)
-    return loss, metrics
+    return loss, {**metrics, **diagnostics.gains(errors)}
 
   def model_flops_per_clip(self, config: ml_collections.ConfigDict) -> float:
     from avdiff.train import flops  # pylint: disable=g-import-not-at-top
