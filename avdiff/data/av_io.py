@@ -132,44 +132,132 @@ def _resize_crop(frame: av.VideoFrame, size: Optional[int]) -> np.ndarray:
   return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
 
 
-def _decode(container, vstream, astream, size: Optional[int], sample_rate: int, max_seconds: Optional[float]):
-  """Demuxes both streams in one pass (stopping once both are `max_seconds` past the first video frame).
+class Stream:
+  """One pass over a media file: video frames as they decode, audio gathered whole on the way.
 
-  Returns:
-    frames (list of uint8 [h, w, 3]) sorted by time, their presentation times float [N] (s), mono float32 [S]
-    audio at `sample_rate`, and the presentation time (s) of its first sample.
+  Memory holds one video frame at a time (plus what the caller keeps) and the audio track, which is small next to
+  the video (mono float32: 11.5 MB per minute at 48 kHz). Iterate `frames()` once, then read `audio()`.
+
+      with av_io.Stream(path) as s:
+        for time, image in s.frames():   # seconds from the first frame, uint8 [h, w, 3]
+          ...
+        wave = s.audio()                 # float32 [S] mono from the first frame's time, at s.sample_rate Hz
+
+  Downmixing averages the channels (as librosa.load does); ffmpeg's 'mono' layout would weight them instead.
   """
-  resampler = av.AudioResampler(format='flt', layout='mono', rate=sample_rate)
-  images, times, chunks, audio_start = [], [], [], None
-  latest = {'video': -math.inf, 'audio': -math.inf}
-  for packet in container.demux(vstream, astream):
-    for frame in packet.decode():
-      if frame.pts is None:
-        continue
-      time = float(frame.pts * frame.time_base)
-      latest[packet.stream.type] = max(latest[packet.stream.type], time)
-      if packet.stream.type == 'video':
-        images.append(_resize_crop(frame, size))
-        times.append(time)
-      else:
-        if audio_start is None:
-          audio_start = time
-        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-    if max_seconds is not None and times and min(latest.values()) > min(times) + max_seconds + 0.5:
-      break
-  if audio_start is not None:
-    chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-  order = np.argsort(times, kind='stable')  # Decoders emit in presentation order; be safe anyway.
-  wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-  return [images[i] for i in order], np.asarray(times, np.float64)[order], wave, (audio_start or 0.0)
+
+  def __init__(self, path: str, size: Optional[int] = None, sample_rate: Optional[int] = None,
+               max_seconds: Optional[float] = None):
+    """size: short side scaled to size, centre square crop (None = native frames); sample_rate: None = native."""
+    try:
+      self._container = av.open(path)
+    except av.error.FFmpegError as e:
+      raise UnusableClipError('corrupt', str(e)) from e
+    if not self._container.streams.video:
+      self._container.close()
+      raise UnusableClipError('no video stream')
+    if not self._container.streams.audio:
+      self._container.close()
+      raise UnusableClipError('no audio stream')
+    self._v, self._a = self._container.streams.video[0], self._container.streams.audio[0]
+    self._v.thread_type = 'AUTO'
+    cc = self._a.codec_context
+    self.info = {'source_fps': float(self._v.average_rate or 0.0), 'source_width': self._v.codec_context.width,
+                 'source_height': self._v.codec_context.height, 'source_sample_rate': cc.sample_rate,
+                 'channels': cc.channels, 'video_codec': self._v.codec_context.name, 'audio_codec': cc.name}
+    self.sample_rate = int(sample_rate or cc.sample_rate)
+    self._size, self._max_seconds = size, max_seconds
+    self._chunks, self._audio_start, self._first, self._done = [], None, None, False
+    self.times = []  # Presentation times (s, stream clock) of the frames yielded so far.
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._container.close()
+
+  @property
+  def nominal_fps(self) -> float:
+    if self._v.average_rate:
+      return float(self._v.average_rate)
+    if len(self.times) > 1:
+      return float(1.0 / np.median(np.diff(self.times)))
+    return 25.0
+
+  def frames(self):
+    """Yields (seconds from the first video frame, RGB uint8 [h, w, 3]) in presentation order."""
+    channels = max(1, self._a.codec_context.channels)
+    resampler = av.AudioResampler(format='flt', layout=self._a.layout.name if channels > 1 else 'mono',
+                                  rate=self.sample_rate)
+    latest = {'video': -math.inf, 'audio': -math.inf}
+    try:
+      for packet in self._container.demux(self._v, self._a):
+        for frame in packet.decode():
+          if frame.pts is None:
+            continue
+          time = float(frame.pts * frame.time_base)
+          kind = packet.stream.type
+          latest[kind] = max(latest[kind], time)
+          if kind == 'video':
+            if self._first is None:
+              self._first = time
+            self.times.append(time)
+            yield time - self._first, _resize_crop(frame, self._size)
+          else:
+            if self._audio_start is None:
+              self._audio_start = time
+            self._chunks.extend(out.to_ndarray().reshape(-1, channels).mean(1) for out in resampler.resample(frame))
+        if (self._max_seconds is not None and self._first is not None
+            and min(latest.values()) > self._first + self._max_seconds + 0.5):
+          break
+      if self._audio_start is not None:
+        self._chunks.extend(out.to_ndarray().reshape(-1, channels).mean(1) for out in resampler.resample(None))
+    except (av.error.FFmpegError, ValueError) as e:
+      raise UnusableClipError('corrupt', f'decode failed: {e}') from e
+    self._done = True
+    if self._first is None:
+      raise UnusableClipError('zero-length video stream')
+
+  def audio(self) -> np.ndarray:
+    """Mono float32 [S] at self.sample_rate; sample 0 is at the first video frame's time (silence-padded before an
+    audio stream that starts later, cut where it starts earlier, e.g. an encoder's priming samples)."""
+    if not self._done:
+      raise RuntimeError('Stream.audio() is available once frames() has been iterated to the end')
+    wave = np.concatenate(self._chunks).astype(np.float32) if self._chunks else np.zeros(0, np.float32)
+    if wave.size == 0:
+      raise UnusableClipError('zero-length audio stream')
+    offset = int(round((self._audio_start - self._first) * self.sample_rate))
+    return np.concatenate([np.zeros(offset, np.float32), wave]) if offset > 0 else wave[-offset:]
+
+  @property
+  def audio_start(self) -> float:
+    return float(self._audio_start or 0.0)
+
+  @property
+  def video_start(self) -> float:
+    return float(self._first or 0.0)
 
 
-def _nominal_fps(stream, times: np.ndarray) -> float:
-  if stream.average_rate:
-    return float(stream.average_rate)
-  if len(times) > 1:
-    return float(1.0 / np.median(np.diff(times)))
-  return 25.0
+def on_grid(frames, fps: float):
+  """Resamples a (time, image) stream to a constant rate by sample-and-hold: yields (k, image) for k / fps.
+
+  Grid time k takes the latest frame shown at or before it (1e-4 s tolerance for rounded timestamps); the last frame
+  stays on screen for one median frame interval. A constant-rate file at its own rate comes out frame for frame.
+  """
+  held, held_time, k, gaps = None, 0.0, 0, []
+  for time, image in frames:
+    if held is not None:
+      gaps.append(time - held_time)
+      while k / fps < time - 1e-4:
+        yield k, held
+        k += 1
+    held, held_time = image, time
+  if held is None:
+    return
+  end = held_time + (float(np.median(gaps)) if gaps else 1.0 / fps)
+  while k / fps < end - 1e-6:
+    yield k, held
+    k += 1
 
 
 def read_video(path: str, fps: Optional[float] = None, sample_rate: Optional[int] = None,
@@ -195,45 +283,24 @@ def read_video(path: str, fps: Optional[float] = None, sample_rate: Optional[int
   Raises:
     UnusableClipError: unreadable or corrupt file, no video stream, no audio stream, or a zero-length stream.
   """
-  try:
-    container = av.open(path)
-  except av.error.FFmpegError as e:
-    raise UnusableClipError('corrupt', str(e)) from e
-  with container:
-    if not container.streams.video:
-      raise UnusableClipError('no video stream')
-    if not container.streams.audio:
-      raise UnusableClipError('no audio stream')
-    vstream, astream = container.streams.video[0], container.streams.audio[0]
-    vstream.thread_type = 'AUTO'
-    info = {'source_fps': float(vstream.average_rate or 0.0), 'source_width': vstream.codec_context.width,
-            'source_height': vstream.codec_context.height, 'source_sample_rate': astream.codec_context.sample_rate,
-            'channels': astream.codec_context.channels, 'video_codec': vstream.codec_context.name,
-            'audio_codec': astream.codec_context.name}
-    out_rate = int(sample_rate or astream.codec_context.sample_rate)
-    try:
-      images, times, wave, audio_start = _decode(container, vstream, astream, size, out_rate, max_seconds)
-    except (av.error.FFmpegError, ValueError) as e:
-      raise UnusableClipError('corrupt', f'decode failed: {e}') from e
-  if not images:
-    raise UnusableClipError('zero-length video stream')
-  if wave.size == 0:
-    raise UnusableClipError('zero-length audio stream')
-
-  out_fps = float(fps or _nominal_fps(vstream, times))
-  t0 = float(times[0])
+  with Stream(path, size, sample_rate, max_seconds) as stream:
+    decoded = list(stream.frames())
+    wave = stream.audio()
+    info = dict(stream.info)
+    out_rate, nominal = stream.sample_rate, stream.nominal_fps
+    audio_start, t0 = stream.audio_start, stream.video_start
+  images = [image for _, image in decoded]
+  times = np.asarray([t for t, _ in decoded], np.float64)
+  out_fps = float(fps or nominal)
   # The last frame stays on screen for one typical frame interval.
-  last = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / _nominal_fps(vstream, times)
-  video_seconds = float(times[-1] - t0 + last)
+  last = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / nominal
+  video_seconds = float(times[-1] + last)
   audio_seconds = wave.size / out_rate
-  # Audio that starts after t0 is preceded by silence; audio before t0 is dropped.
-  offset = int(round((audio_start - t0) * out_rate))
-  wave = np.concatenate([np.zeros(offset, np.float32), wave]) if offset > 0 else wave[-offset:]
   duration = min(video_seconds, wave.size / out_rate, max_seconds or math.inf)
   num_frames = int(math.floor(duration * out_fps + 1e-6))
   if num_frames <= 0:
     raise UnusableClipError('zero-length overlap', f'video {video_seconds:.3f} s, audio {audio_seconds:.3f} s')
-  targets = t0 + np.arange(num_frames) / out_fps
+  targets = np.arange(num_frames) / out_fps
   index = np.clip(np.searchsorted(times, targets + 1e-4, side='right') - 1, 0, len(images) - 1)
   video = np.stack([images[i] for i in index])
   num_samples = int(round(num_frames * out_rate / out_fps))
