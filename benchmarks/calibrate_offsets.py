@@ -88,7 +88,7 @@ def main():
   for fps in (25.0, 30.0):
     lines += [f'\n### onset_motion, bouncing ball at {fps:g} fps ({args.clips} clips x 11 shifts; '
               f'{3 * args.clips} unrelated pairs)\n']
-    lines += sweep(*onset_motion_pairs(args.clips, fps), (0.4, 0.5, 0.55, 0.6, 0.65, 0.7))
+    lines += sweep(*onset_motion_pairs(args.clips, fps), (0.5, 0.55, 0.6, 0.65, 0.7, 0.75))
   lines += [f'\n### mouth_envelope, talking at 10 fps ({args.clips} clips x 11 shifts; {3 * args.clips} unrelated '
             'pairs)\n']
   lines += sweep(*mouth_envelope_pairs(args.clips), (0.3, 0.4, 0.5, 0.6, 0.7))

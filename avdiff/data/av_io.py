@@ -238,26 +238,35 @@ class Stream:
     return float(self._first or 0.0)
 
 
-def on_grid(frames, fps: float):
-  """Resamples a (time, image) stream to a constant rate by sample-and-hold: yields (k, image) for k / fps.
+class Regrid:
+  """Sample-and-hold of a (time, image) stream onto the grid k / fps, pushed frame by frame.
 
   Grid time k takes the latest frame shown at or before it (1e-4 s tolerance for rounded timestamps); the last frame
   stays on screen for one median frame interval. A constant-rate file at its own rate comes out frame for frame.
   """
-  held, held_time, k, gaps = None, 0.0, 0, []
-  for time, image in frames:
-    if held is not None:
-      gaps.append(time - held_time)
-      while k / fps < time - 1e-4:
-        yield k, held
-        k += 1
-    held, held_time = image, time
-  if held is None:
-    return
-  end = held_time + (float(np.median(gaps)) if gaps else 1.0 / fps)
-  while k / fps < end - 1e-6:
-    yield k, held
-    k += 1
+
+  def __init__(self, fps: float):
+    self.fps, self._held, self._time, self._k, self._gaps = float(fps), None, 0.0, 0, []
+
+  def push(self, time: float, image) -> list:
+    """Frames for the grid times before `time` (seconds); `image` is held until the next push."""
+    out = []
+    if self._held is not None:
+      self._gaps.append(time - self._time)
+      while self._k / self.fps < time - 1e-4:
+        out.append(self._held)
+        self._k += 1
+    self._held, self._time = image, time
+    return out
+
+  def finish(self) -> list:
+    out = []
+    if self._held is not None:
+      end = self._time + (float(np.median(self._gaps)) if self._gaps else 1.0 / self.fps)
+      while self._k / self.fps < end - 1e-6:
+        out.append(self._held)
+        self._k += 1
+    return out
 
 
 def read_video(path: str, fps: Optional[float] = None, sample_rate: Optional[int] = None,

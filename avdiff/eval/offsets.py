@@ -8,7 +8,7 @@ Two estimators, one decision rule:
                  tau splits its change between frames tau*fps + 1 and its neighbour in proportion to where tau falls
                  between them, so every audio onset (librosa onset detection on a 2 ms hop, weighted by its onset
                  strength) is spread onto the video frame grid with that same linear ("tent") kernel. The normalized
-                 cross-correlation is evaluated at lags -K..K in quarter-frame steps; the offset is the nearest whole
+                 cross-correlation (of square roots, the flow change less its 9-frame running median) is evaluated at lags -K..K in quarter-frame steps; the offset is the nearest whole
                  frame to the best lag. Modelling where an event falls between frames is what makes in-sync clips
                  come out at 0 rather than at -1 or +1.
   mouth_envelope talking heads, where the mouth region is known (given or detected): motion energy in the mouth box vs
@@ -30,12 +30,13 @@ import math
 import cv2
 import librosa
 import numpy as np
+import scipy.ndimage
 
 from avdiff.eval import envelope_motion
 
 # Calibrated in benchmarks/calibrate_offsets.py (see benchmarks/README.md, "Offset estimators").
 ONSET_MOTION_MIN_CONFIDENCE = 0.6
-MOUTH_ENVELOPE_MIN_CONFIDENCE = 0.5
+MOUTH_ENVELOPE_MIN_CONFIDENCE = 0.7
 MIN_EVENTS = 2  # Audio onsets needed before a correlation means anything.
 LAG_STEP_FRAMES = 0.25
 ONSET_HOP_SECONDS = 0.002
@@ -157,7 +158,11 @@ def onset_motion_offset(change: np.ndarray, times: np.ndarray, strengths: np.nda
     reason = 'no visible motion'
   corr = np.full(len(lags), np.nan)
   if not reason:
-    corr = np.asarray([_pearson(change[valid], events_on_frames(times, strengths, fps, len(change), lag)[valid])
+    # Steady motion (a drift, a pan) adds a slowly varying floor to the flow change: keep what rises above a
+    # 9-frame running median. Square roots of both signals keep one loud event from dominating the correlation.
+    video = change[valid]
+    video = np.sqrt(np.clip(video - scipy.ndimage.median_filter(video, 9, mode='nearest'), 0, None))
+    corr = np.asarray([_pearson(video, np.sqrt(events_on_frames(times, strengths, fps, len(change), lag)[valid]))
                        for lag in lags])
   return _decide(lags, corr, max_offset, min_confidence, 'onset_motion', reason)
 

@@ -102,31 +102,111 @@ def syncnet_metrics(path: str, model, crop_box=()) -> dict:
   return {'syncnet_offset_frames': res.offset_frames, 'syncnet_lse_c': res.lse_c, 'syncnet_lse_d': res.lse_d}
 
 
+PROTOCOLS = ('native', 'config')
+FACES = ('auto', 'on', 'off')
+
+
+def folder_protocol(config: ml_collections.ConfigDict, clips_dir: str, num_files: int, **extra) -> dict:
+  """The protocol of a folder result: 'native' replaces the training clock with each file's own."""
+  ev = config.eval
+  p = protocol(config, mode='folder', protocol=ev.protocol, clips_dir=os.path.abspath(clips_dir), split='',
+               dataset='', num_clips=num_files, **extra)
+  if ev.protocol == 'native':
+    from avdiff.eval import offsets  # pylint: disable=g-import-not-at-top
+    p.update(fps='native', sample_rate='native', resolution='native (flow, AV-Align, offsets)', clip_seconds='whole file',
+             window_seconds=ev.window_seconds, faces=ev.faces,
+             offset_estimators={'onset_motion': {'min_confidence': offsets.ONSET_MOTION_MIN_CONFIDENCE},
+                                'mouth_envelope': {'min_confidence': offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE}},
+             sync_expert_protocol={'fps': config.data.fps, 'resolution': config.data.resolution,
+                                   'sample_rate': config.data.sample_rate, 'window_seconds': config.data.clip_seconds})
+  return p
+
+
+def _track_faces(config: ml_collections.ConfigDict, lipsync_scorers: bool) -> bool:
+  faces = config.eval.faces
+  if faces not in FACES:
+    raise ValueError(f'eval.faces={faces!r} is not one of {FACES}')
+  return faces == 'on' or (faces == 'auto' and lipsync_scorers and not config.eval.crop_box)
+
+
+def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, track_faces: bool, fvd_features):
+  """(name, metrics dict | UnscorableClip) per file on its own clock, one decode each (avdiff.eval.native)."""
+  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
+  from avdiff.eval import native  # pylint: disable=g-import-not-at-top
+  for path in paths:
+    name = os.path.basename(path)
+    try:
+      tracker = None
+      if track_faces:
+        from avdiff.eval import faces  # pylint: disable=g-import-not-at-top
+        tracker = faces.FaceTracker()
+      scan = native.scan(path, config, protocol_frames=expert is not None,
+                         fvd_frames=fvd_features.frames if fvd_features is not None else 0, face_tracker=tracker)
+      if tracker is not None and not scan.faces.found:
+        raise scoring.UnscorableClip(scan.faces.reason)
+      metrics = native.score_scan(scan, config, expert)
+      if fvd_features is not None:
+        metrics['_fvd_frames'] = scan.fvd_frames
+      yield name, metrics
+    except av_io.UnusableClipError as e:
+      yield name, scoring.UnscorableClip(f'unreadable: {e}' if e.reason == 'corrupt' else str(e))
+    except scoring.UnscorableClip as e:
+      yield name, e
+    except Exception as e:  # pylint: disable=broad-except  (a broken file must not end a long evaluation)
+      yield name, scoring.UnscorableClip(f'{type(e).__name__}: {e}')
+
+
 def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
                     expert: Optional[scoring.ExpertScorer] = None, syncnet_model=None) -> dict:
   """Scores every video file in clips_dir. Result: protocol, per-file metrics, aggregates, skipped files.
 
+  config.eval.protocol: 'native' (each file on its own clock, whole file, per-window values; avdiff.eval.native) or
+  'config' (files read at the training protocol, first data.clip_seconds; avdiff.eval.scoring.score_clip).
+  config.eval.fvd_reference: a folder of reference videos; adds FVD (avdiff.eval.fvd) of clips_dir against it.
   syncnet_model: optional avdiff.eval.syncnet.SyncNet (public weights) adding syncnet_* metrics per file.
   """
+  ev = config.eval
+  if ev.protocol not in PROTOCOLS:
+    raise ValueError(f'eval.protocol={ev.protocol!r} is not one of {PROTOCOLS}')
   names = sorted(f for f in os.listdir(clips_dir) if f.lower().endswith(VIDEO_EXTENSIONS))
   others = sorted(f for f in os.listdir(clips_dir) if not f.lower().endswith(VIDEO_EXTENSIONS)
                   and os.path.isfile(os.path.join(clips_dir, f)))
-  scored, skipped = score_clips(_read_folder([os.path.join(clips_dir, n) for n in names], config), config, expert,
-                                total=len(names))
+  paths = [os.path.join(clips_dir, n) for n in names]
+  track_faces = _track_faces(config, expert is not None or syncnet_model is not None)
+  fvd_features = None
+  if ev.fvd_reference:
+    from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
+    fvd_features = fvd_lib.I3DFeatures()
+  if ev.protocol == 'native':
+    scored, skipped = {}, {}
+    for name, res in tqdm.tqdm(_scan_folder(paths, config, expert, track_faces, fvd_features), desc='files',
+                               total=len(paths), leave=False):
+      if isinstance(res, Exception):
+        skipped[name] = str(res)
+      else:
+        scored[name] = res
+  else:
+    scored, skipped = score_clips(_read_folder(paths, config), config, expert, total=len(names))
   if syncnet_model is not None:
     for n in tqdm.tqdm(list(scored), desc='syncnet', leave=False):
       try:
-        scored[n].update(syncnet_metrics(os.path.join(clips_dir, n), syncnet_model, tuple(config.eval.crop_box)))
+        box = tuple(config.eval.crop_box) or tuple(scored[n].get('face_box', ()))
+        scored[n].update(syncnet_metrics(os.path.join(clips_dir, n), syncnet_model, box))
       except Exception as e:  # pylint: disable=broad-except
         scored[n]['syncnet_error'] = f'{type(e).__name__}: {e}'
   for n in others:
     skipped[n] = 'not a video file (extension)'
+  extra = {}
+  if fvd_features is not None:
+    extra['fvd'] = folder_fvd(scored, ev.fvd_reference, config, fvd_features)
   summary = summarize(scored, skipped, config)
-  return {'protocol': protocol(config, mode='folder', clips_dir=os.path.abspath(clips_dir), split='', dataset='',
-                               num_clips=len(names), sync_expert=expert is not None,
-                               syncnet=syncnet_model is not None),
-          'clips': scored, 'aggregate': summary['metrics'], 'skipped': skipped,
-          'num_scored': summary['num_scored'], 'num_skipped': summary['num_skipped']}
+  result = {'protocol': folder_protocol(config, clips_dir, len(names), sync_expert=expert is not None,
+                                        syncnet=syncnet_model is not None, face_tracking=track_faces),
+            'clips': scored, 'aggregate': summary['metrics'], 'skipped': skipped,
+            'num_scored': summary['num_scored'], 'num_skipped': summary['num_skipped'],
+            'skip_reasons': summary['skip_reasons']}
+  result.update(extra)
+  return result
 
 
 # ----------------------------------------------------------------------------- held-out data

@@ -18,6 +18,7 @@ from flax import nnx
 from avdiff.eval import av_align as av_align_lib
 from avdiff.eval import envelope_motion
 from avdiff.eval import lipsync
+from avdiff.eval import offsets
 from avdiff.eval import sync_expert as se_lib
 
 
@@ -80,8 +81,9 @@ def score_clip(video: np.ndarray, audio: np.ndarray, config: ml_collections.Conf
                expert: Optional[ExpertScorer] = None) -> dict:
   """All metrics of one clip (dict of floats / ints / str). Raises UnscorableClip.
 
-  offset_frames / offset_confidence come from the sync expert (LSE-C) when one is given, else from the
-  envelope-motion correlation (peak correlation); `offset_source` says which.
+  offset_frames / offset_confidence come from the sync expert (LSE-C) when one is given, else from the weight-free
+  estimators of avdiff.eval.offsets: mouth_envelope where a mouth region is known (the clip's box or crop_box),
+  onset_motion otherwise; those give NaN and an `offset_reason` when they cannot decide. `offset_source` says which.
   """
   d, ev = config.data, config.eval
   if video is None or len(video) == 0:
@@ -102,8 +104,13 @@ def score_clip(video: np.ndarray, audio: np.ndarray, config: ml_collections.Conf
     out.update(expert(video, audio, box).as_dict())
     out['offset_source'] = 'sync_expert'
   else:
-    out.update(offset_frames=env.offset_frames, offset_confidence=env.peak_correlation,
-               offset_source='envelope_motion')
+    if mouth_box is not None or ev.crop_box:
+      est = offsets.mouth_envelope_offset(envelope_motion.motion_energy(video, box), audio, d.fps, d.sample_rate,
+                                          ev.max_offset_frames)
+    else:
+      est = offsets.onset_motion_offset_clip(video, audio, d.fps, d.sample_rate, ev.max_offset_frames)
+    out.update(est.as_dict())
+    out['offset_source'] = est.method
   out['abs_offset_frames'] = abs(out['offset_frames'])
   return out
 
@@ -130,7 +137,10 @@ def aggregate(per_clip: list[dict], num_bootstrap: int, seed: int) -> dict:
     out[k] = {'mean': float(ok.mean()) if len(ok) else math.nan,
               'median': float(np.median(ok)) if len(ok) else math.nan,
               'ci95': [lo, hi], 'n': int(len(ok)), 'n_nan': int(len(vals) - len(ok))}
-  if per_clip and 'offset_frames' in per_clip[0]:
-    offs = np.asarray([r['offset_frames'] for r in per_clip])
-    out['offset_exact_rate'] = {'mean': float(np.mean(offs == 0)), 'n': int(len(offs))}
+  offs = np.asarray([r['offset_frames'] for r in per_clip if 'offset_frames' in r], np.float64)
+  if len(offs):
+    determined = offs[np.isfinite(offs)]
+    out['offset_determined_rate'] = {'mean': float(len(determined) / len(offs)), 'n': int(len(offs))}
+    out['offset_exact_rate'] = {'mean': float(np.mean(determined == 0)) if len(determined) else math.nan,
+                                'n': int(len(determined))}  # Of the determined offsets.
   return out
