@@ -165,14 +165,16 @@ def get_config() -> ml_collections.ConfigDict:
   ev.shift_frames = 3  # Offset used for the "shifted audio" lower bound.
   ev.av_align_variant = 'v2'  # 'v1' (original) | 'v2' (0.1 flow floor, one-to-one matching).
   ev.bootstrap_samples = 1000  # Bootstrap resamples for confidence intervals.
-  ev.crop_box = ()  # (y0, x0, y1, x1) face/mouth box in pixels of the resized frame for real clips; () = whole
-  # frame (pre-cropped videos). Built-in `talking` clips carry their own mouth_box.
+  ev.crop_box = ()  # (y0, x0, y1, x1) mouth box for real clips, in native pixels (eval.protocol='native') or in
+  # pixels of the resized frame ('config'); () = found by face tracking (eval.faces) or the whole frame. Built-in
+  # `talking` clips carry their own mouth_box.
   # Folder mode (experiments.evaluate --clips): 'native' scores every file on its own clock (frame rate, sample
   # rate, resolution, whole file); 'config' reads files at data.fps / data.sample_rate / data.resolution, first
   # data.clip_seconds, like the training data.
   ev.protocol = 'native'
   ev.window_seconds = 10.0  # Native protocol: per-window values over consecutive windows of this length.
   ev.faces = 'auto'  # Face/mouth tracking: 'auto' (when lip-sync scorers run without crop_box) | 'on' | 'off'.
+  ev.fvd = True  # Workdir mode: FVD (I3D, avdiff.eval.fvd) of generated videos against the held-out clips.
   ev.fvd_reference = ''  # Folder of reference videos: folder mode adds FVD (I3D) against them.
   ev.sync_expert_workdir = ''  # Trained sync expert ('' = weight-free metrics only, or train one first).
   ev.sync_expert = se = ml_collections.ConfigDict()

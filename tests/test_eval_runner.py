@@ -19,6 +19,7 @@ from configs import tiny
 def _config():
   c = tiny.get_config()
   c.eval.bootstrap_samples = 50
+  c.eval.fvd = False  # I3D is exercised once, in the workdir test.
   return c
 
 
@@ -50,7 +51,7 @@ def test_score_clip_is_deterministic():
   c = toy.impacts_like(3)
   a = scoring.score_clip(c['video'], c['audio'], config)
   b = scoring.score_clip(c['video'].copy(), c['audio'].copy(), config)
-  assert a == b and a['av_align_variant'] == 'v2' and a['offset_source'] == 'envelope_motion'
+  assert a == b and a['av_align_variant'] == 'v2' and a['offset_source'] == 'onset_motion'
 
 
 def test_workdir_mode_with_injected_generator(tmp_path, monkeypatch):
@@ -65,8 +66,11 @@ def test_workdir_mode_with_injected_generator(tmp_path, monkeypatch):
       raise NotImplementedError('no model in this test')
     return [dict(train[i % len(train)]) for i in range(len(clips))]  # A "model" that copies training clips.
 
+  config.eval.fvd = True
   res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=6, generate_fn=generate)
   conds = res['conditions']
+  assert conds['model_joint']['metrics']['fvd']['mean'] > 0 and res['protocol']['fvd']['frames'] == 16
+  assert 'fvd' not in conds['shifted_audio']['metrics']  # Same videos as the ground truth.
   assert res['protocol']['split'] == 'test' and res['protocol']['num_clips'] == 6
   assert conds['model_joint']['metrics']['nn_dist_ratio']['mean'] < 0.05  # Copies are flagged.
   assert conds['model_audio_to_video']['unavailable'].startswith('NotImplementedError')
@@ -110,7 +114,8 @@ def test_folder_mode_reads_sync_from_timestamps_and_skips_bad_files(clip_folder)
   assert set(res['skipped']) == {'silent_film.mov', 'broken.webm', 'notes.txt'}
   assert 'no audio' in res['skipped']['silent_film.mov']
   assert res['aggregate']['offset_frames']['mean'] == pytest.approx(1.5)
-  assert res['protocol']['crop_box'] == [16, 8, 29, 24] and res['protocol']['fps'] == config.data.fps
+  assert res['protocol']['crop_box'] == [16, 8, 29, 24] and res['protocol']['protocol'] == 'native'
+  assert clips['talk0.mp4']['offset_method'] == 'mouth_envelope' and clips['talk0.mp4']['fps'] == config.data.fps
 
 
 def test_cli_folder_mode(clip_folder, tmp_path):

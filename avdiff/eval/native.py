@@ -90,7 +90,7 @@ class FileScan:
 
 
 def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool = False, fvd_frames: int = 0,
-         face_tracker=None) -> FileScan:
+         face_tracker=None, mouth_box=()) -> FileScan:
   """Decodes `path` once at its native frame rate and sample rate and gathers what the metrics need.
 
   Args:
@@ -100,6 +100,7 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
     fvd_frames: keep the first this many frames (native size) for I3D.
     face_tracker: optional avdiff.eval.faces.FaceTracker fed every native frame; its track (FileScan.faces) gives
       the clip's mouth box, in which the mouth motion energy per frame is measured (FileScan.mouth_motion).
+    mouth_box: a known (y0, x0, y1, x1) mouth region in native pixels (instead of a face tracker).
   Raises:
     av_io.UnusableClipError: unreadable file, missing stream, fewer than 3 frames.
   """
@@ -110,6 +111,8 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
     out = None
     prev_gray = prev_flow = None
     grays = []  # Small grey frames for the mouth motion, only while faces are tracked (the box is known at the end).
+    mouth = []  # Motion energy in a known mouth box, per frame.
+    y0, x0, y1, x1 = (int(b) for b in mouth_box) if mouth_box else (0, 0, 0, 0)
     for time, image in frames:
       if out is None:
         fps = stream.nominal_fps
@@ -124,6 +127,9 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
         else:
           out.flow_change.append(math.nan)
         prev_flow = flow
+      if mouth_box:
+        mouth.append(0.0 if prev_gray is None else
+                     float(np.abs(gray[y0:y1, x0:x1].astype(np.float32) - prev_gray[y0:y1, x0:x1]).mean()))
       prev_gray = gray
       if regrid is not None:
         out.protocol_frames.extend(square_resize(f, int(config.data.resolution)) for f in regrid.push(time, image))
@@ -146,6 +152,8 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
   out.flow_change = out.flow_change[:keep]
   out.flow_magnitude = out.flow_magnitude[:keep - 1]
   out.audio = out.audio[:int(round(keep * out.sample_rate / fps))]
+  if mouth_box:
+    out.mouth_motion = np.asarray(mouth[:keep], np.float64)
   if face_tracker is not None:
     out.faces = face_tracker.result()
     if out.faces.found:
@@ -217,12 +225,9 @@ def expert_windows(s: FileScan, config: ml_collections.ConfigDict, expert) -> di
   audio = librosa.resample(s.audio, orig_sr=s.sample_rate, target_sr=d.sample_rate) if s.sample_rate != \
       d.sample_rate else s.audio
   size = int(d.resolution)
-  if config.eval.crop_box:
-    box = tuple(int(b) for b in config.eval.crop_box)
-  elif s.faces is not None and s.faces.found:
-    box = box_to_square(s.faces.clip_mouth_box(), s.height, s.width, size)
-  else:
-    box = (0, 0, size, size)
+  native_box = tuple(config.eval.crop_box) or (s.faces.clip_mouth_box() if s.faces is not None and s.faces.found
+                                               else ())
+  box = box_to_square(native_box, s.height, s.width, size) if native_box else (0, 0, size, size)
   n = max(int(round(d.clip_seconds * d.fps)), config.eval.sync_window_frames + 1)
   results = []
   for start in range(0, len(frames) - n + 1, n):

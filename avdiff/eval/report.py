@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-# offset_confidence is left out: it repeats lse_c (with a sync expert) or envelope_peak_correlation (without).
-HEADLINE = ('av_align', 'offset_frames', 'abs_offset_frames', 'lse_c', 'lse_d', 'envelope_peak_correlation', 'fd',
-            'kid', 'nn_dist_ratio')
+# offset_confidence is left out: it repeats lse_c (with a sync expert) or the estimator's peak correlation.
+HEADLINE = ('av_align', 'offset_frames', 'abs_offset_frames', 'offset_determined_rate', 'lse_c', 'lse_d',
+            'envelope_peak_correlation', 'fd', 'kid', 'fvd', 'nn_dist_ratio')
 
 
 def _cell(entry) -> str:

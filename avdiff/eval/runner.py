@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import math
 import os
 from typing import Callable, Iterable, Optional
 
@@ -72,13 +73,18 @@ def summarize(scored: dict, skipped: dict, config: ml_collections.ConfigDict) ->
 
 # ----------------------------------------------------------------------------- folder mode
 
-def _read_folder(paths: list[str], config: ml_collections.ConfigDict):
+def _read_one(path: str, config: ml_collections.ConfigDict):
   from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
   d = config.data
+  return av_io.read_video(path, fps=d.fps, sample_rate=d.sample_rate, size=d.resolution,
+                          max_seconds=d.clip_seconds)
+
+
+def _read_folder(paths: list[str], config: ml_collections.ConfigDict):
   for path in paths:
     name = os.path.basename(path)
     try:
-      video, audio, _ = av_io.read_video(path, fps=d.fps, sample_rate=d.sample_rate, size=d.resolution)
+      video, audio, _ = _read_one(path, config)
       yield name, {'video': video, 'audio': audio}
     except Exception as e:  # pylint: disable=broad-except  (UnusableClipError and any decoder failure)
       yield name, scoring.UnscorableClip(f'unreadable ({type(e).__name__}): {e}')
@@ -129,8 +135,12 @@ def _track_faces(config: ml_collections.ConfigDict, lipsync_scorers: bool) -> bo
   return faces == 'on' or (faces == 'auto' and lipsync_scorers and not config.eval.crop_box)
 
 
-def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, track_faces: bool, fvd_features):
-  """(name, metrics dict | UnscorableClip) per file on its own clock, one decode each (avdiff.eval.native)."""
+def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, track_faces: bool, fvd_features,
+                 fvd_feats: dict):
+  """(name, metrics dict | UnscorableClip) per file on its own clock, one decode each (avdiff.eval.native).
+
+  With fvd_features (avdiff.eval.fvd.I3DFeatures), each file's I3D features go into fvd_feats[name].
+  """
   from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
   from avdiff.eval import native  # pylint: disable=g-import-not-at-top
   for path in paths:
@@ -141,12 +151,16 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
         from avdiff.eval import faces  # pylint: disable=g-import-not-at-top
         tracker = faces.FaceTracker()
       scan = native.scan(path, config, protocol_frames=expert is not None,
-                         fvd_frames=fvd_features.frames if fvd_features is not None else 0, face_tracker=tracker)
+                         fvd_frames=_FVD_FRAMES if fvd_features is not None else 0, face_tracker=tracker,
+                         mouth_box=tuple(config.eval.crop_box))
       if tracker is not None and not scan.faces.found:
         raise scoring.UnscorableClip(scan.faces.reason)
       metrics = native.score_scan(scan, config, expert)
       if fvd_features is not None:
-        metrics['_fvd_frames'] = scan.fvd_frames
+        try:
+          fvd_feats[name] = fvd_features([np.stack(scan.fvd_frames)])[0]
+        except ValueError as e:  # Shorter than the FVD clip: scored, but left out of FVD.
+          metrics['fvd_skip_reason'] = str(e)
       yield name, metrics
     except av_io.UnusableClipError as e:
       yield name, scoring.UnscorableClip(f'unreadable: {e}' if e.reason == 'corrupt' else str(e))
@@ -154,6 +168,41 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
       yield name, e
     except Exception as e:  # pylint: disable=broad-except  (a broken file must not end a long evaluation)
       yield name, scoring.UnscorableClip(f'{type(e).__name__}: {e}')
+
+
+_FVD_FRAMES = 16  # avdiff.eval.fvd.NUM_FRAMES, without importing it (and JAX) where FVD is off.
+
+
+def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray, dict]:
+  """I3D features [N, 400] of the videos in reference_dir (first frames only are decoded), and skipped files."""
+  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
+  feats, skipped = [], {}
+  for name in sorted(f for f in os.listdir(reference_dir) if f.lower().endswith(VIDEO_EXTENSIONS)):
+    try:
+      with av_io.Stream(os.path.join(reference_dir, name)) as stream:
+        frames = []
+        for _, image in stream.frames():
+          frames.append(image)
+          if len(frames) == _FVD_FRAMES:
+            break
+      feats.append(fvd_features([np.stack(frames)])[0])
+    except (av_io.UnusableClipError, ValueError) as e:
+      skipped[name] = str(e)
+  return np.asarray(feats), skipped
+
+
+def folder_fvd(feats: dict, reference_dir: str, fvd_features) -> dict:
+  """FVD of a folder's features (name -> [400]) against the videos of reference_dir, with the protocol."""
+  from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
+  ref, ref_skipped = reference_fvd_features(reference_dir, fvd_features)
+  out = {'protocol': fvd_lib.PROTOCOL, 'reference_dir': os.path.abspath(reference_dir), 'num_clips': len(feats),
+         'num_reference': len(ref), 'reference_skipped': ref_skipped}
+  if len(feats) < 2 or len(ref) < 2:
+    out['fvd'] = math.nan
+    out['reason'] = f'FVD needs at least 2 clips per set ({len(feats)} scored, {len(ref)} reference)'
+  else:
+    out['fvd'] = fvd_lib.fvd(ref, np.stack(list(feats.values())))
+  return out
 
 
 def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
@@ -176,11 +225,12 @@ def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
   fvd_features = None
   if ev.fvd_reference:
     from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
-    fvd_features = fvd_lib.I3DFeatures()
+    fvd_features = fvd_lib.I3DFeatures(batch_size=1)  # One file at a time: a padded batch would waste work.
+  fvd_feats = {}
   if ev.protocol == 'native':
     scored, skipped = {}, {}
-    for name, res in tqdm.tqdm(_scan_folder(paths, config, expert, track_faces, fvd_features), desc='files',
-                               total=len(paths), leave=False):
+    for name, res in tqdm.tqdm(_scan_folder(paths, config, expert, track_faces, fvd_features, fvd_feats),
+                               desc='files', total=len(paths), leave=False):
       if isinstance(res, Exception):
         skipped[name] = str(res)
       else:
@@ -198,7 +248,14 @@ def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
     skipped[n] = 'not a video file (extension)'
   extra = {}
   if fvd_features is not None:
-    extra['fvd'] = folder_fvd(scored, ev.fvd_reference, config, fvd_features)
+    if ev.protocol == 'config':  # Frames at the training protocol, as read for the other metrics.
+      for name in scored:
+        video, _, _ = _read_one(os.path.join(clips_dir, name), config)
+        try:
+          fvd_feats[name] = fvd_features([video])[0]
+        except ValueError as e:
+          scored[name]['fvd_skip_reason'] = str(e)
+    extra['fvd'] = folder_fvd(fvd_feats, ev.fvd_reference, fvd_features)
   summary = summarize(scored, skipped, config)
   result = {'protocol': folder_protocol(config, clips_dir, len(names), sync_expert=expert is not None,
                                         syncnet=syncnet_model is not None, face_tracking=track_faces),
@@ -248,9 +305,13 @@ GenerateFn = Callable[[list[Clip], str, int], list[Clip]]  # (held-out clips, mo
 
 def evaluate_conditions(conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict,
                         expert: Optional[scoring.ExpertScorer] = None,
-                        train_clips: Optional[list[Clip]] = None) -> dict:
+                        train_clips: Optional[list[Clip]] = None, fvd_features=None) -> dict:
   """Scores each condition; adds FD / KID against ground truth, and the memorization check (nearest training clip)
-  for generated conditions (names starting with 'model_')."""
+  for generated conditions (names starting with 'model_').
+
+  fvd_features: optional avdiff.eval.fvd.I3DFeatures; adds `fvd` (I3D protocol) against ground truth to every
+  condition whose videos differ from the ground truth's (conditions that only change the audio would score 0).
+  """
   d = config.data
   feature_fn = features_lib.expert_features(expert) if expert else features_lib.raw_features(d.fps, d.sample_rate)
   feats, out = {}, {}
@@ -281,7 +342,27 @@ def evaluate_conditions(conditions: dict[str, list[Clip]], config: ml_collection
       m = memo_lib.memorization(f, ref, train_feats)
       out[name]['metrics']['nn_dist_ratio'] = {'mean': m['nn_dist_ratio'], 'n': len(f)}
       out[name]['memorization'] = {k: v for k, v in m.items() if not isinstance(v, list)}
+  if fvd_features is not None and 'ground_truth' in conditions:
+    add_fvd(out, conditions, fvd_features)
   return out
+
+
+def add_fvd(out: dict, conditions: dict[str, list[Clip]], fvd_features) -> None:
+  """out[name]['metrics']['fvd'] for each condition with its own videos, against conditions['ground_truth']."""
+  from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
+  truth = conditions['ground_truth']
+  try:
+    ref = fvd_features([c['video'] for c in truth])
+  except ValueError as e:  # Clips shorter than the protocol's 16 frames.
+    for name in conditions:
+      out[name]['fvd_unavailable'] = str(e)
+    return
+  for name, clips in conditions.items():
+    same = len(clips) == len(truth) and all(np.array_equal(c['video'], t['video']) for c, t in zip(clips, truth))
+    if name == 'ground_truth' or same or len(clips) < 2:
+      continue
+    out[name]['metrics']['fvd'] = {'mean': fvd_lib.fvd(ref, fvd_features([c['video'] for c in clips])),
+                                   'n': len(clips)}
 
 
 def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional[ml_collections.ConfigDict] = None,
@@ -325,11 +406,15 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
     train_clips = load_split_clips(config, 'train', max(num, CLASSIFIER_TRAIN_CLIPS))
   except Exception as e:  # pylint: disable=broad-except
     unavailable['memorization'] = f'train split unavailable: {type(e).__name__}: {e}'
-  conds = evaluate_conditions(conditions, config, expert, train_clips[:num] if train_clips else None)
+  fvd_features, fvd_protocol = None, None
+  if config.eval.fvd:
+    from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
+    fvd_features, fvd_protocol = fvd_lib.I3DFeatures(), fvd_lib.PROTOCOL
+  conds = evaluate_conditions(conditions, config, expert, train_clips[:num] if train_clips else None, fvd_features)
   for name, why in unavailable.items():
     conds[name] = {'unavailable': why}
   result = {'protocol': protocol(config, mode='workdir', workdir=os.path.abspath(workdir),
-                                 sync_expert=expert is not None, params=config.eval.params),
+                                 sync_expert=expert is not None, params=config.eval.params, fvd=fvd_protocol),
             'conditions': conds}
   if config.data.dataset == 'talking':
     if all('label' in c for c in held_out):
