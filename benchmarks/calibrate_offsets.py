@@ -1,6 +1,6 @@
 """Calibrates the confidence thresholds of the weight-free offset estimators (avdiff.eval.offsets).
 
-    python benchmarks/calibrate_offsets.py [--clips=24] [--out=FILE.md]
+    python -m benchmarks.calibrate_offsets [--clips=32] [--out=benchmarks/offsets_calibration.md]
 
 True pairs: clips with audio shifted by k in -5..5 frames (known answer k). Unrelated pairs: a clip's video with
 another clip's audio (no right answer: a determined offset there is a confident wrong number).
@@ -81,7 +81,7 @@ def sweep(true, unrelated, thresholds) -> list[str]:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--clips', type=int, default=24)
+  parser.add_argument("--clips", type=int, default=32)
   parser.add_argument('--out', default='')
   args = parser.parse_args()
   lines = []

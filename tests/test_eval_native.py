@@ -183,3 +183,45 @@ def test_undetermined_when_there_is_nothing_to_align():
   determined = sum(offsets.onset_motion_offset_clip(o.video, others[(i + 1) % 8].audio, 25.0, SR, 6).determined
                    for i, o in enumerate(others))
   assert determined <= 1
+
+
+def _iou(a, b):
+  y0, x0, y1, x1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+  inter = max(0, y1 - y0) * max(0, x1 - x0)
+  area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+  return inter / (area(a) + area(b) - inter)
+
+
+def test_talking_head_folder_needs_no_crop_box(tmp_path):
+  """Faces found, not given: the mouth region drives the offset and the sync expert; faceless files are skipped."""
+  from flax import nnx
+  from avdiff.data import synthetic
+  from avdiff.eval import scoring
+  from avdiff.eval import sync_expert as se_lib
+  config = _config()
+  d = config.data
+  d.resolution = 96
+  boxes = {}
+  for seed, k in ((5000, 0), (5001, 0), (5002, 2)):
+    c = synthetic.talking_clip(seed, d)
+    name = f'talk{seed}_{k:+d}.mkv'
+    av_io.write_video(str(tmp_path / name), c['video'], shift.shift_audio(c['audio'], k, d.fps, d.sample_rate),
+                      d.fps, d.sample_rate, 'pcm')
+    boxes[name] = (k, [int(b) for b in c['mouth_box']])
+  ball = sync_clips.bouncing_ball(5003, fps=25.0, size=96, sample_rate=SR)
+  av_io.write_video(str(tmp_path / 'ball.mkv'), ball.video, ball.audio, 25.0, SR, 'pcm')
+  # An untrained expert: this checks that LSE-C / LSE-D run on the found mouth box, not what they are worth.
+  expert = scoring.ExpertScorer(se_lib.build_sync_expert(config, nnx.Rngs(0)), config)
+  assert not config.eval.crop_box and config.eval.faces == 'auto'
+  result = runner.evaluate_folder(str(tmp_path), config, expert)
+  assert result['protocol']['face_tracking'] is True
+  assert 'no face detected' in result['skipped']['ball.mkv']
+  ious = []
+  for name, (k, box) in boxes.items():
+    m = result['clips'][name]
+    assert m['face_found'] and m['offset_method'] == 'mouth_envelope'
+    assert m['offset_frames'] == k or math.isnan(m['offset_frames']), (name, m['offset_frames'])
+    assert math.isfinite(m['lse_c']) and math.isfinite(m['lse_d']) and m['expert_windows'] == 1
+    ious.append(_iou(m['mouth_box'], box))
+  assert min(ious) >= 0.4, ious
+  assert sum(math.isfinite(result['clips'][n]['offset_frames']) for n in boxes) >= 2
