@@ -118,11 +118,8 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, first_
 # ----------------------------------------------------------------------------- reading
 
 
-def _resize_crop(frame: av.VideoFrame, size: Optional[int]) -> np.ndarray:
-  """RGB uint8 [h, w, 3]; with `size`, the centred square crop (in source pixels) resized to size x size."""
-  image = frame.to_ndarray(format='rgb24')
-  if size is None:
-    return image
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+  """The centred square crop of RGB uint8 [h, w, 3] (in source pixels) resized to size x size."""
   height, width = image.shape[:2]
   side = min(height, width)
   y0, x0 = (height - side) // 2, (width - side) // 2
@@ -130,6 +127,12 @@ def _resize_crop(frame: av.VideoFrame, size: Optional[int]) -> np.ndarray:
   if side == size:
     return np.ascontiguousarray(square)
   return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def _resize_crop(frame: av.VideoFrame, size: Optional[int]) -> np.ndarray:
+  """RGB uint8 [h, w, 3]; with `size`, square_resize'd."""
+  image = frame.to_ndarray(format='rgb24')
+  return image if size is None else square_resize(image, size)
 
 
 class Stream:

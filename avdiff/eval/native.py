@@ -27,19 +27,8 @@ from avdiff.eval import offsets
 from avdiff.eval import scoring
 
 
-def square_resize(image: np.ndarray, size: int) -> np.ndarray:
-  """Centre square crop of RGB uint8 [h, w, 3] resized to size x size (as av_io reads the training protocol)."""
-  h, w = image.shape[:2]
-  side = min(h, w)
-  y0, x0 = (h - side) // 2, (w - side) // 2
-  square = image[y0:y0 + side, x0:x0 + side]
-  if side == size:
-    return np.ascontiguousarray(square)
-  return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-
-
 def box_to_square(box, height: int, width: int, size: int) -> tuple[int, int, int, int]:
-  """A (y0, x0, y1, x1) box in native pixels mapped into the centre-square-resized frame of square_resize."""
+  """A (y0, x0, y1, x1) box in native pixels mapped into the frame of av_io.square_resize."""
   side = min(height, width)
   oy, ox = (height - side) // 2, (width - side) // 2
   s = size / side
@@ -108,6 +97,7 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
     frames = stream.frames()
     fps = None
     regrid = av_io.Regrid(config.data.fps) if protocol_frames else None
+    size = int(config.data.resolution)
     out = None
     prev_gray = prev_flow = None
     grays = []  # Small grey frames for the mouth motion, only while faces are tracked (the box is known at the end).
@@ -132,7 +122,7 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
                      float(np.abs(gray[y0:y1, x0:x1].astype(np.float32) - prev_gray[y0:y1, x0:x1]).mean()))
       prev_gray = gray
       if regrid is not None:
-        out.protocol_frames.extend(square_resize(f, int(config.data.resolution)) for f in regrid.push(time, image))
+        out.protocol_frames.extend(av_io.square_resize(f, size) for f in regrid.push(time, image))
       if len(out.fvd_frames) < fvd_frames:
         out.fvd_frames.append(image)
       if face_tracker is not None:
@@ -141,7 +131,7 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
                                 interpolation=cv2.INTER_AREA))
     out.audio = stream.audio()
   if regrid is not None:
-    out.protocol_frames.extend(square_resize(f, int(config.data.resolution)) for f in regrid.finish())
+    out.protocol_frames.extend(av_io.square_resize(f, size) for f in regrid.finish())
   if out.num_frames < 3:
     raise av_io.UnusableClipError('too short', f'{out.num_frames} frames')
   # The scored span is what both streams cover.

@@ -8,7 +8,8 @@ Two estimators, one decision rule:
                  tau splits its change between frames tau*fps + 1 and its neighbour in proportion to where tau falls
                  between them, so every audio onset (librosa onset detection on a 2 ms hop, weighted by its onset
                  strength) is spread onto the video frame grid with that same linear ("tent") kernel. The normalized
-                 cross-correlation (of square roots, the flow change less its 9-frame running median) is evaluated at lags -K..K in quarter-frame steps; the offset is the nearest whole
+                 cross-correlation (of square roots, the flow change less its 9-frame running median) is
+                 evaluated at lags -K..K in quarter-frame steps; the offset is the nearest whole
                  frame to the best lag. Modelling where an event falls between frames is what makes in-sync clips
                  come out at 0 rather than at -1 or +1.
   mouth_envelope talking heads, where the mouth region is known (given or detected): motion energy in the mouth box vs
@@ -68,7 +69,8 @@ def _decide(lags: np.ndarray, corr: np.ndarray, max_offset: int, min_confidence:
   best = int(np.nanargmax(corr))
   lag, r = float(lags[best]), float(corr[best])
   if abs(lag) > max_offset - 0.5:
-    return OffsetEstimate(math.nan, r, lag, method, f'best lag {lag:+.2f} at the edge of the search range +-{max_offset}')
+    return OffsetEstimate(math.nan, r, lag, method,
+                          f'best lag {lag:+.2f} at the edge of the search range +-{max_offset}')
   if r < min_confidence:
     return OffsetEstimate(math.nan, r, lag, method, f'confidence {r:.2f} below {min_confidence:.2f}')
   return OffsetEstimate(float(round(lag)), r, lag, method)

@@ -119,7 +119,8 @@ def folder_protocol(config: ml_collections.ConfigDict, clips_dir: str, num_files
                dataset='', num_clips=num_files, **extra)
   if ev.protocol == 'native':
     from avdiff.eval import offsets  # pylint: disable=g-import-not-at-top
-    p.update(fps='native', sample_rate='native', resolution='native (flow, AV-Align, offsets)', clip_seconds='whole file',
+    p.update(fps='native', sample_rate='native', resolution='native (flow, AV-Align, offsets)',
+             clip_seconds='whole file',
              window_seconds=ev.window_seconds, faces=ev.faces,
              offset_estimators={'onset_motion': {'min_confidence': offsets.ONSET_MOTION_MIN_CONFIDENCE},
                                 'mouth_envelope': {'min_confidence': offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE}},
