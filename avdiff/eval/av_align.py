@@ -98,8 +98,14 @@ def av_align(video: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
   """AV-Align of one clip: video uint8 [T, H, W, 3] (RGB) at `fps` Hz, audio float [S] mono at `sample_rate` Hz."""
   if variant not in VARIANTS:
     raise ValueError(f'av_align variant {variant!r} is not one of {VARIANTS}')
+  return from_trajectory(flow_trajectory(video), audio, fps, sample_rate, variant)
+
+
+def from_trajectory(trajectory: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
+                    variant: str = 'v2') -> AVAlignResult:
+  """AV-Align from a flow trajectory float [T] (flow_trajectory, or gathered while streaming) and its audio [S]."""
   a = audio_onsets(audio, sample_rate)
-  v = video_peaks(flow_trajectory(video), fps, V2_FLOW_FLOOR if variant == 'v2' else 0.0)
+  v = video_peaks(trajectory, fps, V2_FLOW_FLOOR if variant == 'v2' else 0.0)
   m = match_peaks(a, v, fps, one_to_one=variant == 'v2')
   denom = len(a) + len(v) - m
   score = m / denom if denom else float('nan')

@@ -37,18 +37,6 @@ def box_to_square(box, height: int, width: int, size: int) -> tuple[int, int, in
   return clip((y0 - oy) * s), clip((x0 - ox) * s), clip((y1 - oy) * s), clip((x1 - ox) * s)
 
 
-def _av_align_from_signals(trajectory: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int,
-                           variant: str) -> dict:
-  """AV-Align from a flow trajectory [T] (entry 0 = entry 1, as the reference) and the audio of the same span."""
-  a = av_align_lib.audio_onsets(audio, sample_rate)
-  floor = av_align_lib.V2_FLOW_FLOOR if variant == 'v2' else 0.0
-  v = av_align_lib.video_peaks(trajectory, fps, floor)
-  m = av_align_lib.match_peaks(a, v, fps, one_to_one=variant == 'v2')
-  denom = len(a) + len(v) - m
-  return av_align_lib.AVAlignResult(m / denom if denom else math.nan, variant, tuple(a.tolist()), tuple(v.tolist()),
-                                    m).as_dict()
-
-
 # Grey frames kept for the mouth motion are this wide (about 21 MB per minute at 25 fps for 16:9 video).
 _MOUTH_WIDTH = 160
 
@@ -182,7 +170,7 @@ def score_scan(s: FileScan, config: ml_collections.ConfigDict, expert=None) -> d
     raise scoring.UnscorableClip('silent audio')
   out = {'fps': fps, 'sample_rate': sr, 'num_frames': s.num_frames, 'seconds': s.num_frames / fps,
          'width': s.width, 'height': s.height}
-  out.update(_av_align_from_signals(s.trajectory(), audio, fps, sr, ev.av_align_variant))
+  out.update(av_align_lib.from_trajectory(s.trajectory(), audio, fps, sr, ev.av_align_variant).as_dict())
   change = np.asarray(s.flow_change, np.float64)
   est = _offset(change, audio, s.mouth_motion, fps, sr, k)
   out.update(est.as_dict())
@@ -198,7 +186,7 @@ def score_scan(s: FileScan, config: ml_collections.ConfigDict, expert=None) -> d
     seg = audio[int(round(a * sr / fps)):int(round(b * sr / fps))]
     w = {'start_s': a / fps, 'stop_s': b / fps}
     if np.any(np.abs(seg) > 1e-6):
-      w.update(_av_align_from_signals(s.trajectory(a, b), seg, fps, sr, ev.av_align_variant))
+      w.update(av_align_lib.from_trajectory(s.trajectory(a, b), seg, fps, sr, ev.av_align_variant).as_dict())
       mouth = None if s.mouth_motion is None else s.mouth_motion[a:b]
       w.update(_offset(change[a:b], seg, mouth, fps, sr, k).as_dict())
     per_window.append(w)
