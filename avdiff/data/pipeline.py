@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from avdiff.data import builders
+from avdiff.data import frames
 
 _GROUND_TRUTH = {'mouth_open': np.float32, 'mouth_box': np.int32, 'impact': np.float32}
 
@@ -163,7 +164,7 @@ class InputPipeline:
 
 @functools.lru_cache(maxsize=8)
 def _video_to_float(sharding: jax.sharding.Sharding):
-  return jax.jit(lambda v: v.astype(jnp.float32) * (2.0 / 255.0) - 1.0, out_shardings=sharding)
+  return jax.jit(frames.to_float, out_shardings=sharding)
 
 
 def to_device(host_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh,

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avdiff.data import frames
 from avdiff.eval import distribution
 
 NUM_FRAMES = 16
@@ -80,7 +81,7 @@ def preprocess(clips: jax.Array) -> jax.Array:
   """uint8 clips [B, T, H, W, 3] -> float32 [B, T, SIZE, SIZE, 3] in [-1, 1], resized as the protocol states."""
   b, t, _, _, c = clips.shape
   x = jax.image.resize(clips.astype(jnp.float32), (b, t, SIZE, SIZE, c), method='bilinear', antialias=False)
-  return x * (2.0 / 255.0) - 1.0
+  return frames.to_float(x)  # 0..255 -> [-1, 1], after resizing as the reference does.
 
 
 @functools.cache

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from avdiff.data import frames as frames_lib
+
 
 class _ConvStack(nnx.Module):
   """Three 3x3 convolutions (stride 1, 2, 2; widths w, 2w, 4w) + a dense embedding of the flattened map."""
@@ -92,10 +94,7 @@ def clip_windows(video: jax.Array, mel: jax.Array, box: jax.Array, window: int, 
 
   video: [T, H, W, 3], uint8 (0..255) or float in [-1, 1]; box: (y0, x0, y1, x1) pixels (whole frame if pre-cropped).
   """
-  v = video.astype(jnp.float32)
-  if video.dtype == jnp.uint8:
-    v = v / 127.5 - 1.0
-  v = crop_resize(v, box, crop)
+  v = crop_resize(frames_lib.as_float(video), box, crop)
   return video_windows(v, window), audio_windows(mel, window, mel_per_frame)
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from avdiff import config_lib
+from avdiff.data import frames
 from avdiff.models import attention as attn_lib
 from avdiff.models import conv, layers
 
@@ -273,9 +274,7 @@ def build_autoencoder(config, rngs: nnx.Rngs) -> nnx.Module:
 
 def _as_model_video(video: jax.Array) -> jax.Array:
   """uint8 [0, 255] (host batch) or float [-1, 1] -> float32 [-1, 1]."""
-  if video.dtype == jnp.uint8:
-    return video.astype(jnp.float32) / 127.5 - 1.0
-  return video.astype(jnp.float32)
+  return frames.as_float(video)
 
 
 def ae_loss(ae: nnx.Module, batch: dict, rng: jax.Array, kl_weight: float = 1e-4) -> tuple[jax.Array, dict]:
