@@ -1,5 +1,6 @@
-"""Orbax checkpoints of a run: the train state, every process's data-iterator state and the resolved config,
-plus helpers that load EMA params of a workdir for sampling and evaluation.
+"""Workdir io: the resolved config (config.json) and Orbax checkpoints of a run (the train state, every process's
+data-iterator state and the config), and `restore_params`, the one primitive that reads a run's (EMA) params into
+a model for inference. Used by training, sampling and evaluation; imports no model, task or config file.
 
 Layout: <workdir>/checkpoints/<step>/{state, data, config}. Orbax writes a step into a temporary directory and
 renames it when every item (and every process) has finished, so an interrupted save is never listed as a step.
@@ -45,23 +46,30 @@ def _merge_into(base: ml_collections.ConfigDict, values: dict) -> None:
       else:
         _merge_into(base[key], value)
       continue
-    if key in base and isinstance(base[key], tuple) and isinstance(value, list):
+    if isinstance(value, list):
       value = _tuples(value)
+    elif isinstance(value, dict):  # A section the defaults do not have (or no defaults at all).
+      section = ml_collections.ConfigDict()
+      _merge_into(section, value)
+      value = section
     with base.unlocked():
       base[key] = value
 
 
-def config_from_json(text: str) -> ml_collections.ConfigDict:
-  """The config saved by `config_to_json`, on top of configs/base.py (so tuples stay tuples)."""
-  from configs import base  # pylint: disable=g-import-not-at-top
-  config = base.get_config()
+def config_from_json(text: str, defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
+  """The config saved by `config_to_json`. JSON lists become tuples (as every sequence field of configs/base.py
+  is). With `defaults` (e.g. configs/base.py's get_config()) the saved values are merged on top of it, so a run
+  saved before a field existed gets that field's default; config.json of a run holds every field it was run with.
+  """
+  config = defaults if defaults is not None else ml_collections.ConfigDict()
   _merge_into(config, json.loads(text))
   return config
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
+def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
+  """W/config.json as a ConfigDict (see `config_from_json` for `defaults`)."""
   with open(os.path.join(workdir, CONFIG_FILE)) as f:
-    return config_from_json(f.read())
+    return config_from_json(f.read(), defaults)
 
 
 # ----------------------------------------------------------------------------- manager
@@ -176,17 +184,9 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, shardings
 
 # ----------------------------------------------------------------------------- inference
 
-def restore_params(workdir: str, config: Optional[ml_collections.ConfigDict] = None, *,
-                   model: Optional[nnx.Module] = None, ema: bool = True, step: Optional[int] = None) -> nnx.Module:
-  """`model` (default: the DiT of `config`) with the (EMA) params of the latest (or given) checkpoint of workdir.
-
-  Only the params are read (partial restore), onto the first local device.
-  """
-  if config is None:
-    config = load_config(workdir)
-  if model is None:
-    from avdiff import models  # pylint: disable=g-import-not-at-top
-    model = nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0)))
+def restore_params(workdir: str, model: nnx.Module, *, ema: bool = True, step: Optional[int] = None) -> nnx.Module:
+  """`model` (real or abstract, e.g. from nnx.eval_shape) with the EMA (or raw) params of the latest (or given)
+  checkpoint of workdir. Only the params are read (partial restore), onto the first local device."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                        sharding=jax.sharding.SingleDeviceSharding(
@@ -208,13 +208,6 @@ def restore_params(workdir: str, config: Optional[ml_collections.ConfigDict] = N
       partial_restore=True)))
   manager.close()
   return nnx.merge(graphdef, nnx.State(out['state'][key]), rest)
-
-
-def load_for_inference(workdir: str, step: Optional[int] = None,
-                       ema: bool = True) -> tuple[ml_collections.ConfigDict, nnx.Module]:
-  """(resolved config of the run, its DiT with EMA params) from a training workdir."""
-  config = load_config(workdir)
-  return config, restore_params(workdir, config, ema=ema, step=step)
 
 
 def latest_step(workdir: str) -> Optional[int]:

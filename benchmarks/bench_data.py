@@ -67,19 +67,19 @@ def train_step_rate(config, steps: int = 5) -> str:
   """Clips/s one diffusion train step consumes (global batch / step time), or 'n/a (why)'."""
   try:
     from avdiff import parallel  # pylint: disable=g-import-not-at-top
-    from avdiff.train import diffusion_task, optim  # pylint: disable=g-import-not-at-top
+    from avdiff.train import optim  # pylint: disable=g-import-not-at-top
     from avdiff.train import state as state_lib  # pylint: disable=g-import-not-at-top
     from avdiff.train import step as step_lib  # pylint: disable=g-import-not-at-top
-    from avdiff.train import task as task_lib  # pylint: disable=g-import-not-at-top
+    from avdiff.train.tasks import DiffusionTask  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     return f'n/a ({e.name} not importable)'
   try:
     mesh = parallel.make_mesh(config.mesh)
-    task = diffusion_task.DiffusionTask(config)
+    task = DiffusionTask(config)
     tx = optim.make_optimizer(config.train)
     model, _, shardings, state = state_lib.create(config, task, tx, mesh)
     train_step = step_lib.make_train_step(config, task, model, tx, mesh, shardings)
-    frozen = task_lib.frozen_params(task)
+    frozen = task.frozen_params()
     pipe = pipeline.InputPipeline(config, 'train')
     batch = pipeline.to_device(next(pipe), mesh, tuple(config.mesh.data_axes))
     pipe.close()

@@ -26,9 +26,11 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from avdiff.eval import report
+from avdiff import checkpoint
 from avdiff.eval import runner
-from avdiff.eval import sync_train
+from avdiff.eval import scoring
+from avdiff.eval import syncnet
+from configs import base
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config (folder mode; workdir mode reads '
                                           'W/config.json unless --config is given explicitly).')
@@ -52,39 +54,26 @@ def main(argv):
   del argv
   if bool(_CLIPS.value) == bool(_WORKDIR.value):
     raise app.UsageError('give exactly one of --clips=DIR (with --out=FILE.json) or --workdir=W')
-  config = _CONFIG.value
   if _CLIPS.value:
-    expert_dir = _SYNC_EXPERT.value or config.eval.sync_expert_workdir
-    config.eval.sync_expert_workdir = expert_dir
     if not _OUT.value:
       raise app.UsageError('--clips needs --out=FILE.json')
-    for flag, key in ((_PROTOCOL, 'protocol'), (_FACES, 'faces'), (_FVD_REFERENCE, 'fvd_reference')):
-      if flag.value is not None:
+    config = _CONFIG.value
+    for flag, key in ((_PROTOCOL, 'protocol'), (_FACES, 'faces'), (_FVD_REFERENCE, 'fvd_reference'),
+                      (_SYNC_EXPERT, 'sync_expert_workdir')):
+      if flag.value:
         config.eval[key] = flag.value
-    expert = sync_train.load_scorer(expert_dir, config) if expert_dir else None
-    syncnet_model = None
-    if _SYNCNET.value:
-      from avdiff.eval import syncnet  # pylint: disable=g-import-not-at-top
-      syncnet_model = syncnet.load_syncnet(_SYNCNET.value)
-    result = runner.evaluate_folder(_CLIPS.value, config, expert, syncnet_model)
+    expert = scoring.load_scorer(config.eval.sync_expert_workdir, config) if config.eval.sync_expert_workdir else None
+    result = runner.evaluate_folder(_CLIPS.value, config, expert,
+                                    syncnet.load_syncnet(_SYNCNET.value) if _SYNCNET.value else None)
     runner.write_json(result, _OUT.value)
-    summary = {'protocol': result['protocol']['protocol'], 'num_scored': result['num_scored'],
-               'num_skipped': result['num_skipped'], 'skip_reasons': result['skip_reasons'],
-               **{k: v['mean'] for k, v in result['aggregate'].items()}}
-    if 'fvd' in result:
-      summary['fvd'] = result['fvd']['fvd']
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(runner.folder_summary(result), indent=2))
     return
   explicit = any(a.startswith('--config') for a in sys.argv[1:])
-  result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config if explicit else None,
-                                   _NUM_CLIPS.value or None, sync_expert_workdir=_SYNC_EXPERT.value,
-                                   params=_PARAMS.value)
-  print(report.markdown_table(result))
-  if 'verdict' in result.get('outcomes', {}):
-    from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
-    print(outcomes.verdict_markdown(result['outcomes']['verdict']))
-  if 'report' in result:
-    print(f'Report: {result["report"]}')
+  # A run's config.json on top of configs/base.py: fields added since the run get their defaults.
+  config = _CONFIG.value if explicit else checkpoint.load_config(_WORKDIR.value, base.get_config())
+  result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config, _NUM_CLIPS.value or None,
+                                   sync_expert_workdir=_SYNC_EXPERT.value, params=_PARAMS.value)
+  print(runner.workdir_summary(result))
 
 
 if __name__ == '__main__':

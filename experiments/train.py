@@ -9,7 +9,7 @@
     # Cloud TPU pod / SLURM: --num_processes=-1 (everything from the environment).
 
 --task=autoencoder trains the stage-1 autoencoder with config.model.ae.{steps, learning_rate, batch_size} in
-place of the train section's values.
+place of the train section's values, --task=sync_expert the sync expert with config.eval.sync_expert.*.
 """
 
 from avdiff import console
@@ -20,10 +20,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from avdiff import parallel
+from avdiff.train import loop
+from avdiff.train import tasks
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Training config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics, samples).', required=True)
-_TASK = flags.DEFINE_enum('task', 'diffusion', ['diffusion', 'autoencoder'], 'What to train.')
+_TASK = flags.DEFINE_enum('task', 'diffusion', list(tasks.NAMES), 'What to train.')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-process runs).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes in the run; -1 = from the cluster '
                                       'environment (TPU pod, SLURM).')
@@ -33,15 +35,7 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'Index of this process.')
 def main(argv):
   del argv
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  from avdiff.train import loop  # pylint: disable=g-import-not-at-top
-  config = _CONFIG.value
-  if _TASK.value == 'autoencoder':
-    from avdiff.train.autoencoder_task import AutoencoderTask, stage1_config  # pylint: disable=g-import-not-at-top
-    config = stage1_config(config)
-    task = AutoencoderTask(config)
-  else:
-    from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
-    task = DiffusionTask(config)
+  config, task = tasks.build(_TASK.value, _CONFIG.value)
   result = loop.train(config, _WORKDIR.value, task)
   console.say(f"Finished at step {result['step']} ({result['stopped']}); run directory {_WORKDIR.value}")
 

@@ -58,7 +58,7 @@ def test_workdir_mode_with_injected_generator(tmp_path, monkeypatch):
   config = _config()
   held_out = [toy.talking_like(s) for s in range(6)]
   train = [toy.talking_like(s) for s in range(100, 106)]
-  monkeypatch.setattr(runner, 'load_split_clips',
+  monkeypatch.setattr(runner.builders, 'load_clips',
                       lambda cfg, split, num: (held_out if split != 'train' else train)[:num])
 
   def generate(clips, mode, seed):

@@ -9,7 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from avdiff.eval import outcomes, runner, sampling
+from avdiff import sampling
+from avdiff.data import builders
+from avdiff.eval import outcomes
+from avdiff.train.tasks import DiffusionTask
 from avdiff.train import loop
 from configs import tiny
 
@@ -32,9 +35,9 @@ def reduced_main_job(data_dir: str):
 def test_reduced_main_job_learns_audio_to_video_sync(tmp_path):
   config = reduced_main_job(str(tmp_path / 'data'))
   workdir = str(tmp_path / 'run')
-  loop.train(config, workdir, progress=False)
-  held_out = runner.load_split_clips(config, 'test', CLIPS)
-  generated = sampling.generate(workdir, config, held_out, 'audio_to_video', seed=0)
+  loop.train(config, workdir, DiffusionTask(config), progress=False)
+  held_out = builders.load_clips(config, 'test', CLIPS)
+  generated = sampling.generate(sampling.load_run(workdir, config), held_out, 'audio_to_video', seed=0)
   m = outcomes.measure(held_out, {'audio_to_video': generated}, config.data)
   r, shuffled = m['a2v_r']['mean'], m['a2v_shuffled_r']['mean']
   print(f'audio_to_video r = {r:.3f} (shuffled audio: {shuffled:.3f}) after {STEPS} steps')

@@ -12,7 +12,7 @@ import train_toy
 from avdiff import parallel
 from avdiff.data import pipeline
 from avdiff.train import loop, optim, state as state_lib, step as step_lib
-from avdiff.train.diffusion_task import DiffusionTask
+from avdiff.train.tasks import DiffusionTask
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 STEPS = 3

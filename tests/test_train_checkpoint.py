@@ -13,8 +13,10 @@ from flax import nnx
 
 import train_toy
 from avdiff import parallel
-from avdiff.train import checkpoint, optim, state as state_lib
-from avdiff.train.diffusion_task import DiffusionTask
+from avdiff import checkpoint
+from avdiff import sampling
+from avdiff.train import optim, state as state_lib
+from avdiff.train.tasks import DiffusionTask
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 
@@ -95,12 +97,13 @@ def test_changed_model_shapes_raise_naming_the_fields(saved):
 
 def test_ema_params_for_inference(saved):
   workdir, _, _, state = saved
-  config, dit = checkpoint.load_for_inference(workdir)
+  run = sampling.load_run(workdir)
+  config, dit = run.config, run.dit
   assert config.model.video_patch == (2, 8, 8) and config.mesh.shape.tensor == 2
   restored = nnx.to_pure_dict(nnx.state(dit, nnx.Param))
   for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(restored)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  raw = nnx.to_pure_dict(nnx.state(checkpoint.restore_params(workdir, config, ema=False), nnx.Param))
+  raw = nnx.to_pure_dict(nnx.state(sampling.load_run(workdir, config, params='raw').dit, nnx.Param))
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(raw)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -6,6 +6,7 @@ import pytest
 
 import train_toy
 from avdiff.diffusion import diagnostics
+from avdiff.train.tasks import DiffusionTask
 from avdiff.train import loop, metrics as metrics_lib, optim
 
 
@@ -22,7 +23,7 @@ def _gains(tmp_path, name, **overrides):
       'train.steps': 150, 'train.eval_every': 150, 'train.eval_clips': 8, 'train.ema_decay': 0.999,
       'train.log_every': 50, 'diffusion.objective': 'x', **overrides})
   workdir = str(tmp_path / name)
-  loop.train(cfg, workdir, progress=False)
+  loop.train(cfg, workdir, DiffusionTask(cfg), progress=False)
   row = {r['step']: r for r in metrics_lib.read_metrics(workdir)}[150]
   keys = [f'gain_{m}_t{t:g}' for m in diagnostics.MODALITIES for t in diagnostics.TIMES]
   return np.asarray([row[f'val_{k}'] for k in keys]), np.asarray([row[f'val_ema_{k}'] for k in keys])

@@ -5,7 +5,7 @@ import pytest
 import train_toy
 from avdiff import config_lib
 from avdiff.train import loop, metrics as metrics_lib
-from avdiff.train.diffusion_task import DiffusionTask
+from avdiff.train.tasks import DiffusionTask
 
 
 def test_eval_samples_needs_eval_every_and_one_process(tmp_path):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import train_toy
-from avdiff.train import checkpoint, metrics as metrics_lib
+from avdiff import checkpoint
+from avdiff.train import metrics as metrics_lib
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 pytestmark = pytest.mark.slow

@@ -11,7 +11,10 @@ import pytest
 from flax import nnx
 
 import train_toy
-from avdiff.train import checkpoint, loop, metrics as metrics_lib
+from avdiff import checkpoint
+from avdiff import sampling
+from avdiff.train.tasks import DiffusionTask
+from avdiff.train import loop, metrics as metrics_lib
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 pytestmark = pytest.mark.slow  # Each run compiles a train step: ~20 s idle, minutes on a loaded 2-core box.
@@ -24,7 +27,7 @@ def run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('run'))
   config = train_toy.config(DATA_DIR, **{'train.steps': 4, 'train.checkpoint_every': 2, 'train.sample_every': 4,
                                          'train.peak_flops_per_device': 1e9})
-  result = loop.train(config, workdir, progress=False)
+  result = loop.train(config, workdir, DiffusionTask(config), progress=False)
   return workdir, config, result
 
 
@@ -54,14 +57,15 @@ def test_resume_continues_and_inference_restore(run):
   workdir, config, _ = run
   config = config.copy_and_resolve_references()
   config.train.steps = 6
-  result = loop.train(config, workdir, progress=False)
+  result = loop.train(config, workdir, DiffusionTask(config), progress=False)
   assert result['step'] == 6
   assert [r['step'] for r in metrics_lib.read_metrics(workdir)] == [1, 2, 3, 4, 5, 6]
-  restored_config, dit = checkpoint.load_for_inference(workdir)
+  run = sampling.load_run(workdir)
+  restored_config, dit = run.config, run.dit
   assert restored_config.model.video_patch == (2, 8, 8) and restored_config.train.steps == 6
   # EMA and raw params of the last checkpoint differ (ema_decay < 1 after 6 updates) and both load.
   ema = _param_leaves(dit)
-  raw = _param_leaves(checkpoint.restore_params(workdir, restored_config, ema=False))
+  raw = _param_leaves(sampling.load_run(workdir, restored_config, params='raw').dit)
   assert len(ema) == len(raw) and any(not np.allclose(a, b) for a, b in zip(ema, raw))
 
 
@@ -74,7 +78,7 @@ def test_changed_shapes_raise_a_clear_error(run):
   config = config.copy_and_resolve_references()
   config.model.width = 64
   with pytest.raises(checkpoint.ShapeMismatchError, match=r'(?s)other shapes.*model\.width: 32 -> 64'):
-    loop.train(config, workdir, progress=False)
+    loop.train(config, workdir, DiffusionTask(config), progress=False)
 
 
 def test_nan_loss_stops_naming_the_step(tmp_path):
@@ -83,7 +87,7 @@ def test_nan_loss_stops_naming_the_step(tmp_path):
   config = train_toy.config(DATA_DIR, **{'train.steps': 6, 'train.checkpoint_every': 1,
                                          'train.learning_rate': 1e30, 'train.grad_clip_norm': 0.0})
   with pytest.raises(loop.NonFiniteLossError, match=r'at step (\d+).*last good checkpoint: step') as err:
-    loop.train(config, workdir, progress=False)
+    loop.train(config, workdir, DiffusionTask(config), progress=False)
   bad = int(err.value.args[0].split('at step ')[1].split()[0].rstrip(';'))
   good = checkpoint.latest_step(workdir)
   assert good == bad - 1

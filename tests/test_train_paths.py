@@ -16,7 +16,8 @@ from flax import nnx
 import train_toy
 from avdiff import config_lib, parallel
 from avdiff.models import layers
-from avdiff.train import checkpoint, loop, metrics as metrics_lib, optim, state as state_lib, step as step_lib
+from avdiff import checkpoint
+from avdiff.train import loop, metrics as metrics_lib, optim, state as state_lib, step as step_lib, task as task_lib
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 
@@ -32,15 +33,18 @@ class _Regression(nnx.Module):
     return self.out(jnp.tanh(self.hidden(video.reshape(video.shape[0], -1))))[:, 0]
 
 
-class _RegressionTask:
+class _RegressionTask(task_lib.Task):
   """Deterministic loss (no rng), a mean over the examples: micro-batch means average to the batch mean."""
+
+  def __init__(self):
+    super().__init__(None)
 
   def build_model(self, config, rngs):
     del config
     return _Regression(rngs)
 
-  def loss(self, model, batch, rng):
-    del rng
+  def loss(self, model, batch, rng, frozen=None):
+    del rng, frozen
     err = model(batch['video']) - batch['label'].astype(jnp.float32)
     return jnp.mean(err**2), {'abs_err': jnp.mean(jnp.abs(err))}
 
@@ -96,7 +100,7 @@ def test_grad_accumulation_matches_one_big_batch(accum):
 def test_grad_accumulation_averages_micro_batch_gradients_of_the_diffusion_loss():
   """The diffusion loss draws noise per micro-batch (rng folded with its index), so it cannot match one big batch;
   instead the accumulated SGD update must equal the mean of directly computed micro-batch gradients."""
-  from avdiff.train.diffusion_task import DiffusionTask
+  from avdiff.train.tasks import DiffusionTask
   config = train_toy.config(DATA_DIR, **{'train.grad_accum_steps': 2, 'train.optimizer': 'sgd', 'train.b1': 0.0,
                                          'train.learning_rate': 1.0, 'train.grad_clip_norm': 0.0})
   config.mesh.shape = ml_collections.ConfigDict({'data': 2, 'fsdp': 2, 'tensor': 2})
@@ -140,16 +144,19 @@ class _Scalar(nnx.Module):
     self.w = layers.param(rngs, layers.zeros_init, (), (), jnp.float32)
 
 
-class _DivergingTask:
+class _DivergingTask(task_lib.Task):
   """loss = (w - 1)^2 from w = 0; SGD at lr 1.25 scales the error by 1 - 2 * 1.25 = -1.5 per step, so after s
   steps loss = 2.25^s exactly: the best validation loss is the earliest one."""
+
+  def __init__(self):
+    super().__init__(None)
 
   def build_model(self, config, rngs):
     del config
     return _Scalar(rngs)
 
-  def loss(self, model, batch, rng):
-    del rng
+  def loss(self, model, batch, rng, frozen=None):
+    del rng, frozen
     weight = jnp.mean(jnp.ones_like(batch['label'], jnp.float32))  # 1, but the loss reads the batch.
     return weight * (model.w[...] - 1.0)**2, {'w': model.w[...]}
 

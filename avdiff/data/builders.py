@@ -372,6 +372,26 @@ def load_source(config: ml_collections.ConfigDict, split: str):
   return builder.as_data_source(split=split)
 
 
+def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[dict]:
+  """The first `num` clips of a dataset split as host clip dicts: video uint8 [T, H, W, 3], audio float32 [S] in
+  [-1, 1], label int, and mouth_box int [4] / mouth_open [T] / audio_mel [T_a, n_mels] where the dataset has them."""
+  source = load_source(config, split)
+  clips = []
+  for i in range(min(num, len(source))):
+    rec = source[i]
+    audio = np.asarray(rec['audio'])
+    # Stored as 16-bit PCM (wave * 32767, avdiff.data.builders); floats pass through.
+    audio = audio.astype(np.float32) / 32767.0 if audio.dtype == np.int16 else audio.astype(np.float32)
+    clip = {'video': np.asarray(rec['video']), 'audio': audio, 'label': int(rec['label'])}
+    for key in ('mouth_box', 'mouth_open'):
+      if key in rec:
+        clip[key] = np.asarray(rec[key])
+    if 'audio_mel' in rec:
+      clip['audio_mel'] = np.asarray(rec['audio_mel'], np.float32)
+    clips.append(clip)
+  return clips
+
+
 def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
   return prepare(config).info.splits[split].num_examples
 

@@ -22,7 +22,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 

@@ -17,18 +17,30 @@ import math
 import os
 from typing import Callable, Iterable, Optional
 
+import cv2
 import ml_collections
 import numpy as np
 import tqdm
 
+from avdiff import checkpoint
 from avdiff import config_lib
+from avdiff import sampling
+from avdiff.data import av_io
+from avdiff.data import builders
 from avdiff.eval import distribution
+from avdiff.eval import faces
 from avdiff.eval import features as features_lib
+from avdiff.eval import fvd as fvd_lib
+from avdiff.eval import html_report
+from avdiff.eval import lipsync
 from avdiff.eval import memorization as memo_lib
+from avdiff.eval import native
+from avdiff.eval import offsets
+from avdiff.eval import outcomes
 from avdiff.eval import report
 from avdiff.eval import scoring
 from avdiff.eval import shift as shift_lib
-from avdiff.eval import sampling
+from avdiff.eval import syncnet
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.webm')
 Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], optional 'mouth_box': int [4], 'label': int}
@@ -74,7 +86,6 @@ def summarize(scored: dict, skipped: dict, config: ml_collections.ConfigDict) ->
 # ----------------------------------------------------------------------------- folder mode
 
 def _read_one(path: str, config: ml_collections.ConfigDict):
-  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
   d = config.data
   return av_io.read_video(path, fps=d.fps, sample_rate=d.sample_rate, size=d.resolution,
                           max_seconds=d.clip_seconds)
@@ -95,9 +106,6 @@ def syncnet_metrics(path: str, model, crop_box=()) -> dict:
 
   crop_box: (y0, x0, y1, x1) face box in the file's native pixels; () = the file is already a face crop.
   """
-  import cv2  # pylint: disable=g-import-not-at-top
-  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
-  from avdiff.eval import lipsync, syncnet  # pylint: disable=g-import-not-at-top
   video, audio, _ = av_io.read_video(path, fps=syncnet.FPS, sample_rate=syncnet.SAMPLE_RATE)
   if crop_box:
     y0, x0, y1, x1 = crop_box
@@ -118,7 +126,6 @@ def folder_protocol(config: ml_collections.ConfigDict, clips_dir: str, num_files
   p = protocol(config, mode='folder', protocol=ev.protocol, clips_dir=os.path.abspath(clips_dir), split='',
                dataset='', num_clips=num_files, **extra)
   if ev.protocol == 'native':
-    from avdiff.eval import offsets  # pylint: disable=g-import-not-at-top
     p.update(fps='native', sample_rate='native', resolution='native (flow, AV-Align, offsets)',
              clip_seconds='whole file',
              window_seconds=ev.window_seconds, faces=ev.faces,
@@ -142,14 +149,11 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
 
   With fvd_features (avdiff.eval.fvd.I3DFeatures), each file's I3D features go into fvd_feats[name].
   """
-  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
-  from avdiff.eval import native  # pylint: disable=g-import-not-at-top
   for path in paths:
     name = os.path.basename(path)
     try:
       tracker = None
       if track_faces:
-        from avdiff.eval import faces  # pylint: disable=g-import-not-at-top
         tracker = faces.FaceTracker()
       scan = native.scan(path, config, protocol_frames=expert is not None,
                          fvd_frames=_FVD_FRAMES if fvd_features is not None else 0, face_tracker=tracker,
@@ -176,7 +180,6 @@ _FVD_FRAMES = 16  # avdiff.eval.fvd.NUM_FRAMES, without importing it (and JAX) w
 
 def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray, dict]:
   """I3D features [N, 400] of the videos in reference_dir (first frames only are decoded), and skipped files."""
-  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
   feats, skipped = [], {}
   for name in sorted(f for f in os.listdir(reference_dir) if f.lower().endswith(VIDEO_EXTENSIONS)):
     try:
@@ -194,7 +197,6 @@ def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray
 
 def folder_fvd(feats: dict, reference_dir: str, fvd_features) -> dict:
   """FVD of a folder's features (name -> [400]) against the videos of reference_dir, with the protocol."""
-  from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
   ref, ref_skipped = reference_fvd_features(reference_dir, fvd_features)
   out = {'protocol': fvd_lib.PROTOCOL, 'reference_dir': os.path.abspath(reference_dir), 'num_clips': len(feats),
          'num_reference': len(ref), 'reference_skipped': ref_skipped}
@@ -225,7 +227,6 @@ def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
   track_faces = _track_faces(config, expert is not None or syncnet_model is not None)
   fvd_features = None
   if ev.fvd_reference:
-    from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
     fvd_features = fvd_lib.I3DFeatures(batch_size=1)  # One file at a time: a padded batch would waste work.
   fvd_feats = {}
   if ev.protocol == 'native':
@@ -268,26 +269,6 @@ def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
 
 
 # ----------------------------------------------------------------------------- held-out data
-
-def load_split_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[Clip]:
-  """The first `num` clips of a dataset split as Clip dicts (waveform included)."""
-  from avdiff.data import builders  # pylint: disable=g-import-not-at-top
-  source = builders.load_source(config, split)
-  clips = []
-  for i in range(min(num, len(source))):
-    rec = source[i]
-    audio = np.asarray(rec['audio'])
-    # Stored as 16-bit PCM (wave * 32767, avdiff.data.builders); floats pass through.
-    audio = audio.astype(np.float32) / 32767.0 if audio.dtype == np.int16 else audio.astype(np.float32)
-    clip = {'video': np.asarray(rec['video']), 'audio': audio, 'label': int(rec['label'])}
-    for key in ('mouth_box', 'mouth_open'):
-      if key in rec:
-        clip[key] = np.asarray(rec[key])
-    if 'audio_mel' in rec:
-      clip['audio_mel'] = np.asarray(rec['audio_mel'], np.float32)
-    clips.append(clip)
-  return clips
-
 
 def baseline_conditions(clips: list[Clip], config: ml_collections.ConfigDict) -> dict[str, list[Clip]]:
   """ground_truth (upper bound), shuffled_audio (audio from another clip), shifted_audio (+shift_frames)."""
@@ -350,7 +331,6 @@ def evaluate_conditions(conditions: dict[str, list[Clip]], config: ml_collection
 
 def add_fvd(out: dict, conditions: dict[str, list[Clip]], fvd_features) -> None:
   """out[name]['metrics']['fvd'] for each condition with its own videos, against conditions['ground_truth']."""
-  from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
   truth = conditions['ground_truth']
   try:
     ref = fvd_features([c['video'] for c in truth])
@@ -372,13 +352,12 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
                      write: bool = True, params: Optional[str] = None) -> dict:
   """Baselines + model samples on held-out clips of the run in `workdir`; writes W/eval/<split>.json and .md.
 
-  generate_fn defaults to `avdiff.eval.sampling.generate` (the workdir's latest checkpoint; its EMA or raw params
+  generate_fn defaults to `avdiff.sampling.generate` (the workdir's latest checkpoint; its EMA or raw params
   as `params` or config.eval.params says). When the
   model cannot be restored or sampled, its conditions are recorded as unavailable with the reason. The sync expert
   is `expert`, else the one in sync_expert_workdir / config.eval.sync_expert_workdir / W/sync_expert, if any.
   """
   if config is None:
-    from avdiff.train import checkpoint  # pylint: disable=g-import-not-at-top
     config = checkpoint.load_config(workdir)
   config = copy.deepcopy(config)
   split = split or config.eval.split
@@ -391,12 +370,17 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
     config.eval.params = params
   config_lib.validate(config)
   if expert is None:
-    expert = load_expert(config, workdir)
-  held_out = load_split_clips(config, split, num)
+    expert = find_expert(config, workdir)
+  held_out = builders.load_clips(config, split, num)
   conditions = baseline_conditions(held_out, config)
   unavailable = {}
   if generate_fn is None:
-    generate_fn = lambda clips, mode, seed: sampling.generate(workdir, config, clips, mode, seed)
+    run = None
+
+    def generate_fn(clips, mode, seed):  # The run is restored on first use, once for every mode.
+      nonlocal run
+      run = run or sampling.load_run(workdir, config)
+      return sampling.generate(run, clips, mode, seed)
   for mode in MODES:
     try:
       conditions[f'model_{mode}'] = generate_fn(held_out, mode, config.eval.seed)
@@ -404,12 +388,11 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
       unavailable[f'model_{mode}'] = f'{type(e).__name__}: {e}'
   train_clips = None
   try:
-    train_clips = load_split_clips(config, 'train', max(num, CLASSIFIER_TRAIN_CLIPS))
+    train_clips = builders.load_clips(config, 'train', max(num, CLASSIFIER_TRAIN_CLIPS))
   except Exception as e:  # pylint: disable=broad-except
     unavailable['memorization'] = f'train split unavailable: {type(e).__name__}: {e}'
   fvd_features, fvd_protocol = None, None
   if config.eval.fvd:
-    from avdiff.eval import fvd as fvd_lib  # pylint: disable=g-import-not-at-top
     fvd_features, fvd_protocol = fvd_lib.I3DFeatures(), fvd_lib.PROTOCOL
   conds = evaluate_conditions(conditions, config, expert, train_clips[:num] if train_clips else None, fvd_features)
   for name, why in unavailable.items():
@@ -430,15 +413,13 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
     with open(os.path.join(out_dir, f'{split}.md'), 'w') as f:
       f.write(report.markdown_table(result))
       if 'verdict' in result.get('outcomes', {}):
-        from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
         f.write('\n## Outcome targets\n\n' + outcomes.verdict_markdown(result['outcomes']['verdict']))
-    from avdiff.eval import html_report  # pylint: disable=g-import-not-at-top
     result['report'] = html_report.write_report(os.path.join(workdir, 'report'), result, conditions, config.data,
                                                 title=f'{os.path.basename(os.path.abspath(workdir))}: {split}')
   return result
 
 
-MODES = sampling.MODES  # Generated conditions of a workdir evaluation.
+MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of a workdir evaluation.
 CLASSIFIER_TRAIN_CLIPS = 128  # Train clips the speaker classifier of the outcome measures is fitted on.
 
 
@@ -446,7 +427,6 @@ def talking_outcomes(held_out: list[Clip], conditions: dict[str, list[Clip]], co
                      train_clips: Optional[list[Clip]] = None) -> dict:
   """{'measures': avdiff.eval.outcomes.measure(...), 'verdict': target rows} for `talking` clips and the generated
   conditions among `conditions` ('model_<mode>'); the speaker classifier is fitted on train_clips, if any."""
-  from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
   labelled = train_clips and all('label' in c for c in train_clips)
   classifier = outcomes.SpeakerClassifier.fit(train_clips) if labelled else None
   generated = {name[len('model_'):]: clips for name, clips in conditions.items() if name.startswith('model_')}
@@ -455,17 +435,36 @@ def talking_outcomes(held_out: list[Clip], conditions: dict[str, list[Clip]], co
   return {'measures': measures, 'verdict': outcomes.verdict(measures)}
 
 
-def load_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optional[scoring.ExpertScorer]:
+def find_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optional[scoring.ExpertScorer]:
   """The sync expert of config.eval.sync_expert_workdir, else W/sync_expert if present, else None.
 
   The directory used is written back into config.eval.sync_expert_workdir (so the protocol records it).
   """
-  from avdiff.eval import sync_train  # pylint: disable=g-import-not-at-top
   for cand in (config.eval.sync_expert_workdir, os.path.join(workdir, 'sync_expert') if workdir else ''):
     if cand and os.path.exists(os.path.join(cand, 'config.json')):
       config.eval.sync_expert_workdir = os.path.abspath(cand)
-      return sync_train.load_scorer(cand, config)
+      return scoring.load_scorer(cand, config)
   return None
+
+
+def folder_summary(result: dict) -> dict:
+  """The headline of a folder result: protocol, counts, skip reasons, every aggregate's mean (and FVD)."""
+  summary = {'protocol': result['protocol']['protocol'], 'num_scored': result['num_scored'],
+             'num_skipped': result['num_skipped'], 'skip_reasons': result['skip_reasons'],
+             **{k: v['mean'] for k, v in result['aggregate'].items()}}
+  if 'fvd' in result:
+    summary['fvd'] = result['fvd']['fvd']
+  return summary
+
+
+def workdir_summary(result: dict) -> str:
+  """Markdown of a workdir result: the metrics table, the outcome verdict (talking data) and the report's path."""
+  text = report.markdown_table(result)
+  if 'verdict' in result.get('outcomes', {}):
+    text += '\n' + outcomes.verdict_markdown(result['outcomes']['verdict'])
+  if 'report' in result:
+    text += f'\nReport: {result["report"]}'
+  return text
 
 
 def _json_default(o):
@@ -500,7 +499,7 @@ class InLoopEvaluator:
                modes: tuple[str, ...] = ('joint',), expert: Optional[scoring.ExpertScorer] = None):
     self.config = copy.deepcopy(config)
     self.config.eval.bootstrap_samples = min(self.config.eval.bootstrap_samples, 100)
-    self.clips = clips if clips is not None else load_split_clips(config, config.eval.split, config.train.eval_clips)
+    self.clips = clips if clips is not None else builders.load_clips(config, config.eval.split, config.train.eval_clips)
     self.modes, self.expert = modes, expert
 
   def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:

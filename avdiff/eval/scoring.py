@@ -15,10 +15,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from avdiff import checkpoint
+from avdiff.data import audio as audio_lib
+from avdiff.data import builders
 from avdiff.eval import av_align as av_align_lib
 from avdiff.eval import envelope_motion
 from avdiff.eval import lipsync
 from avdiff.eval import offsets
+from avdiff.eval import shift as shift_lib
 from avdiff.eval import sync_expert as se_lib
 
 
@@ -31,7 +35,6 @@ MelFn = Callable[[np.ndarray], np.ndarray]  # waveform [S] -> normalized log-mel
 
 def default_mel_fn(data_cfg: ml_collections.ConfigDict) -> MelFn:
   """The training pipeline's log-mel (avdiff.data.audio.log_mel), so the expert sees the features it trained on."""
-  from avdiff.data import audio as audio_lib  # pylint: disable=g-import-not-at-top
   return lambda wave: np.asarray(audio_lib.log_mel(np.asarray(wave, np.float32), data_cfg))
 
 
@@ -144,3 +147,34 @@ def aggregate(per_clip: list[dict], num_bootstrap: int, seed: int) -> dict:
     out['offset_exact_rate'] = {'mean': float(np.mean(determined == 0)) if len(determined) else math.nan,
                                 'n': int(len(determined))}  # Of the determined offsets.
   return out
+
+
+def load_scorer(workdir: str, config: Optional[ml_collections.ConfigDict] = None) -> ExpertScorer:
+  """ExpertScorer of the sync expert trained in workdir, scoring clips on the data clock of `config` (default: the
+  expert's own). An expert trained on one fixed crop (its config's eval.crop_box) scores with that crop too."""
+  own = checkpoint.load_config(workdir)
+  return ExpertScorer(se_lib.load(workdir, own), config or own, fixed_box=tuple(own.eval.crop_box))
+
+
+def shift_recovery(expert, config: ml_collections.ConfigDict, split: str = 'validation', num_clips: int = 32,
+                   clips: Optional[list[dict]] = None, max_shift: int = 5) -> dict:
+  """Shifts held-out audio by k in -max_shift..max_shift frames: rate of exact / within-one-frame recovery of k,
+  and LSE-C / LSE-D of true vs shuffled (other clip's) audio. expert: a SyncExpert or an ExpertScorer; clips:
+  default the first num_clips of `split`."""
+  d = config.data
+  clips = clips if clips is not None else builders.load_clips(config, split, num_clips)
+  scorer = expert if isinstance(expert, ExpertScorer) else ExpertScorer(expert, config)
+  exact = near = total = 0
+  for c in clips:
+    for k in range(-max_shift, max_shift + 1):
+      r = scorer(c['video'], shift_lib.shift_audio(c['audio'], k, d.fps, d.sample_rate), c['mouth_box'])
+      exact += r.offset_frames == k
+      near += abs(r.offset_frames - k) <= 1
+      total += 1
+  perm = shift_lib.derangement(len(clips), np.random.default_rng(config.eval.seed))
+  true = [scorer(c['video'], c['audio'], c['mouth_box']) for c in clips]
+  shuf = [scorer(c['video'], clips[j]['audio'], c['mouth_box']) for c, j in zip(clips, perm)]
+  mean = lambda results, key: float(np.mean([getattr(r, key) for r in results]))
+  return {'exact': exact / total, 'within_one': near / total, 'num_clips': len(clips),
+          'lse_c_true': mean(true, 'lse_c'), 'lse_c_shuffled': mean(shuf, 'lse_c'),
+          'lse_d_true': mean(true, 'lse_d'), 'lse_d_shuffled': mean(shuf, 'lse_d')}

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import math
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
+import orbax.checkpoint as ocp
 from flax import nnx
 
+from avdiff import checkpoint
 from avdiff.data import frames as frames_lib
 
 
@@ -102,3 +107,58 @@ def embed_clip(model: SyncExpert, video: jax.Array, mel: jax.Array, box: jax.Arr
   """Per-window embeddings of one clip: (video [N, E], audio [N, E])."""
   vw, aw = clip_windows(video, mel, box, model.window, model.mel_per_frame, model.crop)
   return model.embed_video(vw), model.embed_audio(aw)
+
+
+def batch_boxes(batch: dict, fixed_box=()) -> jax.Array:
+  """Crop boxes int32 [B, 4] (y0, x0, y1, x1) of a batch: `fixed_box` for every clip when given (an expert for
+  real clips with one known mouth region, config.eval.crop_box), else the batch's per-clip `mouth_box`, else whole
+  frames."""
+  b, _, h, w, _ = batch['video'].shape
+  if fixed_box:
+    return jnp.tile(jnp.asarray([tuple(fixed_box)], jnp.int32), (b, 1))
+  if 'mouth_box' in batch:
+    return jnp.asarray(batch['mouth_box'], jnp.int32)
+  return jnp.tile(jnp.asarray([(0, 0, h, w)], jnp.int32), (b, 1))
+
+
+def contrastive_loss(model: SyncExpert, batch: dict, temperature: float, fixed_box=()) -> tuple[jax.Array, dict]:
+  """InfoNCE over a batch: every video window of every clip against every audio window of the batch; its own
+  in-sync audio window is the positive, the same clip's audio at every other time shift and all other clips'
+  windows are the negatives. logits = -||v - a||^2 / temperature, cross-entropy in both directions.
+
+  batch: video [B, T, H, W, 3] (uint8 or [-1, 1]), audio_mel [B, T_a, F], optional mouth_box int [B, 4].
+  """
+  windows = jax.vmap(clip_windows, in_axes=(0, 0, 0, None, None, None))
+  vw, aw = windows(jnp.asarray(batch['video']), jnp.asarray(batch['audio_mel']), batch_boxes(batch, fixed_box),
+                   model.window, model.mel_per_frame, model.crop)
+  b, n = vw.shape[:2]
+  v = model.embed_video(vw.reshape(b * n, *vw.shape[2:]))
+  a = model.embed_audio(aw.reshape(b * n, *aw.shape[2:]))
+  d2 = jnp.sum(v ** 2, -1)[:, None] + jnp.sum(a ** 2, -1)[None] - 2 * v @ a.T
+  logits = -d2 / temperature
+  labels = jnp.arange(b * n)
+  loss = 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean())
+  # Accuracy of picking the in-sync window among the same clip's time shifts (the scoring task).
+  same = d2.reshape(b, n, b, n)[jnp.arange(b), :, jnp.arange(b), :]  # [B, N, N]
+  shift_acc = jnp.mean(jnp.argmin(same, axis=-1) == jnp.arange(n)[None])
+  return loss, {'loss': loss, 'shift_accuracy': shift_acc, 'pos_dist': jnp.mean(jnp.sqrt(jnp.diag(d2) + 1e-12))}
+
+
+LEGACY_CHECKPOINT_DIR = 'sync_expert_checkpoints'  # Params-only checkpoints of the former standalone trainer.
+
+
+def load(workdir: str, config: ml_collections.ConfigDict | None = None) -> SyncExpert:
+  """The sync expert trained in workdir (EMA params of the training loop's checkpoint; sizes from `config` or
+  W/config.json). Experts saved by the former standalone trainer (W/sync_expert_checkpoints) load too."""
+  config = config or checkpoint.load_config(workdir)
+  model = build_sync_expert(config, nnx.Rngs(0))
+  legacy = os.path.abspath(os.path.join(workdir, LEGACY_CHECKPOINT_DIR))
+  if not os.path.isdir(legacy):
+    return checkpoint.restore_params(workdir, model, ema=True)
+  with ocp.CheckpointManager(legacy) as mgr:
+    step = mgr.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no sync expert checkpoint in {legacy}')
+    nnx.update(model, mgr.restore(step, args=ocp.args.StandardRestore(nnx.state(model, nnx.Param))))
+  return model

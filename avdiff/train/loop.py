@@ -1,16 +1,22 @@
-"""The shared training loop: `train(config, workdir, task)` for the diffusion model, the autoencoder, the sync
-expert or any other `Task`.
+"""The training loop: `train(config, workdir, task)` for the diffusion model, the autoencoder, the sync expert or
+any other `avdiff.train.task.Task`.
 
-Side effects live here, the math in `step.py`. Per step: next host batch -> global arrays on the mesh -> the
-compiled step (state donated) -> then the *previous* step's metrics are read (the device is busy with the current
-step meanwhile, so there is no per-step device sync), checked for NaN/inf and logged every `log_every` steps.
-Checkpoints every `checkpoint_every` steps and at the end (async), samples every `sample_every` steps, a profiler
-trace over [profile_start, profile_start + profile_steps). Rerunning the same command resumes from the latest
-checkpoint, data position included; SIGTERM saves a checkpoint and returns.
+Side effects live here, the math in `step.py`. `setup` validates the config, builds the sharded state (restoring
+the latest checkpoint, data position included) and compiles the step; the loop then runs, per step: next host
+batch -> global arrays on the mesh -> the compiled step (state donated) -> the *previous* step's metrics are read
+(the device is busy with the current step meanwhile, so there is no per-step device sync) and checked for NaN/inf
+-> each hook in turn:
+  Profiler      a trace over [profile_start, profile_start + profile_steps)
+  Evaluation    held-out loss every eval_every steps (raw and EMA params) + the task's sample scores
+  Preemption    SIGTERM or Orbax's preemption notice -> save and stop (agreed by every process)
+  Checkpoints   every checkpoint_every steps, at the end and on preemption (async)
+  Samples       the task's periodic samples every sample_every steps
+Rerunning the same command resumes from the latest checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -19,10 +25,21 @@ from typing import Any, Optional
 import jax
 import ml_collections
 import numpy as np
+import optax
+import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
+from tqdm import tqdm
 
-from avdiff import config_lib, parallel
-from avdiff.train import checkpoint, flops, metrics as metrics_lib, optim, state as state_lib, step as step_lib
+from avdiff import checkpoint
+from avdiff import config_lib
+from avdiff import parallel
+from avdiff.data import pipeline
+from avdiff.train import flops
+from avdiff.train import metrics as metrics_lib
+from avdiff.train import optim
+from avdiff.train import state as state_lib
+from avdiff.train import step as step_lib
 from avdiff.train import task as task_lib
 
 
@@ -30,48 +47,124 @@ class NonFiniteLossError(RuntimeError):
   """The loss or gradient norm became NaN/inf; the message names the step and the last good checkpoint."""
 
 
-class _Preemption:
-  """Records SIGTERM (e.g. a TPU / spot preemption notice) so the loop can save and stop between steps."""
+# ----------------------------------------------------------------------------- set-up
 
-  def __init__(self):
-    self.requested = False
-    self._previous = None
+@dataclasses.dataclass
+class Loop:
+  """Everything the loop and its hooks share. `state` is replaced every step (the step donates it)."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  task: task_lib.Task
+  mesh: jax.sharding.Mesh
+  model: state_lib.Model
+  state: state_lib.TrainState
+  frozen: Any
+  source: pipeline.InputPipeline
+  manager: ocp.CheckpointManager
+  writer: metrics_lib.MetricWriter
+  step_fn: Any  # jitted (state, batch, frozen) -> (state, metrics); compiled by `compile_step`.
+  eval_fn: Any  # jitted held-out loss, or None when train.eval_every = 0.
+  start: int
+  started: float  # perf_counter at the start of set-up (metrics' wall_s).
+  primary: bool
+  result: dict = dataclasses.field(default_factory=dict)
+  stop: bool = False  # Preemption: save and stop after this step.
 
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread: rely on Orbax's preemption check only.
-      self._previous = None
-    return self
+  @property
+  def total(self) -> int:
+    return int(self.config.train.steps)
 
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+  def to_device(self, host: dict) -> dict:
+    """Only what the task uses crosses to the device (ground truth like mouth_box is evaluation-only, unless a
+    task asks for it), as global arrays split over the data axes."""
+    keys = {k: v for k, v in host.items() if k in self.task.batch_keys}
+    return pipeline.to_device(keys, self.mesh, self.config.mesh.data_axes)
 
 
-def _frozen_shardings(frozen, mesh):
-  return None if frozen is None else jax.tree.map(lambda _: parallel.replicated(mesh), frozen)
+def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
+          mesh: Optional[jax.sharding.Mesh] = None) -> Loop:
+  """Validates the config (before compiling anything), builds or restores the sharded state and writes
+  W/config.json. Raises config_lib.ConfigError, checkpoint.ShapeMismatchError (workdir holds another model)."""
+  started = time.perf_counter()
+  t = config.train
+  config_lib.validate(config, mesh.size if mesh is not None else jax.device_count(), jax.process_count())
+  mesh = mesh or parallel.make_mesh(config.mesh)
+  primary = parallel.is_primary()
+  os.makedirs(workdir, exist_ok=True)
+  logging.info('Mesh %s', parallel.describe(mesh))
+
+  tx = optim.make_optimizer(t)
+  model, abstract, shardings, _ = state_lib.create(config, task, tx, mesh, materialize=False)
+  logging.info('Model: %.2fM parameters', model.num_params / 1e6)
+  manager = checkpoint.make_manager(workdir, t)
+  source = pipeline.InputPipeline(config, 'train')
+  state = _restore_or_init(config, workdir, task, tx, model, abstract, shardings, manager, source)
+  if primary:
+    with open(os.path.join(workdir, checkpoint.CONFIG_FILE), 'w') as f:
+      f.write(checkpoint.config_to_json(config))
+
+  frozen = task.frozen_params()
+  frozen_sh = None if frozen is None else jax.tree.map(lambda _: parallel.replicated(mesh), frozen)
+  if frozen is not None:
+    frozen = jax.device_put(frozen, frozen_sh)
+  step_fn = step_lib.make_train_step(config, task, model, tx, mesh, shardings, frozen_sh)
+  eval_fn = _make_eval_fn(config, task, model, mesh, shardings, frozen_sh) if t.eval_every > 0 else None
+  return Loop(config, workdir, task, mesh, model, state, frozen, source, manager,
+              metrics_lib.MetricWriter(workdir, enabled=primary), step_fn, eval_fn,
+              start=int(jax.device_get(state.step)), started=started, primary=primary)
 
 
-def _batch_keys(batch: dict) -> dict:
-  """Only what the step uses crosses to the device (ground-truth keys like mouth_box are evaluation-only)."""
-  return {k: v for k, v in batch.items() if k in ('video', 'audio_mel', 'label', 'audio')}
+def _restore_or_init(config, workdir, task, tx: optax.GradientTransformation, model, abstract, shardings, manager,
+                     source):
+  latest = manager.latest_step()
+  if latest is None:
+    init = state_lib.init_fn(config, task, tx)
+    return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
+  saved_cfg = None
+  if os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
+    saved_cfg = checkpoint.load_config(workdir)
+  checkpoint.check_shapes(manager, latest, model.abstract_params, saved_cfg, config)
+  state, data_states, _ = checkpoint.restore(manager, latest, abstract, shardings)
+  mine = data_states.get(str(jax.process_index()))
+  if mine:
+    source.set_state(mine.encode())
+  logging.info('Resumed from step %d of %s', latest, manager.directory)
+  return state
+
+
+def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
+  """jitted (params, model_state, batch, frozen, rng) -> (loss, metrics) of the task's `eval_loss`."""
+
+  def run(params, model_state, batch, frozen, rng):
+    return task.eval_loss(model.merge(params, model_state), batch, rng, frozen)
+
+  rep = parallel.replicated(mesh)
+  return jax.jit(run, in_shardings=(shardings.params, shardings.model_state,
+                                    parallel.batch_sharding(mesh, config.mesh.data_axes), frozen_sh, rep),
+                 out_shardings=rep)
+
+
+def compile_step(loop: Loop, first: dict):
+  """Compiles the step for the first batch; returns (executable, _Throughput meter)."""
+  t0 = time.perf_counter()
+  compiled = loop.step_fn.lower(loop.state, first, loop.frozen).compile()
+  logging.info('Compiled the train step in %.1f s', time.perf_counter() - t0)
+  peak, peak_source = flops.peak_flops_per_device(loop.config.train.peak_flops_per_device)
+  meter = _Throughput(loop.config, loop.task, compiled, peak)
+  logging.info('Peak %.3g FLOP/s per device (%s); %.3g FLOP per step (%s)', peak, peak_source,
+               meter.flops_per_step, meter.flops_source)
+  return compiled, meter
 
 
 class _Throughput:
   """Clips/s, tokens/s, TFLOP/s per device and MFU over the window since the last log."""
 
-  def __init__(self, config, task, compiled, peak: float):
+  def __init__(self, config, task: task_lib.Task, compiled, peak: float):
     self.clips_per_step = config.train.global_batch_size
-    tok = getattr(task, 'tokens_per_clip', None)
-    self.tokens_per_clip = tok(config) if tok else 0
-    fl = getattr(task, 'model_flops_per_clip', None)
-    if fl is not None:
-      self.flops_per_step, self.flops_source = fl(config) * self.clips_per_step, 'analytic model FLOPs'
+    self.tokens_per_clip = task.tokens_per_clip(config)
+    analytic = task.model_flops_per_clip(config)
+    if analytic is not None:
+      self.flops_per_step, self.flops_source = analytic * self.clips_per_step, 'analytic model FLOPs'
     else:
       cost = compiled.cost_analysis()
       cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -96,27 +189,90 @@ class _Throughput:
             'tflops_per_device': flops_per_s / 1e12, 'mfu': flops_per_s / self.peak if self.peak else 0.0}
 
 
-def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
-  """jitted (params, batch, frozen, rng) -> (loss, metrics) on a held-out batch: the task's `eval_loss` if it has
-  one (e.g. the diffusion task adds the denoising gain per noise level), else its training loss."""
-  loss_fn = getattr(task, 'eval_loss', None)
+# ----------------------------------------------------------------------------- step metrics
 
-  def run(params, model_state, batch, frozen, rng):
-    module = model.merge(params, model_state)
-    if loss_fn is None:
-      return task_lib.call_loss(task, module, batch, rng, frozen)
-    return loss_fn(module, batch, rng, frozen)
+class _StepMetrics:
+  """The previous step's device metrics, read one step late; NaN/inf stops the run, every log_every steps a row
+  goes to metrics.jsonl (with throughput and wall time) and to the progress bar."""
 
-  rep = parallel.replicated(mesh)
-  return jax.jit(run, in_shardings=(shardings.params, shardings.model_state,
-                                    parallel.batch_sharding(mesh, config.mesh.data_axes), frozen_sh, rep),
-                 out_shardings=rep)
+  def __init__(self, loop: Loop, meter: _Throughput, bar):
+    self.loop, self.meter, self.bar = loop, meter, bar
+    self.pending: Optional[tuple[int, Any]] = None
+
+  def push(self, step: int, dev_metrics) -> None:
+    self.drain()
+    self.pending = (step, dev_metrics)
+
+  def drain(self) -> None:
+    """Reads the pending step's metrics (waits for that step)."""
+    if self.pending is None:
+      return
+    loop, t = self.loop, self.loop.config.train
+    done, dev_metrics = self.pending
+    self.pending = None
+    values = {k: float(v) for k, v in jax.device_get(dev_metrics).items()}
+    if values.pop('finite', 1.0) < 1.0:
+      loop.manager.wait_until_finished()
+      good = loop.manager.latest_step()
+      raise NonFiniteLossError(
+          f'Non-finite loss or gradient at step {done} (loss={values.get("loss")}, grad_norm='
+          f'{values.get("grad_norm")}); stopping. The state of that step was not applied and nothing was saved; '
+          f'last good checkpoint: {"step %d" % good if good is not None else "none"} in {loop.manager.directory}.')
+    if self.bar is not None:
+      self.bar.update(done - self.bar.n)
+    if done % t.log_every == 0 or done == loop.total:
+      values.update(self.meter.measure(done))
+      values['wall_s'] = time.perf_counter() - loop.started
+      loop.writer.write(done, values)
+      if self.bar is not None:
+        self.bar.set_postfix(loss=f'{values["loss"]:.4f}', clips_s=f'{values.get("clips_per_s", 0):.1f}',
+                             mfu=f'{values.get("mfu", 0):.2f}')
+    loop.result.update(values)
 
 
-def evaluate(config, eval_fn, state, frozen, mesh) -> dict:
+# ----------------------------------------------------------------------------- hooks
+
+class Hook:
+  """Called after every step with the loop and the number of steps done; `metrics.drain()` first whenever the
+  hook needs the step's metrics checked (never save or sample a step whose loss was not checked)."""
+
+  def before_step(self, loop: Loop, step: int) -> None:
+    pass
+
+  def after_step(self, loop: Loop, metrics: _StepMetrics, done: int) -> None:
+    pass
+
+  def close(self, loop: Loop) -> None:
+    pass
+
+
+class Profiler(Hook):
+  """A jax.profiler trace of steps [profile_start, profile_start + profile_steps) into W/profile."""
+
+  def __init__(self, loop: Loop):
+    t = loop.config.train
+    self.first, self.last = t.profile_start, t.profile_start + t.profile_steps
+    self.active = False
+
+  def before_step(self, loop, step):
+    if loop.primary and self.first >= 0 and step == self.first:
+      jax.profiler.start_trace(os.path.join(loop.workdir, 'profile'))
+      self.active = True
+
+  def after_step(self, loop, metrics, done):
+    if self.active and done >= self.last:
+      jax.block_until_ready(loop.state)
+      self.close(loop)
+
+  def close(self, loop):
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active = False
+
+
+def evaluate(config, eval_fn, state, frozen, mesh, batch_keys=('video', 'audio_mel', 'label')) -> dict:
   """Mean loss and metrics over config.train.eval_clips validation clips (fixed noise: comparable across steps), of
   the raw params ('val_<metric>') and of the EMA params ('val_ema_<metric>')."""
-  from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
   dp = config_lib.data_parallel_size(config, mesh.size)
   batch_size = max(dp, (min(config.train.eval_clips, config.train.global_batch_size) // dp) * dp)
   batch_size = max(batch_size, jax.process_count())
@@ -125,7 +281,7 @@ def evaluate(config, eval_fn, state, frozen, mesh) -> dict:
   for i, host in enumerate(source):
     if i * batch_size >= config.train.eval_clips:
       break
-    batch = pipeline.to_device(_batch_keys(host), mesh, config.mesh.data_axes)
+    batch = pipeline.to_device({k: v for k, v in host.items() if k in batch_keys}, mesh, config.mesh.data_axes)
     # Raw and EMA params on the same clips and noise: 'val_*' and 'val_ema_*'.
     for prefix, params in (('', state.params), ('ema_', state.ema_params)):
       loss, m = eval_fn(params, state.model_state, batch, frozen, jax.random.PRNGKey(config.seed + 1 + i))
@@ -135,165 +291,135 @@ def evaluate(config, eval_fn, state, frozen, mesh) -> dict:
   return {f'val_{k}': v / max(n, 1) for k, v in totals.items()}
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, task: Any = None, *,
+class Evaluation(Hook):
+  """Every eval_every steps: held-out loss of raw and EMA params, plus (train.eval_samples) the task's sample
+  scores of the EMA params; written to metrics.jsonl. `last` holds them for the checkpoint of that step."""
+
+  def __init__(self):
+    self.last: dict = {}
+    self.step = -1
+
+  def after_step(self, loop, metrics, done):
+    t = loop.config.train
+    if loop.eval_fn is None or done % t.eval_every:
+      return
+    metrics.drain()
+    self.last = evaluate(loop.config, loop.eval_fn, loop.state, loop.frozen, loop.mesh, loop.task.batch_keys)
+    if t.eval_samples:
+      self.last.update(loop.task.score_samples(loop.model, loop.state.ema_params, done))
+    self.step = done
+    loop.writer.write(done, dict(self.last, wall_s=time.perf_counter() - loop.started))
+
+
+class Preemption(Hook):
+  """SIGTERM (a TPU / spot preemption notice) or Orbax's preemption check -> `loop.stop`; with several processes
+  they agree (any one stopping stops all) every log_every steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread: rely on Orbax's preemption check only.
+      self._previous = None
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def after_step(self, loop, metrics, done):
+    stop = self.requested or loop.manager.reached_preemption(done)
+    if jax.process_count() > 1 and done % loop.config.train.log_every == 0:
+      stop = bool(np.max(multihost_utils.process_allgather(np.asarray([stop], np.int32))))
+    loop.stop = stop
+
+  def close(self, loop):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
+class Checkpoints(Hook):
+  """Saves every checkpoint_every steps, at the last step and on preemption; a step evaluated just now carries its
+  val metrics (train.keep_best_by keeps the best)."""
+
+  def __init__(self, evaluation: Evaluation):
+    self.evaluation = evaluation
+
+  def after_step(self, loop, metrics, done):
+    t = loop.config.train
+    if done % t.checkpoint_every and done != loop.total and not loop.stop:
+      return
+    metrics.drain()  # Never save a step whose loss we have not checked.
+    # Only the step evaluated just now carries val metrics: a later step tagged with them would pass for the best.
+    last = self.evaluation.last if self.evaluation.step == done else {}
+    best = last if t.keep_best_by and t.keep_best_by in last else None
+    checkpoint.save(loop.manager, done, loop.state, loop.source.get_state(), loop.config, metrics=best,
+                    force=loop.stop)
+
+
+class Samples(Hook):
+  """Every sample_every steps: the task's samples of the EMA params in W/samples/<step>/ (written by process 0)."""
+
+  def after_step(self, loop, metrics, done):
+    every = loop.config.train.sample_every
+    if every <= 0 or done % every:
+      return
+    metrics.drain()
+    out_dir = os.path.join(loop.workdir, 'samples', str(done))
+    paths = loop.task.write_samples(loop.model, loop.state.ema_params, done, out_dir, loop.mesh, write=loop.primary)
+    if paths:
+      logging.info('Wrote %d samples to %s', len(paths), out_dir)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, *,
           mesh: Optional[jax.sharding.Mesh] = None, progress: bool = True) -> dict:
-  """Trains `task` (default: DiffusionTask) for config.train.steps steps in workdir, resuming if possible.
+  """Trains `task` for config.train.steps steps in workdir, resuming if possible.
 
   Returns the metrics of the last step (float values) plus 'step' and 'stopped' ('done' | 'preempted').
   Raises config_lib.ConfigError before compiling anything for an invalid config, checkpoint.ShapeMismatchError
   when workdir holds a checkpoint of another model, NonFiniteLossError on NaN/inf (nothing is saved for that step).
   """
-  from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
-  started = time.perf_counter()
-  t = config.train
-  config_lib.validate(config, mesh.size if mesh is not None else jax.device_count(), jax.process_count())
-  if task is None:
-    from avdiff.train.diffusion_task import DiffusionTask  # pylint: disable=g-import-not-at-top
-    task = DiffusionTask(config)
-  mesh = mesh or parallel.make_mesh(config.mesh)
-  primary = parallel.is_primary()
-  os.makedirs(workdir, exist_ok=True)
-  logging.info('Mesh %s', parallel.describe(mesh))
+  loop = setup(config, workdir, task, mesh)
+  loop.result.update(step=loop.start, stopped='done')
+  if loop.start >= loop.total:
+    logging.info('Nothing to do: checkpoint step %d >= train.steps %d', loop.start, loop.total)
+    loop.writer.close()
+    loop.manager.close()
+    return loop.result
 
-  tx = optim.make_optimizer(t)
-  model, abstract, shardings, _ = state_lib.create(config, task, tx, mesh, materialize=False)
-  logging.info('Model: %.2fM parameters', model.num_params / 1e6)
-  manager = checkpoint.make_manager(workdir, t)
-  source = pipeline.InputPipeline(config, 'train')
-  latest = manager.latest_step()
-  if latest is not None:
-    saved_cfg = None
-    if os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
-      saved_cfg = checkpoint.load_config(workdir)
-    checkpoint.check_shapes(manager, latest, model.abstract_params, saved_cfg, config)
-    state, data_states, _ = checkpoint.restore(manager, latest, abstract, shardings)
-    mine = data_states.get(str(jax.process_index()))
-    if mine:
-      source.set_state(mine.encode())
-    logging.info('Resumed from step %d of %s', latest, manager.directory)
-  else:
-    init = state_lib.init_fn(config, task, tx)
-    state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
-  if primary:
-    with open(os.path.join(workdir, checkpoint.CONFIG_FILE), 'w') as f:
-      f.write(checkpoint.config_to_json(config))
-
-  frozen = task_lib.frozen_params(task)
-  frozen_sh = _frozen_shardings(frozen, mesh)
-  if frozen is not None:
-    frozen = jax.device_put(frozen, frozen_sh)
-  step_fn = step_lib.make_train_step(config, task, model, tx, mesh, shardings, frozen_sh)
-  eval_fn = _make_eval_fn(config, task, model, mesh, shardings, frozen_sh) if t.eval_every > 0 else None
-
-  start = int(jax.device_get(state.step))
-  total = int(t.steps)
-  writer = metrics_lib.MetricWriter(workdir, enabled=primary)
-  result = {'step': start, 'stopped': 'done'}
-  if start >= total:
-    logging.info('Nothing to do: checkpoint step %d >= train.steps %d', start, total)
-    writer.close()
-    manager.close()
-    return result
-
-  first = pipeline.to_device(_batch_keys(next(source)), mesh, config.mesh.data_axes)
-  compile_start = time.perf_counter()
-  compiled = step_fn.lower(state, first, frozen).compile()
-  logging.info('Compiled the train step in %.1f s', time.perf_counter() - compile_start)
-  peak, peak_source = flops.peak_flops_per_device(t.peak_flops_per_device)
-  meter = _Throughput(config, task, compiled, peak)
-  logging.info('Peak %.3g FLOP/s per device (%s); %.3g FLOP per step (%s)', peak, peak_source,
-               meter.flops_per_step, meter.flops_source)
-
-  bar = None
-  if primary and progress:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm(total=total, initial=start, desc='train', dynamic_ncols=True)
-
-  pending: Optional[tuple[int, Any]] = None
-  last_val: dict = {}
-  last_logged: dict = {}
-  profiling = False
-
-  def drain():
-    """Reads the pending step's metrics (waits for that step), stops on NaN/inf, logs every log_every steps."""
-    nonlocal pending, last_logged
-    if pending is None:
-      return
-    done_step, dev_metrics = pending
-    pending = None
-    values = {k: float(v) for k, v in jax.device_get(dev_metrics).items()}
-    if values.pop('finite', 1.0) < 1.0:
-      manager.wait_until_finished()
-      good = manager.latest_step()
-      raise NonFiniteLossError(
-          f'Non-finite loss or gradient at step {done_step} (loss={values.get("loss")}, grad_norm='
-          f'{values.get("grad_norm")}); stopping. The state of that step was not applied and nothing was saved; '
-          f'last good checkpoint: {"step %d" % good if good is not None else "none"} in {manager.directory}.')
+  batch = loop.to_device(next(loop.source))
+  compiled, meter = compile_step(loop, batch)
+  bar = tqdm(total=loop.total, initial=loop.start, desc='train', dynamic_ncols=True) if (
+      loop.primary and progress) else None
+  metrics = _StepMetrics(loop, meter, bar)
+  evaluation = Evaluation()
+  hooks = [Profiler(loop), evaluation, Preemption(), Checkpoints(evaluation), Samples()]
+  meter.start(loop.start)
+  try:
+    for step in range(loop.start, loop.total):
+      for hook in hooks:
+        hook.before_step(loop, step)
+      batch = batch if batch is not None else loop.to_device(next(loop.source))
+      loop.state, step_metrics = compiled(loop.state, batch, loop.frozen)
+      batch = None
+      metrics.push(step + 1, step_metrics)  # Reads the previous step's metrics while this one runs.
+      for hook in hooks:
+        hook.after_step(loop, metrics, step + 1)
+      if loop.stop:
+        logging.warning('Preemption requested: saved a checkpoint at step %d, stopping.', step + 1)
+        loop.result['stopped'] = 'preempted'
+        break
+    metrics.drain()
+    loop.result['step'] = int(jax.device_get(loop.state.step))
+  finally:
+    for hook in hooks:
+      hook.close(loop)
+    loop.manager.wait_until_finished()
+    loop.manager.close()
+    loop.writer.close()
     if bar is not None:
-      bar.update(done_step - bar.n)
-    if done_step % t.log_every == 0 or done_step == total:
-      values.update(meter.measure(done_step))
-      values['wall_s'] = time.perf_counter() - started
-      writer.write(done_step, values)
-      last_logged = values
-      if bar is not None:
-        bar.set_postfix(loss=f'{values["loss"]:.4f}', clips_s=f'{values.get("clips_per_s", 0):.1f}',
-                        mfu=f'{values.get("mfu", 0):.2f}')
-    result.update(values)
-
-  with _Preemption() as preempt:
-    meter.start(start)
-    batch = first
-    try:
-      for step in range(start, total):
-        if t.profile_start >= 0 and step == t.profile_start and primary:
-          jax.profiler.start_trace(os.path.join(workdir, 'profile'))
-          profiling = True
-        if batch is None:
-          batch = pipeline.to_device(_batch_keys(next(source)), mesh, config.mesh.data_axes)
-        state, step_metrics = compiled(state, batch, frozen)
-        batch = None
-        drain()  # The previous step's metrics, while this step runs.
-        pending = (step + 1, step_metrics)
-        done = step + 1
-        if profiling and done >= t.profile_start + t.profile_steps:
-          jax.block_until_ready(state)
-          jax.profiler.stop_trace()
-          profiling = False
-        if eval_fn is not None and done % t.eval_every == 0:
-          drain()
-          last_val = evaluate(config, eval_fn, state, frozen, mesh)
-          if t.eval_samples and hasattr(task, 'score_samples'):
-            last_val.update(task.score_samples(model, state.ema_params, done))
-          writer.write(done, dict(last_val, wall_s=time.perf_counter() - started))
-        stop = preempt.requested or manager.reached_preemption(done)
-        if jax.process_count() > 1 and done % t.log_every == 0:
-          from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-          stop = bool(np.max(multihost_utils.process_allgather(np.asarray([stop], np.int32))))
-        if done % t.checkpoint_every == 0 or done == total or stop:
-          drain()  # Never save a step whose loss we have not checked.
-          # Only a step evaluated just now carries val metrics: a later step tagged with them would pass for the best.
-          evaluated = eval_fn is not None and done % t.eval_every == 0
-          best = last_val if evaluated and t.keep_best_by and t.keep_best_by in last_val else None
-          checkpoint.save(manager, done, state, source.get_state(), config, metrics=best, force=stop)
-        if t.sample_every > 0 and done % t.sample_every == 0 and hasattr(task, 'write_samples'):
-          drain()
-          out_dir = os.path.join(workdir, 'samples', str(done))
-          paths = task.write_samples(model, state.ema_params, done, out_dir,
-                                     jax.random.fold_in(jax.random.PRNGKey(config.seed), done), mesh, write=primary)
-          logging.info('Wrote %d samples to %s', len(paths), out_dir)
-        if stop:
-          logging.warning('Preemption requested: saved a checkpoint at step %d, stopping.', done)
-          result['stopped'] = 'preempted'
-          break
-      drain()
-      result['step'] = int(jax.device_get(state.step))
-    finally:
-      if profiling:
-        jax.profiler.stop_trace()
-      manager.wait_until_finished()
-      manager.close()
-      writer.close()
-      if bar is not None:
-        bar.close()
-  return result
+      bar.close()
+  return loop.result

@@ -13,7 +13,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from avdiff import parallel
-from avdiff.train import optim, task as task_lib
+from avdiff.train import optim
+from avdiff.train import task as task_lib
 from avdiff.train.state import Model, TrainState
 
 
@@ -73,7 +74,7 @@ def gather_plan(gathered, stored, model: Model):
   return upfront, per_layer
 
 
-def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: optax.GradientTransformation,
+def make_train_step(config: ml_collections.ConfigDict, task: task_lib.Task, model: Model, tx: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh, shardings: TrainState, frozen_shardings: Any = None) -> Callable:
   """jitted `train_step(state, batch, frozen) -> (state, metrics)`; `state` is donated.
 
@@ -93,8 +94,7 @@ def make_train_step(config: ml_collections.ConfigDict, task, model: Model, tx: o
     module = model.merge(jax.lax.with_sharding_constraint(params, upfront), model_state)
     if per_layer:
       module.layer_shardings = per_layer
-    loss, metrics = task_lib.call_loss(task, module, batch, rng, frozen)
-    return loss, metrics
+    return task.loss(module, batch, rng, frozen)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 

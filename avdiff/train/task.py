@@ -1,47 +1,62 @@
-"""What the shared training loop trains: a `Task` builds the model and defines the loss on a device batch.
+"""What the training loop trains: a `Task` builds the model, defines the loss and answers the loop's hooks.
 
-A task is any object with
-  build_model(config, rngs: nnx.Rngs) -> nnx.Module
-  loss(model, batch: dict[str, jax.Array], rng) -> (scalar loss, dict of scalar metrics)
-and optionally
-  frozen_params() -> pytree of arrays (e.g. a pretrained encoder) handed to the jitted step as an ARGUMENT
-      (never closed over, so it is not baked into the executable as constants); loss is then called as
-      loss(model, batch, rng, frozen=...).
-  model_flops_per_clip(config) -> forward FLOPs of the trained model for one clip (MFU; None = XLA's estimate).
-  tokens_per_clip(config) -> int (tokens/s).
-  eval_loss(model, batch, rng[, frozen]) -> (loss, metrics) on held-out batches (default: `loss`), e.g. with
-      diagnostics such as the diffusion task's denoising gain per noise level.
-  write_samples(model, step, out_dir, rng) -> list of written paths (periodic samples from EMA params).
-`avdiff.eval.sync_train.SyncExpertTask` (contrastive sync expert) is such a task; `DiffusionTask` and
-`AutoencoderTask` are the two here.
+Subclasses implement `build_model` and `loss`; every other hook has a default here, and the loop calls each one
+unconditionally. The tasks of this package are in `avdiff.train.tasks`: diffusion (the DiT), autoencoder (stage 1)
+and sync_expert (the contrastive lip-sync network used by evaluation).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Optional
 
 import jax
 import ml_collections
 from flax import nnx
 
 
-@runtime_checkable
-class Task(Protocol):
-  """Structural type of a task (see the module docstring for the optional hooks)."""
+class Task:
+  """Base class of everything the loop trains.
+
+  batch_keys: the host batch keys the step needs on device, e.g. ('video', 'audio_mel', 'label'); keys a dataset
+    does not have are left out (so a task can ask for optional ground truth such as 'mouth_box').
+  """
+
+  batch_keys: tuple[str, ...] = ('video', 'audio_mel', 'label')
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
 
   def build_model(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
-    ...
+    raise NotImplementedError
 
-  def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
-    ...
+  def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen: Optional[Any] = None
+           ) -> tuple[jax.Array, dict]:
+    """(scalar loss, dict of scalar metrics) on a device batch (video float [B, T, H, W, 3] in [-1, 1], ...)."""
+    raise NotImplementedError
 
+  def frozen_params(self) -> Optional[Any]:
+    """Pytree of arrays the loss needs but does not train (e.g. a stage-1 autoencoder), or None. Handed to the
+    jitted step as an argument (`frozen`), never closed over, so it is not baked into the executable."""
+    return None
 
-def frozen_params(task) -> Optional[Any]:
-  fn = getattr(task, 'frozen_params', None)
-  return fn() if fn is not None else None
+  def eval_loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen: Optional[Any] = None
+                ) -> tuple[jax.Array, dict]:
+    """Loss and metrics on held-out batches; default the training loss (tasks add diagnostics here)."""
+    return self.loss(model, batch, rng, frozen)
 
+  def model_flops_per_clip(self, config: ml_collections.ConfigDict) -> Optional[float]:
+    """Training FLOPs of one clip (MFU); None: the loop uses XLA's cost analysis of the compiled step."""
+    return None
 
-def call_loss(task, model, batch, rng, frozen):
-  if frozen is None:
-    return task.loss(model, batch, rng)
-  return task.loss(model, batch, rng, frozen=frozen)
+  def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
+    """Tokens the model sees per clip (tokens/s); 0 when the notion does not apply."""
+    return 0
+
+  def write_samples(self, model_def, params, step: int, out_dir: str, mesh: jax.sharding.Mesh,
+                    write: bool = True) -> list[str]:
+    """Writes periodic samples of `params` (the EMA params) to out_dir; returns their paths. Default: none."""
+    return []
+
+  def score_samples(self, model_def, params, step: int) -> dict[str, float]:
+    """Metrics of samples of `params` on held-out clips (in-loop evaluation). Default: none."""
+    return {}

@@ -1,0 +1,222 @@
+"""Sampling, shared by the trainer (periodic samples, in-loop scoring), evaluation and `experiments.sample`.
+
+    run = sampling.load_run('runs/tiny')                        # config + DiT (EMA params) + stage-1 autoencoder
+    clips = sampling.generate(run, held_out, 'audio_to_video', seed=0)
+    sampling.write_clips(run.config, clips, 'out/', 'a2v')      # h264 + AAC mp4
+
+Layers, bottom up:
+  codec      `to_latents` / `from_latents`: model frames + log-mel <-> the latents the DiT denoises (identity for
+             the patch encoder, the frozen autoencoder otherwise).
+  sample     `sample_clips`: pure and jittable; conditioning clips -> diffusion.sample -> decoded frames + mel.
+  sampler    `sampler`: THE cache of jitted samplers, one per (model structure, autoencoder, config, mode, mesh),
+             so evaluation and every in-loop evaluation step reuse one compilation.
+  clips      `generate`: host clips in (labels; for conditional modes their frames / audio), host clips out
+             (uint8 frames, waveform: Griffin-Lim of the generated mel or the conditioning audio).
+  files      `load_run` (the one way to load a run for inference), `write_clips`, `sample_run` (the sample command).
+
+Modes: 'joint' (from labels alone), 'audio_to_video' (generated frames paired with the real audio),
+'video_to_audio' (real frames paired with generated audio), 'continuation' (the first half of the latent frames of
+both modalities given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from avdiff import checkpoint
+from avdiff import config_lib
+from avdiff import diffusion
+from avdiff import models
+from avdiff.data import audio as audio_lib
+from avdiff.data import av_io
+from avdiff.data import builders
+from avdiff.data import frames
+
+MODES = diffusion.MODES  # joint, audio_to_video, video_to_audio, continuation
+Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], 'label': int, optional 'audio_mel', 'mouth_box'}
+
+
+# ----------------------------------------------------------------------------- codec
+
+def to_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], video: jax.Array,
+               mel: jax.Array) -> dict:
+  """video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels] -> latents {'video', 'audio'} (for the patch
+  encoder the frames and mel themselves, audio with a channel axis [B, T_a, n_mels, 1])."""
+  if ae is None or config.model.encoder == 'patch':
+    return {'video': video.astype(jnp.float32), 'audio': mel.astype(jnp.float32)[..., None]}
+  return jax.lax.stop_gradient(ae.encode(video, mel))
+
+
+def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], latents: dict):
+  """Latents -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
+  if ae is None or config.model.encoder == 'patch':
+    return latents['video'], latents['audio'][..., 0]
+  return ae.decode(latents)
+
+
+# ----------------------------------------------------------------------------- sample
+
+def sample_clips(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optional[nnx.Module], label: jax.Array,
+                 rng: jax.Array, mode: str = 'joint', cond_video: Optional[jax.Array] = None,
+                 cond_mel: Optional[jax.Array] = None):
+  """Pure, jittable. label int32 [B]; for the conditional modes cond_video float [B, T, H, W, 3] in [-1, 1] and
+  cond_mel [B, T_a, n_mels] -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
+  if mode not in MODES:
+    raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
+  lay = config_lib.layout(config)
+  cond, cond_frames = None, 0
+  if mode != 'joint':
+    given = to_latents(config, ae, cond_video, cond_mel)
+    cond = {'audio_to_video': {'audio': given['audio']}, 'video_to_audio': {'video': given['video']},
+            'continuation': given}[mode]
+    cond_frames = lay.video_latent[0] // 2 if mode == 'continuation' else 0
+  num = label.shape[0]
+  shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
+  latents = diffusion.sample(dit, shapes, label, rng, config.diffusion, mode=mode,
+                             cond=cond, cond_frames=cond_frames, null_label=config.model.num_classes)
+  return from_latents(config, ae, latents)
+
+
+# ----------------------------------------------------------------------------- sampler cache
+
+_SAMPLERS: dict = {}  # (graphdef, ae graphdef, mode, config JSON, mesh) -> jitted sampler.
+_MAX_SAMPLERS = 8
+
+
+def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
+            mesh: Optional[jax.sharding.Mesh] = None):
+  """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3] | None, cond mel [B, T_a, n_mels] |
+  None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]); replicated on `mesh` when given (the
+  training loop's mesh, whose params may be sharded over processes), so every process can read the result.
+
+  Built once per (model structure, config, mode, mesh) and kept: evaluation samples each condition, and the
+  training loop samples and scores at every eval step with the same structure, so none compiles it again.
+  """
+  key = (graphdef, ae_def, mode, config.to_json_best_effort(sort_keys=True), mesh)
+  if key in _SAMPLERS:
+    return _SAMPLERS[key]
+
+  def run(st, ae_st, label, rng, cond_video, cond_mel):
+    auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
+    return sample_clips(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel)
+
+  if len(_SAMPLERS) >= _MAX_SAMPLERS:
+    _SAMPLERS.pop(next(iter(_SAMPLERS)))
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh is not None else None
+  _SAMPLERS[key] = jax.jit(run, out_shardings=(rep, rep) if rep is not None else None)
+  return _SAMPLERS[key]
+
+
+# ----------------------------------------------------------------------------- clips
+
+@dataclasses.dataclass
+class Run:
+  """A model to sample from: the run's config, the DiT with the params to use, the stage-1 autoencoder (None for
+  the patch encoder), and the checkpoint step they came from (None for in-memory models)."""
+  config: ml_collections.ConfigDict
+  dit: nnx.Module
+  ae: Optional[nnx.Module] = None
+  step: Optional[int] = None
+
+
+def label_clips(config: ml_collections.ConfigDict, num: int) -> list[Clip]:
+  """`num` conditioning clips for joint sampling: labels 0, 1, ... cycled over model.num_classes."""
+  return [{'label': i % config.model.num_classes} for i in range(num)]
+
+
+def generate(run: Run, clips: list[Clip], mode: str, seed: int, batch_size: int = 8,
+             mesh: Optional[jax.sharding.Mesh] = None) -> list[Clip]:
+  """One sample per clip: video uint8 [T, H, W, 3] + waveform float32 [S] + label (+ the clip's mouth_box).
+
+  Joint sampling reads only each clip's label; the conditional modes also its frames and audio (`audio_mel` if
+  present, else the log-mel of `audio`). audio_to_video pairs the generated frames with the clip's own waveform,
+  video_to_audio the clip's frames with the generated audio (Griffin-Lim of the generated mel, as for the others).
+  mesh: see `sampler` (the training loop's).
+  """
+  config = run.config
+  if mode not in MODES:
+    raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
+  graphdef, state = nnx.split(run.dit)
+  ae_def, ae_state = nnx.split(run.ae) if run.ae is not None else (None, None)
+  sample = sampler(config, graphdef, ae_def, mode, mesh)
+  out = []
+  rng = jax.random.key(seed)
+  for s in range(0, len(clips), batch_size):
+    chunk = clips[s:s + batch_size]
+    label = jnp.asarray([c['label'] for c in chunk], jnp.int32)
+    cond_video = cond_mel = None
+    if mode != 'joint':
+      cond_video = frames.to_float(np.stack([c['video'] for c in chunk]))
+      cond_mel = np.stack([c['audio_mel'] if 'audio_mel' in c else audio_lib.log_mel(c['audio'], config.data)
+                           for c in chunk]).astype(np.float32)
+    video, mel = jax.device_get(sample(state, ae_state, label, jax.random.fold_in(rng, s), cond_video, cond_mel))
+    video, mel = frames.to_uint8(video), np.asarray(mel)
+    for i, c in enumerate(chunk):
+      audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(mel[i], config.data)
+      gen = {'video': c['video'] if mode == 'video_to_audio' else video[i],
+             'audio': np.asarray(audio, np.float32), 'label': c['label']}
+      if 'mouth_box' in c:
+        gen['mouth_box'] = c['mouth_box']  # The model draws each speaker's face where the data does.
+      out.append(gen)
+  return out
+
+
+# ----------------------------------------------------------------------------- files
+
+def load_autoencoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
+  """The stage-1 autoencoder of model.autoencoder_workdir with its EMA params; None for the patch encoder."""
+  if config.model.encoder == 'patch':
+    return None
+  if not config.model.autoencoder_workdir:
+    raise config_lib.ConfigError(f'model.encoder={config.model.encoder!r} needs model.autoencoder_workdir '
+                                 '(train one with --task=autoencoder first)')
+  return checkpoint.restore_params(config.model.autoencoder_workdir,
+                                   model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
+
+
+def load_run(workdir: str, config: Optional[ml_collections.ConfigDict] = None, params: Optional[str] = None,
+             step: Optional[int] = None) -> Run:
+  """The run in `workdir` for inference: its config (W/config.json unless given), the DiT with the EMA or raw
+  params (`params`, default config.eval.params) of checkpoint `step` (default: latest), and its autoencoder."""
+  config = config if config is not None else checkpoint.load_config(workdir)
+  params = params or config.eval.params
+  if params not in ('ema', 'raw'):
+    raise ValueError(f"params={params!r} is not 'ema' or 'raw'")
+  step = step if step is not None else checkpoint.latest_step(workdir)
+  if step is None:
+    raise FileNotFoundError(f'No finished checkpoint in {os.path.join(workdir, checkpoint.CHECKPOINT_DIR)}')
+  dit = checkpoint.restore_params(workdir, nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0))),
+                                  ema=params == 'ema', step=step)
+  return Run(config, dit, load_autoencoder(config), step)
+
+
+def write_clips(config: ml_collections.ConfigDict, clips: list[Clip], out_dir: str, prefix: str,
+                write: bool = True) -> list[str]:
+  """Clips (uint8 frames, waveform) -> out_dir/<prefix>_<i>.mp4 (h264 + AAC at data.fps / data.sample_rate).
+  write=False returns the paths only (processes other than the first in a multi-process run)."""
+  paths = []
+  for i, clip in enumerate(clips):
+    path = os.path.join(out_dir, f'{prefix}_{i}.mp4')
+    paths.append(path)
+    if write:
+      wave = np.clip(np.nan_to_num(np.asarray(clip['audio'], np.float32)), -1.0, 1.0)
+      av_io.write_video(path, clip['video'], wave, config.data.fps, config.data.sample_rate)
+  return paths
+
+
+def sample_run(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
+               params: str = 'ema', step: Optional[int] = None) -> list[str]:
+  """Samples `num` clips from the run in workdir and writes W/samples/<step>/<mode>_<i>.mp4. Joint samples cycle
+  the labels; the conditional modes take the first `num` clips of `split` (labels too)."""
+  run = load_run(workdir, params=params, step=step)
+  given = label_clips(run.config, num) if mode == 'joint' else builders.load_clips(run.config, split, num)
+  clips = generate(run, given, mode, seed)
+  return write_clips(run.config, clips, os.path.join(workdir, 'samples', str(run.step)), mode)

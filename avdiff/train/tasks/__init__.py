@@ -1,0 +1,28 @@
+"""The tasks the loop trains: `diffusion` (the DiT), `autoencoder` (stage 1) and `sync_expert` (the contrastive
+lip-sync network used by evaluation)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from avdiff.train.task import Task
+from avdiff.train.tasks.autoencoder import AutoencoderTask
+from avdiff.train.tasks.diffusion import DiffusionTask
+from avdiff.train.tasks.sync_expert import SyncExpertTask
+from avdiff.train.tasks import autoencoder, sync_expert
+
+NAMES = ('diffusion', 'autoencoder', 'sync_expert')
+
+
+def build(name: str, config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, Task]:
+  """(run config, task) for task `name`: the autoencoder and the sync expert train with their own steps, batch
+  size and learning rate (model.ae.*, eval.sync_expert.*) in place of the train section's."""
+  if name == 'diffusion':
+    return config, DiffusionTask(config)
+  if name == 'autoencoder':
+    config = autoencoder.stage_config(config)
+    return config, AutoencoderTask(config)
+  if name == 'sync_expert':
+    config = sync_expert.stage_config(config)
+    return config, SyncExpertTask(config)
+  raise ValueError(f'task {name!r} is not one of {NAMES}')

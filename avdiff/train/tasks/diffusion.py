@@ -1,0 +1,89 @@
+"""The joint audio-video diffusion task: (frozen autoencoder ->) latents -> avdiff.diffusion.training_loss on the
+DiT; periodic samples and in-loop sync scores through avdiff.sampling and avdiff.eval.runner."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import ml_collections
+from flax import nnx
+
+from avdiff import config_lib
+from avdiff import diffusion
+from avdiff import models
+from avdiff import sampling
+from avdiff.diffusion import diagnostics
+from avdiff.eval import runner
+from avdiff.train import flops
+from avdiff.train import task as task_lib
+
+
+class DiffusionTask(task_lib.Task):
+  """Trains `avdiff.models.build_dit` with `avdiff.diffusion.training_loss`.
+
+  For encoder != 'patch' the stage-1 autoencoder (EMA params of model.autoencoder_workdir) is frozen: its params
+  are the task's `frozen_params` (a jit argument of the train step, not a compile-time constant).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, autoencoder: Optional[nnx.Module] = None):
+    """autoencoder: the stage-1 model to use (e.g. an abstract one for compile-only benchmarks); default: restored
+    by `sampling.load_autoencoder` when model.encoder != 'patch'."""
+    super().__init__(config)
+    self._ae_graphdef, self._ae_params = None, None
+    self._in_loop_evaluator = None  # Built on first use: loads the held-out clips once.
+    if autoencoder is None:
+      autoencoder = sampling.load_autoencoder(config)
+    if autoencoder is not None:
+      self._ae_graphdef, params = nnx.split(autoencoder, nnx.Param)
+      self._ae_params = nnx.to_pure_dict(params)
+
+  def build_model(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
+    return models.build_dit(config, rngs)
+
+  def frozen_params(self) -> Optional[Any]:
+    return self._ae_params
+
+  def autoencoder(self, frozen) -> Optional[nnx.Module]:
+    if frozen is None:
+      return None
+    return nnx.merge(self._ae_graphdef, nnx.State(frozen))
+
+  def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
+    """batch: video float32 [B, T, H, W, 3] in [-1, 1], audio_mel [B, T_a, n_mels], label int32 [B]."""
+    x0 = sampling.to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
+    return diffusion.training_loss(lambda x, t, label: model(x, t, label), x0, batch['label'], rng, self.config.diffusion,
+                                   self.config.model.num_classes)
+
+  def eval_loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
+    """`loss` plus the denoising gain per noise level (x0 error over predict-the-mean error, per modality; see
+    avdiff.diffusion.diagnostics) as metrics 'gain_<modality>_t<t>'; for held-out batches."""
+    loss, metrics = self.loss(model, batch, rng, frozen)
+    x0 = sampling.to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
+    errors = diffusion.denoising_errors(lambda x, t, label: model(x, t, label), x0, batch['label'],
+                                        jax.random.fold_in(rng, 1), self.config.diffusion)
+    return loss, {**metrics, **diagnostics.gains(errors)}
+
+  def model_flops_per_clip(self, config: ml_collections.ConfigDict) -> float:
+    return flops.train_flops_per_clip(config)
+
+  def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
+    return config_lib.layout(config).num_tokens
+
+  def _run(self, model_def, params) -> sampling.Run:
+    return sampling.Run(self.config, model_def.merge(params), self.autoencoder(self._ae_params))
+
+  def write_samples(self, model_def, params, step: int, out_dir: str, mesh: jax.sharding.Mesh,
+                    write: bool = True) -> list[str]:
+    """`train.num_samples` joint clips (labels 0, 1, ...) from `params` -> out_dir/joint_<i>.mp4."""
+    labels = sampling.label_clips(self.config, int(self.config.train.num_samples))
+    clips = sampling.generate(self._run(model_def, params), labels, 'joint', seed=self.config.seed + step, mesh=mesh)
+    return sampling.write_clips(self.config, clips, out_dir, 'joint', write)
+
+  def score_samples(self, model_def, params, step: int) -> dict[str, float]:
+    """Sync metrics of samples from `params` on train.eval_clips fixed held-out clips, next to their ground truth:
+    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.runner)."""
+    if self._in_loop_evaluator is None:
+      self._in_loop_evaluator = runner.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
+    run = self._run(model_def, params)
+    return self._in_loop_evaluator(lambda clips, mode, seed: sampling.generate(run, clips, mode, seed), seed=step)
