@@ -13,8 +13,6 @@ dataset named by --name (or config.data.dataset) is generated:
 
 from __future__ import annotations
 
-import json
-
 from avdiff import console
 
 console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
@@ -25,7 +23,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from avdiff.data import builders
-from avdiff.data import synthetic
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config file (its `data` section is used).')
 _SOURCE = flags.DEFINE_string('source', '', 'Folder of video files (searched recursively); empty: built-in data.')
@@ -36,32 +33,12 @@ _SPLIT_SEED = flags.DEFINE_integer('split_seed', 0, 'Seed of the file-level trai
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if a dataset with this name and config exists.')
 
 
-def build(config, name: str, source: str = '', test_fraction: float = 0.1, max_clips_per_file: int = 0,
-          split_seed: int = 0, overwrite: bool = False) -> dict:
-  """Builds dataset `name`; returns a summary (data path, examples per split, build report for folders)."""
-  config.data.dataset = name
-  if not source:
-    if name not in synthetic.DATASETS:
-      raise app.UsageError(f'--name={name!r} is not a built-in dataset ({synthetic.DATASETS}); pass --source=DIR')
-    builder = builders.prepare(config)
-    report = None
-  else:
-    builder = builders.get_builder(config, source=source, test_fraction=test_fraction,
-                                   max_clips_per_file=max_clips_per_file, split_seed=split_seed)
-    report_path = builder.build(overwrite=overwrite)
-    with open(report_path) as f:
-      report = json.load(f)
-    report['report_path'] = report_path
-  splits = {k: v.num_examples for k, v in builder.info.splits.items()}
-  return {'dataset': name, 'path': str(builder.data_path), 'splits': splits, 'report': report}
-
-
 def main(argv):
   del argv
   config = _CONFIG.value
   name = _NAME.value or config.data.dataset
-  summary = build(config, name, _SOURCE.value, _TEST_FRACTION.value, _MAX_CLIPS.value, _SPLIT_SEED.value,
-                  _OVERWRITE.value)
+  summary = builders.build_dataset(config, name, _SOURCE.value, _TEST_FRACTION.value, _MAX_CLIPS.value,
+                                   _SPLIT_SEED.value, _OVERWRITE.value)
   logging.info('Built %s at %s', name, summary['path'])
   print(f'dataset {name}: {summary["path"]}')
   print('examples per split: ' + ', '.join(f'{k}={v}' for k, v in sorted(summary['splits'].items())))

@@ -9,7 +9,6 @@ import pytest
 from avdiff import config_lib
 from avdiff.data import audio, av_io, builders, synthetic
 from configs import tiny
-from experiments import build_dataset
 
 
 def _config(data_dir, dataset='talking', **data):
@@ -131,7 +130,7 @@ def folder_dataset(tmp_path_factory):
   _write_audio_only(root / 'podcast.mp4')
   expected['podcast.mp4'] = 'no video stream'
   config = _config(tmp_path_factory.mktemp('folder_tfds'), 'my_clips')
-  summary = build_dataset.build(config, 'my_clips', str(root), test_fraction=0.34)
+  summary = builders.build_dataset(config, 'my_clips', str(root), test_fraction=0.34)
   return config, expected, summary
 
 

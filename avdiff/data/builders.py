@@ -364,6 +364,27 @@ def _build_missing(config, builder) -> None:
   builder.download_and_prepare()
 
 
+def build_dataset(config: ml_collections.ConfigDict, name: str, source: str = '', test_fraction: float = 0.1,
+                  max_clips_per_file: int = 0, split_seed: int = 0, overwrite: bool = False) -> dict:
+  """Builds dataset `name` (a folder of videos `source`, or the built-in dataset of that name when source is
+  empty); returns a summary (data path, examples per split, build report for folders)."""
+  config.data.dataset = name
+  if not source:
+    if name not in synthetic.DATASETS:
+      raise ValueError(f'{name!r} is not a built-in dataset ({synthetic.DATASETS}); give a folder of videos as source')
+    builder = prepare(config)
+    report = None
+  else:
+    builder = get_builder(config, source=source, test_fraction=test_fraction,
+                          max_clips_per_file=max_clips_per_file, split_seed=split_seed)
+    report_path = builder.build(overwrite=overwrite)
+    with open(report_path) as f:
+      report = json.load(f)
+    report['report_path'] = report_path
+  splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+  return {'dataset': name, 'path': str(builder.data_path), 'splits': splits, 'report': report}
+
+
 def load_source(config: ml_collections.ConfigDict, split: str):
   """Random-access source of one split (tfds ArrayRecord data source; examples are dicts of numpy arrays)."""
   builder = prepare(config)
