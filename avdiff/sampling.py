@@ -213,10 +213,12 @@ def write_clips(config: ml_collections.ConfigDict, clips: list[Clip], out_dir: s
 
 
 def sample_run(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
-               params: str = 'ema', step: Optional[int] = None) -> list[str]:
+               params: str = 'ema', step: Optional[int] = None,
+               config: Optional[ml_collections.ConfigDict] = None) -> list[str]:
   """Samples `num` clips from the run in workdir and writes W/samples/<step>/<mode>_<i>.mp4. Joint samples cycle
-  the labels; the conditional modes take the first `num` clips of `split` (labels too)."""
-  run = load_run(workdir, params=params, step=step)
+  the labels; the conditional modes take the first `num` clips of `split` (labels too). config: the run's
+  (default W/config.json)."""
+  run = load_run(workdir, config, params=params, step=step)
   given = label_clips(run.config, num) if mode == 'joint' else builders.load_clips(run.config, split, num)
   clips = generate(run, given, mode, seed)
   return write_clips(run.config, clips, os.path.join(workdir, 'samples', str(run.step)), mode)

@@ -15,7 +15,9 @@ console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
 from absl import app, flags
 
+from avdiff import checkpoint
 from avdiff import sampling
+from configs import base
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory.', required=True)
 _MODE = flags.DEFINE_enum('mode', 'joint', list(sampling.MODES), 'What to generate.')
@@ -28,8 +30,10 @@ _PARAMS = flags.DEFINE_enum('params', 'ema', ['ema', 'raw'], 'Sample from the EM
 
 def main(argv):
   del argv
+  # The run's config.json on top of configs/base.py: fields added since the run get their defaults.
+  config = checkpoint.load_config(_WORKDIR.value, base.get_config())
   paths = sampling.sample_run(_WORKDIR.value, _MODE.value, _NUM.value, _SPLIT.value, _SEED.value, _PARAMS.value,
-                              _STEP.value)
+                              _STEP.value, config)
   console.say(f'Wrote {len(paths)} {_MODE.value} clips to {os.path.dirname(paths[0]) if paths else _WORKDIR.value}')
 
 
