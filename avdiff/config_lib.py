@@ -62,20 +62,36 @@ def num_samples(data: ml_collections.ConfigDict) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-  """Shapes of one clip at every stage, all derived from the config.
+  """Shapes and token layout of one clip at every stage, all derived from the config.
 
+  Hashable (tuples, floats, strings only): models keep it as static data and `tokens.token_layout` caches on it.
   video_latent: [T_l, H_l, W_l, C_v] what the diffusion model denoises for video.
   audio_latent: [T_al, F_l, C_a] what it denoises for audio (mel frames x mel bins x channels).
-  video_grid: (t, h, w) tokens along each axis; audio_grid: (t, f).
+  video_patch: (pt, ph, pw) latent frames x rows x columns per video token; audio_patch: (pt, pf) latent mel
+    frames x mel bins per audio token.
   video_token_seconds / audio_token_seconds: time spanned by one token step of each modality; their ratio is the
-    number of audio token steps per video token step (an integer, checked by `validate`).
+    number of audio token steps per video token step (an integer, checked by `layout`).
+  order: token sequence order, 'blocks' | 'interleaved' (model.sequence_order).
+  positions: 'rope_shared' | 'rope_separate' | 'learned' (model.positions).
   """
   video_latent: tuple
   audio_latent: tuple
-  video_grid: tuple
-  audio_grid: tuple
+  video_patch: tuple
+  audio_patch: tuple
   video_token_seconds: float  # Duration covered by one video token row (temporal patch), seconds.
   audio_token_seconds: float  # Duration covered by one audio token column, seconds.
+  order: str
+  positions: str
+
+  @property
+  def video_grid(self) -> tuple:
+    """(t, h, w) video tokens along each axis."""
+    return tuple(s // p for s, p in zip(self.video_latent[:3], self.video_patch))
+
+  @property
+  def audio_grid(self) -> tuple:
+    """(t, f) audio tokens along each axis."""
+    return tuple(s // p for s, p in zip(self.audio_latent[:2], self.audio_patch))
 
   @property
   def num_video_tokens(self) -> int:
@@ -89,6 +105,21 @@ class Layout:
   def num_tokens(self) -> int:
     return self.num_video_tokens + self.num_audio_tokens
 
+  @property
+  def video_patch_dim(self) -> int:
+    """Values per video token: pt * ph * pw * C_v."""
+    return math.prod(self.video_patch) * self.video_latent[3]
+
+  @property
+  def audio_patch_dim(self) -> int:
+    """Values per audio token: pt * pf * C_a."""
+    return math.prod(self.audio_patch) * self.audio_latent[2]
+
+  @property
+  def audio_steps_per_video_step(self) -> int:
+    """Audio token time steps per video token time step (an integer >= 1; `layout` checks it)."""
+    return int(round(self.video_token_seconds / self.audio_token_seconds))
+
 
 def latent_compression(config: ml_collections.ConfigDict) -> tuple[int, int, int, int, int, int]:
   """(video_t, video_s, video_channels, audio_t, audio_f, audio_channels) of the encoder kind."""
@@ -101,7 +132,11 @@ def latent_compression(config: ml_collections.ConfigDict) -> tuple[int, int, int
 
 
 def layout(config: ml_collections.ConfigDict) -> Layout:
-  """Latent shapes and token grids of one clip. Raises ConfigError when sizes do not divide."""
+  """Latent shapes, patches and token clock of one clip.
+
+  Raises ConfigError when sizes do not divide, or when video and audio tokens do not land on one clock (a video
+  token step must span a whole number >= 1 of audio token steps).
+  """
   d, m = config.data, config.model
   vt, vs, vc, at, af, ac = latent_compression(config)
   frames, mels = num_frames(d), num_mel_frames(d)
@@ -114,27 +149,26 @@ def layout(config: ml_collections.ConfigDict) -> Layout:
   audio_latent = (mels // at, d.n_mels // af, ac)
   pt, ph, pw = m.video_patch
   pa_t, pa_f = m.audio_patch
-  checks = ((video_latent[0], pt, 'model.video_patch[0] (frames)'), (video_latent[1], ph, 'model.video_patch[1] (height)'),
-            (video_latent[2], pw, 'model.video_patch[2] (width)'), (audio_latent[0], pa_t, 'model.audio_patch[0] (mel frames)'),
+  checks = ((video_latent[0], pt, 'model.video_patch[0] (frames)'),
+            (video_latent[1], ph, 'model.video_patch[1] (height)'),
+            (video_latent[2], pw, 'model.video_patch[2] (width)'),
+            (audio_latent[0], pa_t, 'model.audio_patch[0] (mel frames)'),
             (audio_latent[1], pa_f, 'model.audio_patch[1] (mel bins)'))
   for size, patch, field in checks:
     if patch <= 0 or size % patch:
       raise ConfigError(f'{field}={patch} does not divide the latent size {size} (latent shapes: video '
                         f'{video_latent}, audio {audio_latent})')
-  video_grid = (video_latent[0] // pt, video_latent[1] // ph, video_latent[2] // pw)
-  audio_grid = (audio_latent[0] // pa_t, audio_latent[1] // pa_f)
   video_token_seconds = pt * vt / d.fps
   audio_token_seconds = pa_t * at * mel_hop(d) / d.sample_rate
-  return Layout(video_latent, audio_latent, video_grid, audio_grid, video_token_seconds, audio_token_seconds)
+  _exact_int(video_token_seconds / audio_token_seconds, 'model.audio_patch[0]',
+             f'video token duration ({video_token_seconds:g} s) / audio token duration ({audio_token_seconds:g} s)')
+  return Layout(video_latent, audio_latent, (int(pt), int(ph), int(pw)), (int(pa_t), int(pa_f)),
+                float(video_token_seconds), float(audio_token_seconds), m.sequence_order, m.positions)
 
 
 def audio_tokens_per_video_token_time(config: ml_collections.ConfigDict) -> int:
   """Audio token time steps per video token time step (both on one clock). Raises if not an integer >= 1."""
-  lay = layout(config)
-  ratio = lay.video_token_seconds / lay.audio_token_seconds
-  return _exact_int(ratio, 'model.audio_patch[0]',
-                    f'video token duration ({lay.video_token_seconds:g} s) / audio token duration '
-                    f'({lay.audio_token_seconds:g} s)')
+  return layout(config).audio_steps_per_video_step
 
 
 # ----------------------------------------------------------------------------- validation
@@ -179,7 +213,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     num_devices: devices the mesh must cover (None: skip the mesh checks).
     num_processes: JAX processes; the global batch must split evenly among them.
   Returns:
-    The clip's Layout (latent shapes, token grids).
+    The clip's Layout (latent shapes, patches, token grids and clock).
   """
   d, m, df, t = config.data, config.model, config.diffusion, config.train
   for field in ('resolution', 'fps', 'sample_rate', 'n_fft', 'n_mels', 'mel_frames_per_video_frame'):
@@ -217,8 +251,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if m.ae.video_temporal_down != m.ae.audio_time_down:
       raise ConfigError(f'model.ae.audio_time_down={m.ae.audio_time_down} must equal model.ae.video_temporal_down='
                         f'{m.ae.video_temporal_down}: latent video and audio frames share one clock')
-  lay = layout(config)
-  audio_tokens_per_video_token_time(config)  # Latent video and audio tokens must land on one clock.
+  lay = layout(config)  # Also checks that latent video and audio tokens land on one clock.
 
   _choice(df.objective, OBJECTIVES, 'diffusion.objective')
   _choice(config.eval.params, ('ema', 'raw'), 'eval.params')

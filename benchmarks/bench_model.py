@@ -53,10 +53,9 @@ def forward_flops(config) -> float:
   """Analytic forward FLOPs per clip (formula in the module docstring; joint fusion)."""
   m = config.model
   lay = config_lib.layout(config)
-  spec = tokens_lib.spec_from_config(config)
   n, d, f = lay.num_tokens, m.width, int(m.width * m.mlp_ratio)
   per_block = 2 * n * (4 * d * d + 2 * d * f) + 4 * n * n * d
-  io = 2 * 2 * (lay.num_video_tokens * spec.video_patch_dim + lay.num_audio_tokens * spec.audio_patch_dim) * d
+  io = 2 * 2 * (lay.num_video_tokens * lay.video_patch_dim + lay.num_audio_tokens * lay.audio_patch_dim) * d
   return m.depth * per_block + io
 
 
@@ -134,10 +133,10 @@ def torch_dit_step(config, batch: int):
 
   torch.set_num_threads(os.cpu_count() or 1)
   m = config.model
-  spec = tokens_lib.spec_from_config(config)
+  clip = config_lib.layout(config)
   d, heads, hid = m.width, m.num_heads, int(m.width * m.mlp_ratio)
-  lay = tokens_lib.token_layout(spec)
-  rope = encoder_lib.rotary_tables(spec, d // heads, m.rope_theta)
+  lay = tokens_lib.token_layout(clip)
+  rope = encoder_lib.rotary_tables(clip, d // heads, m.rope_theta)
   cos = torch.tensor(rope['sequence'][0])[None, None] if rope else None
   sin = torch.tensor(rope['sequence'][1])[None, None] if rope else None
   onehot = torch.tensor(np.eye(2, dtype=np.float32)[lay.modality])
@@ -169,11 +168,11 @@ def torch_dit_step(config, batch: int):
   class DiT(nn.Module):
     def __init__(self):
       super().__init__()
-      self.ve, self.ae = nn.Linear(spec.video_patch_dim, d), nn.Linear(spec.audio_patch_dim, d)
+      self.ve, self.ae = nn.Linear(clip.video_patch_dim, d), nn.Linear(clip.audio_patch_dim, d)
       self.t1, self.t2 = nn.Linear(256, d), nn.Linear(d, d)
       self.label = nn.Embedding(m.num_classes + 1, d)
       self.blocks = nn.ModuleList([Block() for _ in range(m.depth)])
-      self.vo, self.ao = nn.Linear(d, spec.video_patch_dim), nn.Linear(d, spec.audio_patch_dim)
+      self.vo, self.ao = nn.Linear(d, clip.video_patch_dim), nn.Linear(d, clip.audio_patch_dim)
       for lin in (self.vo, self.ao):
         nn.init.zeros_(lin.weight)
 
@@ -188,13 +187,14 @@ def torch_dit_step(config, batch: int):
       h = torch.cat([self.ve(v), self.ae(a)], 1)
       for blk in self.blocks:
         h = blk(h, c)
-      return self.vo(F.layer_norm(h[:, :spec.num_video], (d,))), self.ao(F.layer_norm(h[:, spec.num_video:], (d,)))
+      nv = clip.num_video_tokens
+      return self.vo(F.layer_norm(h[:, :nv], (d,))), self.ao(F.layer_norm(h[:, nv:], (d,)))
 
   model = DiT()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
   g = torch.Generator().manual_seed(0)
-  v = torch.randn(batch, spec.num_video, spec.video_patch_dim, generator=g)
-  a = torch.randn(batch, spec.num_audio, spec.audio_patch_dim, generator=g)
+  v = torch.randn(batch, clip.num_video_tokens, clip.video_patch_dim, generator=g)
+  a = torch.randn(batch, clip.num_audio_tokens, clip.audio_patch_dim, generator=g)
   tv, ta = torch.rand(batch, generator=g), torch.rand(batch, generator=g)
   label = torch.zeros(batch, dtype=torch.long)
   n_params = sum(p.numel() for p in model.parameters())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from avdiff.models import attention as attn_lib
-from avdiff.models import dit
+from avdiff.models import stacks
 
 
 def _inputs(b=2, nq=40, nk=24, h=3, d=16, dtype=jnp.float32, seed=0):
@@ -78,7 +78,7 @@ def test_projections_remat_saves_attention_residuals():
   q, k, v, w = _inputs()
 
   def loss(policy):
-    f = jax.checkpoint(lambda q, k, v: attn_lib.attention(q, k, v, 'chunked'), policy=dit.REMAT_POLICIES[policy])
+    f = jax.checkpoint(lambda q, k, v: attn_lib.attention(q, k, v, 'chunked'), policy=stacks.REMAT_POLICIES[policy])
     return lambda q, k, v: jnp.sum(f(q, k, v) * w)
 
   loops = {p: _count_head_loops(jax.make_jaxpr(jax.grad(loss(p), (0, 1, 2)))(q, k, v).jaxpr)

@@ -23,16 +23,16 @@ def config_for(encoder_kind='patch', **model):
 @pytest.mark.parametrize('encoder_kind', config_lib.ENCODERS)
 def test_patchify_round_trip_is_exact(encoder_kind):
   c = config_for(encoder_kind)
-  spec = tokens.spec_from_config(c)
+  lay = config_lib.layout(c)
   kv, ka = jax.random.split(jax.random.key(0))
-  v = jax.random.normal(kv, (2,) + spec.video_latent)
-  a = jax.random.normal(ka, (2,) + spec.audio_latent)
-  pv = patching.patchify_video(v, spec.video_patch)
-  pa = patching.patchify_audio(a, spec.audio_patch)
-  assert pv.shape == (2, spec.num_video, spec.video_patch_dim)
-  assert pa.shape == (2, spec.num_audio, spec.audio_patch_dim)
-  np.testing.assert_array_equal(patching.unpatchify_video(pv, spec.video_patch, spec.video_latent), v)
-  np.testing.assert_array_equal(patching.unpatchify_audio(pa, spec.audio_patch, spec.audio_latent), a)
+  v = jax.random.normal(kv, (2,) + lay.video_latent)
+  a = jax.random.normal(ka, (2,) + lay.audio_latent)
+  pv = patching.patchify_video(v, lay.video_patch)
+  pa = patching.patchify_audio(a, lay.audio_patch)
+  assert pv.shape == (2, lay.num_video_tokens, lay.video_patch_dim)
+  assert pa.shape == (2, lay.num_audio_tokens, lay.audio_patch_dim)
+  np.testing.assert_array_equal(patching.unpatchify_video(pv, lay.video_patch, lay.video_latent), v)
+  np.testing.assert_array_equal(patching.unpatchify_audio(pa, lay.audio_patch, lay.audio_latent), a)
 
 
 def test_patch_token_holds_one_contiguous_block():
@@ -45,8 +45,9 @@ def test_patch_token_holds_one_contiguous_block():
 @pytest.mark.parametrize('order', config_lib.ORDERS)
 def test_sequence_order_round_trip(order):
   c = config_for(sequence_order=order)
-  enc = encoder.SharedAVEncoder(tokens.spec_from_config(c), 16, rngs=nnx.Rngs(0))
-  v, a = jnp.arange(enc.spec.num_video)[None, :, None], 1000 + jnp.arange(enc.spec.num_audio)[None, :, None]
+  enc = encoder.SharedAVEncoder(config_lib.layout(c), 16, rngs=nnx.Rngs(0))
+  v = jnp.arange(enc.layout.num_video_tokens)[None, :, None]
+  a = 1000 + jnp.arange(enc.layout.num_audio_tokens)[None, :, None]
   seq = enc.to_sequence(v, a)
   v2, a2 = enc.split_sequence(seq)
   np.testing.assert_array_equal(v2, v)
@@ -55,17 +56,17 @@ def test_sequence_order_round_trip(order):
 
 def test_interleaved_order_groups_tokens_by_time():
   c = config_for(sequence_order='interleaved')
-  lay = tokens.token_layout(tokens.spec_from_config(c))
+  lay = tokens.token_layout(config_lib.layout(c))
   times = np.concatenate([lay.video_time, lay.audio_time])[lay.perm]
   assert np.all(np.diff(times) >= -1e-9)  # Non-decreasing time along the sequence.
   assert lay.modality[0] == tokens.VIDEO and lay.modality[-1] == tokens.AUDIO
 
 
 def rotation(config, head_dim=32):
-  spec = tokens.spec_from_config(config)
-  lay = tokens.token_layout(spec)
-  sep = spec.positions == 'rope_separate'
-  return (spec, lay, positions.rope_angles(lay.video_pos, head_dim, 1e4, sep),
+  clip = config_lib.layout(config)
+  lay = tokens.token_layout(clip)
+  sep = clip.positions == 'rope_separate'
+  return (clip, lay, positions.rope_angles(lay.video_pos, head_dim, 1e4, sep),
           positions.rope_angles(lay.audio_pos, head_dim, 1e4, sep))
 
 
@@ -75,18 +76,18 @@ def test_shared_clock_equal_temporal_rotation(cfg):
   if cfg == 'tiny_ratio2':
     c.model.audio_patch = (4, 8)  # Audio tokens of 0.1 s: two audio time steps per video token step.
   config_lib.validate(c)
-  spec, lay, ang_v, ang_a = rotation(c)
+  clip, lay, ang_v, ang_a = rotation(c)
   nt = positions.axis_split(32, False)[0]
   r = config_lib.audio_tokens_per_video_token_time(c)
-  assert r == spec.audio_steps_per_video_step == (2 if cfg == 'tiny_ratio2' else 1)
+  assert r == clip.audio_steps_per_video_step == (2 if cfg == 'tiny_ratio2' else 1)
   # Pair every token with the others that share its time: the temporal channels rotate identically.
-  for i in range(0, spec.num_video, 7):
+  for i in range(0, clip.num_video_tokens, 7):
     same = np.isclose(lay.audio_time, lay.video_time[i])
     if r == 1:
       assert same.any()
       np.testing.assert_allclose(ang_a[same][:, :nt], np.broadcast_to(ang_v[i, :nt], (same.sum(), nt)), rtol=1e-6)
     else:  # A video token spans r audio steps; its clock position is their mean.
-      span = np.abs(lay.audio_time - lay.video_time[i]) < spec.video_token_seconds / 2
+      span = np.abs(lay.audio_time - lay.video_time[i]) < clip.video_token_seconds / 2
       np.testing.assert_allclose(ang_a[span][:, :nt].mean(0), ang_v[i, :nt], rtol=1e-5)
   # Tokens at different times rotate differently; spatial channels never coincide across modalities.
   assert not np.allclose(ang_v[0, :nt], ang_v[-1, :nt])
@@ -96,7 +97,7 @@ def test_shared_clock_equal_temporal_rotation(cfg):
 
 def test_separate_positions_have_no_shared_clock():
   c = config_for(positions='rope_separate')
-  spec, lay, ang_v, ang_a = rotation(c)
+  _, lay, ang_v, ang_a = rotation(c)
   same = np.isclose(lay.audio_time, lay.video_time[0])
   assert not np.allclose(ang_a[same][0], ang_v[0])
 
@@ -107,7 +108,7 @@ def test_token_rates_are_derived_and_checked():
   assert lay.num_video_tokens == 160 and lay.num_audio_tokens == 40
   c.model.audio_patch = (6, 8)  # 0.15 s audio tokens against 0.2 s video tokens: no common clock.
   with pytest.raises(config_lib.ConfigError):
-    tokens.spec_from_config(c)
+    config_lib.layout(c)
 
 
 def test_rotation_is_relative():

@@ -1,5 +1,6 @@
 """Models: shared AV encoder (tokens), joint diffusion transformer, stage-1 autoencoders."""
 
-from avdiff.models.dit import DiT, build_dit
+from avdiff.models.dit import DiT
+from avdiff.models.trunks import DualTowerDiT, JointDiT, build_dit
 from avdiff.models.encoder import SharedAVEncoder
 from avdiff.models.autoencoder import IdentityAE, JointAE, SeparateAE, ae_loss, build_autoencoder

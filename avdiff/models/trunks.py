@@ -1,0 +1,115 @@
+"""The DiT's two transformer trunks (model.fusion), as subclasses of `dit.DiT`, and `build_dit`, which picks one.
+
+  'joint'      `JointDiT`: one sequence through shared self-attention blocks; weights shared or per modality
+               (MM-DiT style, model.modality_specific_weights).
+  'dual_tower' `DualTowerDiT`: a video tower and an audio tower (`depth` blocks each) with bidirectional
+               cross-attention after every `cross_attention_every` blocks.
+The block stacks are attributes of the model itself, so parameter paths stay top-level (`blocks`, `video_blocks`,
+`audio_blocks`, `cross_blocks`) next to the shared `encoder`, `t_embed`, ... of `DiT`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from avdiff.models import blocks, dit, stacks, tokens
+
+
+class JointDiT(dit.DiT):
+  """Video, audio (and text) tokens in one sequence through `depth` self-attention blocks (`blocks`)."""
+
+  def _build_trunk(self, m, rngs: nnx.Rngs, kw: dict) -> None:
+    self.modality_specific = bool(m.modality_specific_weights)
+    n_mod = 3 if m.text_embed_dim > 0 else 2
+    streams = n_mod if self.modality_specific else 1
+    mlp_dim = int(m.width * m.mlp_ratio)
+    self.blocks = stacks.stacked(m.depth, lambda r: blocks.Block(m.width, m.num_heads, mlp_dim, streams, rngs=r, **kw),
+                                 rngs)
+
+  def _context(self, num_text: int, rope: dict) -> blocks.Context:
+    """Attention context of the joint sequence: rotary tables, and per-token modality or per-stream token sets."""
+    tok = self.encoder.token_layout
+    n = len(tok.modality)
+    modality = np.concatenate([tok.modality, np.full(num_text, tokens.TEXT)])
+    cos, sin = rope.get('sequence', (None, None))
+    n_mod = 3 if self.text_embed is not None else 2
+    if not self.modality_specific:
+      return blocks.Context(cos, sin, modality, None, None, self.attention)
+    if tok.is_identity_order:
+      nv = self.layout.num_video_tokens
+      parts = [slice(0, nv), slice(nv, n)] + ([slice(n, n + num_text)] if n_mod == 3 else [])
+      return blocks.Context(cos, sin, None, tuple(parts), None, self.attention)
+    parts = [np.nonzero(modality == i)[0] for i in range(n_mod)]
+    return blocks.Context(cos, sin, None, tuple(parts), np.argsort(np.concatenate(parts)), self.attention)
+
+  def _trunk(self, v: jax.Array, a: jax.Array, txt: Optional[jax.Array], cv: jax.Array, ca: jax.Array,
+             ct: jax.Array, rope: dict) -> tuple[jax.Array, jax.Array]:
+    num_text = 0 if txt is None else txt.shape[1]
+    h = self.encoder.to_sequence(v, a)
+    conds = [cv, ca] + ([ct] if txt is not None else [])
+    if txt is not None:
+      h = jnp.concatenate([h, txt.astype(h.dtype)], axis=1)
+    cond = jnp.stack(conds, axis=1)  # [B, M, C]
+    ctx = self._context(num_text, rope)
+    h = stacks.run_stack(self.blocks, h, lambda c, blk: blk(c, cond, ctx), scan=self.scan, remat=self.remat,
+                         layer_shardings=self._layer_shardings('blocks'))
+    return self.encoder.split_sequence(h[:, :h.shape[1] - num_text])
+
+
+class DualTowerDiT(dit.DiT):
+  """A video tower (`video_blocks`) and an audio tower (`audio_blocks`) of `depth` blocks each, joined by
+  bidirectional cross-attention (`cross_blocks`) after every `cross_attention_every` blocks."""
+
+  def _build_trunk(self, m, rngs: nnx.Rngs, kw: dict) -> None:
+    self.every = m.cross_attention_every
+    mlp_dim = int(m.width * m.mlp_ratio)
+    tower = lambda r: blocks.Block(m.width, m.num_heads, mlp_dim, 1, rngs=r, **kw)
+    self.video_blocks = stacks.stacked(m.depth, tower, rngs)
+    self.audio_blocks = stacks.stacked(m.depth, tower, rngs)
+    self.cross_blocks = stacks.stacked(m.depth // m.cross_attention_every,
+                                       lambda r: blocks.CrossBlock(m.width, m.num_heads, rngs=r, **kw), rngs)
+
+  def _context(self, rope_key: str, rope: dict) -> blocks.Context:
+    """Attention context of one tower: its rotary tables ('video' or 'audio'), one stream."""
+    cos, sin = rope.get(rope_key, (None, None))
+    return blocks.Context(cos, sin, None, None, None, self.attention)
+
+  def _trunk(self, v: jax.Array, a: jax.Array, txt: Optional[jax.Array], cv: jax.Array, ca: jax.Array,
+             ct: jax.Array, rope: dict) -> tuple[jax.Array, jax.Array]:
+    del ct  # Text tokens ride in both towers under each tower's own conditioning.
+    if txt is not None:
+      v = jnp.concatenate([v, txt.astype(v.dtype)], axis=1)
+      a = jnp.concatenate([a, txt.astype(a.dtype)], axis=1)
+    ctx_v, ctx_a = self._context('video', rope), self._context('audio', rope)
+    rope_v, rope_a = rope.get('video'), rope.get('audio')
+    cond_v, cond_a = cv[:, None], ca[:, None]
+
+    def group(carry, mods):
+      hv, ha = carry
+      vb, ab, xb = mods
+      for i in range(self.every):
+        hv = stacks.layer(vb, i)(hv, cond_v, ctx_v)
+        ha = stacks.layer(ab, i)(ha, cond_a, ctx_a)
+      return stacks.layer(xb, 0)(hv, ha, cv, ca, rope_v, rope_a, self.attention)
+
+    v, a = stacks.run_stack((self.video_blocks, self.audio_blocks, self.cross_blocks), (v, a), group, scan=self.scan,
+                            remat=self.remat, groups=self.depth // self.every,
+                            layer_shardings=self._layer_shardings('video_blocks', 'audio_blocks', 'cross_blocks'))
+    lay = self.layout
+    return v[:, :lay.num_video_tokens], a[:, :lay.num_audio_tokens]
+
+
+TRUNKS = {'joint': JointDiT, 'dual_tower': DualTowerDiT}
+
+
+def build_dit(config, rngs: nnx.Rngs) -> dit.DiT:
+  """The DiT of config.model.fusion with fp32 (param_dtype) parameters carrying logical axis names."""
+  fusion = config.model.fusion
+  if fusion not in TRUNKS:
+    raise ValueError(f'model.fusion={fusion!r}')
+  return TRUNKS[fusion](config, rngs=rngs)
