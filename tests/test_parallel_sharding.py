@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 import train_toy
 from avdiff import parallel
 from avdiff.data import pipeline
-from avdiff.train import loop, optim, state as state_lib
+from avdiff.train import optim, state as state_lib
 from avdiff.train.tasks import DiffusionTask
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
