@@ -1,4 +1,5 @@
-"""Training: tasks, TrainState, the pure train step, Orbax checkpoints, metric writers and the shared loop."""
+"""Training: the `Task` base class and `tasks/`, TrainState, the pure train step, metric writers, and the loop with its
+hooks (checkpoint io is `avdiff.checkpoint`)."""
 
 from avdiff.train.loop import NonFiniteLossError, train
 from avdiff.train.task import Task
