@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 from avdiff import config_lib
@@ -67,9 +68,8 @@ def config_from_json(text: str, defaults: Optional[ml_collections.ConfigDict] = 
 
 
 def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
-  """W/config.json as a ConfigDict (see `config_from_json` for `defaults`)."""
-  with open(os.path.join(workdir, CONFIG_FILE)) as f:
-    return config_from_json(f.read(), defaults)
+  """W/config.json as a ConfigDict (see `config_from_json` for `defaults`); W may be a bucket path (gs://...)."""
+  return config_from_json((epath.Path(workdir) / CONFIG_FILE).read_text(), defaults)
 
 
 # ----------------------------------------------------------------------------- manager
@@ -148,7 +148,7 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_params,
     return
   fields = []
   if saved_config is not None and config is not None:
-    old, new = _flatten_config(saved_config), _flatten_config(config)
+    old, new = flatten_config(saved_config), flatten_config(config)
     fields = [f'  {k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(set(old) | set(new))
               if (k.startswith(('model.', 'data.'))) and old.get(k) != new.get(k)]
   more = f' ({len(diffs) - 20} more)' if len(diffs) > 20 else ''
@@ -159,11 +159,12 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_params,
       '\nUse a new --workdir for a different model, or restore the original config.')
 
 
-def _flatten_config(config: ml_collections.ConfigDict, prefix: str = '') -> dict:
+def flatten_config(config: ml_collections.ConfigDict, prefix: str = '') -> dict:
+  """{'section.field': value} of every leaf (lists as tuples)."""
   out = {}
   for k, v in config.items():
     if isinstance(v, ml_collections.ConfigDict):
-      out.update(_flatten_config(v, f'{prefix}{k}.'))
+      out.update(flatten_config(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = tuple(v) if isinstance(v, list) else v
   return out

@@ -7,6 +7,7 @@ in a file (also inside a function) counts.
     sampling              (codec, the sampler cache, generate, load_run, write_clips)
     eval/                 metrics, sync expert network, runner(generate_fn)    -- never imports train/
     train/                state, step, loop + hooks, tasks/
+    study/                sweeps (train + evaluate members x seeds) and their comparison
     experiments/          wiring only: flags -> one call
 """
 
@@ -31,6 +32,7 @@ ALLOWED = {
     'sampling': LIBRARIES | {'checkpoint'},
     'eval': LIBRARIES | {'checkpoint', 'sampling'},
     'train': LIBRARIES | {'checkpoint', 'sampling', 'eval'},
+    'study': LIBRARIES | {'checkpoint', 'sampling', 'eval', 'train'},
 }
 
 

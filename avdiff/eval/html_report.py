@@ -38,7 +38,7 @@ _MISSING = '\u2014'
 # Near-lossless h264: at 16-32 pixels the default quality smears the mouth, and the files stay a few tens of kB.
 _CRF = 8
 
-_CSS = f"""
+CSS = f"""
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
@@ -195,15 +195,15 @@ def _write_contact_sheets(out_dir: str, clips: dict, order: list, slugs: dict, d
 # ----------------------------------------------------------------------------- HTML
 
 
-def _e(value) -> str:
+def escape(value) -> str:
   return html.escape(str(value), quote=True)
 
 
-def _src(rel: str) -> str:
-  return _e(urllib.parse.quote(rel))
+def src(rel: str) -> str:
+  return escape(urllib.parse.quote(rel))
 
 
-def _num(value) -> str:
+def fmt_num(value) -> str:
   """A number for a table cell: 3 decimals, scientific when very large or small; '—' when missing."""
   if value is None:
     return _MISSING
@@ -218,11 +218,11 @@ def _num(value) -> str:
     if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
       return f'{v:.3g}'
     return f'{v:.3f}'
-  return _e(value)
+  return escape(value)
 
 
-def _table(head: Sequence[str], rows: list[str]) -> str:
-  th = ''.join(f'<th>{_e(h)}</th>' for h in head)
+def html_table(head: Sequence[str], rows: list[str]) -> str:
+  th = ''.join(f'<th>{escape(h)}</th>' for h in head)
   return f'<div class="scroll"><table>\n<tr>{th}</tr>\n' + '\n'.join(rows) + '\n</table></div>'
 
 
@@ -231,26 +231,26 @@ def _verdict_html(rows: list[dict]) -> str:
   body = []
   for r in rows:
     ok = bool(r.get('met'))
-    threshold = f"{r.get('op', '')} {_num(r.get('threshold'))}".strip()
-    body.append(f"<tr><td>{_e(r.get('name', ''))}</td><td class=\"num\">{_num(r.get('value'))}</td>"
-                f"<td class=\"num\">{_e(threshold)}</td><td class=\"{'met' if ok else 'notmet'}\">"
-                f"{'met' if ok else 'not met'}</td><td>{_e(r.get('what', ''))}</td></tr>")
+    threshold = f"{r.get('op', '')} {fmt_num(r.get('threshold'))}".strip()
+    body.append(f"<tr><td>{escape(r.get('name', ''))}</td><td class=\"num\">{fmt_num(r.get('value'))}</td>"
+                f"<td class=\"num\">{escape(threshold)}</td><td class=\"{'met' if ok else 'notmet'}\">"
+                f"{'met' if ok else 'not met'}</td><td>{escape(r.get('what', ''))}</td></tr>")
   return (f'<h2>Verdict</h2>\n<p>{met} of {len(rows)} targets met.</p>\n'
-          + _table(['target', 'value', 'threshold', 'met', 'what it measures'], body))
+          + html_table(['target', 'value', 'threshold', 'met', 'what it measures'], body))
 
 
 def _metric_cell(entry) -> str:
   if entry is None:
     return f'<td class="num">{_MISSING}</td>'
   if not isinstance(entry, dict):
-    return f'<td class="num">{_num(entry)}</td>'
+    return f'<td class="num">{fmt_num(entry)}</td>'
   ci = entry.get('ci95') or ([entry['ci_low'], entry['ci_high']] if 'ci_low' in entry and 'ci_high' in entry
                              else None)
   extra = ''
   if ci and all(isinstance(c, (int, float)) and math.isfinite(c) for c in ci):
-    extra = f'<br><small>[{_num(float(ci[0]))}, {_num(float(ci[1]))}]</small>'
-  tip = f' title="n={_e(entry["n"])}"' if 'n' in entry else ''
-  return f'<td class="num"{tip}>{_num(entry.get("mean"))}{extra}</td>'
+    extra = f'<br><small>[{fmt_num(float(ci[0]))}, {fmt_num(float(ci[1]))}]</small>'
+  tip = f' title="n={escape(entry["n"])}"' if 'n' in entry else ''
+  return f'<td class="num"{tip}>{fmt_num(entry.get("mean"))}{extra}</td>'
 
 
 def _conditions_html(conditions: dict) -> str:
@@ -260,23 +260,23 @@ def _conditions_html(conditions: dict) -> str:
   for cond in _order(list(conditions)):
     c = conditions[cond] if isinstance(conditions[cond], dict) else {}
     if 'unavailable' in c:
-      body.append(f'<tr><td>{_e(cond)}</td><td class="num">0</td>'
-                  f'<td colspan="{max(len(cols), 1)}">unavailable: {_e(c["unavailable"])}</td></tr>')
+      body.append(f'<tr><td>{escape(cond)}</td><td class="num">0</td>'
+                  f'<td colspan="{max(len(cols), 1)}">unavailable: {escape(c["unavailable"])}</td></tr>')
       continue
     metrics = c.get('metrics', {})
     cells = ''.join(_metric_cell(metrics.get(m)) for m in cols)
-    body.append(f'<tr><td>{_e(cond)}</td><td class="num">{_num(c.get("num_scored"))}</td>{cells}</tr>')
+    body.append(f'<tr><td>{escape(cond)}</td><td class="num">{fmt_num(c.get("num_scored"))}</td>{cells}</tr>')
   return ('<h2>Metrics</h2>\n<p><small>Mean over clips, [95% bootstrap interval] where computed; n = clips scored.'
-          '</small></p>\n' + _table(['condition', 'n'] + cols, body))
+          '</small></p>\n' + html_table(['condition', 'n'] + cols, body))
 
 
 def _protocol_html(protocol: dict) -> str:
   body = []
   for k, v in protocol.items():
-    shown = _num(v) if isinstance(v, (int, float, np.number)) or v is None else _e(
+    shown = fmt_num(v) if isinstance(v, (int, float, np.number)) or v is None else escape(
         v if isinstance(v, str) else json.dumps(v, default=str))
-    body.append(f'<tr><td>{_e(k)}</td><td>{shown}</td></tr>')
-  return '<h2>Protocol</h2>\n' + _table(['setting', 'value'], body)
+    body.append(f'<tr><td>{escape(k)}</td><td>{shown}</td></tr>')
+  return '<h2>Protocol</h2>\n' + html_table(['setting', 'value'], body)
 
 
 def _measures_html(measures: dict) -> str:
@@ -286,12 +286,12 @@ def _measures_html(measures: dict) -> str:
       cells = [m.get('mean'), m.get('std'), m.get('n'), m.get('undecided')]
     else:
       cells = [m, None, None, None]
-    body.append(f'<tr><td>{_e(name)}</td>' + ''.join(f'<td class="num">{_num(v)}</td>' for v in cells) + '</tr>')
-  return '<h2>Outcome measures</h2>\n' + _table(['measure', 'mean', 'std', 'n', 'undecided'], body)
+    body.append(f'<tr><td>{escape(name)}</td>' + ''.join(f'<td class="num">{fmt_num(v)}</td>' for v in cells) + '</tr>')
+  return '<h2>Outcome measures</h2>\n' + html_table(['measure', 'mean', 'std', 'n', 'undecided'], body)
 
 
 def _sheets_html(sheets: list[tuple[str, str]]) -> str:
-  imgs = [f'<h3>{_e(_caption(cond))}</h3>\n<img class="sheet" src="{_src(name)}" alt="contact sheet: {_e(cond)}">'
+  imgs = [f'<h3>{escape(_caption(cond))}</h3>\n<img class="sheet" src="{src(name)}" alt="contact sheet: {escape(cond)}">'
           for cond, name in sheets]
   return ('<h2>Contact sheets</h2>\n<p><small>Evenly spaced frames and the log-mel spectrogram of each clip; '
           'generated rows sit under the ground truth they were conditioned on.</small></p>\n' + '\n'.join(imgs))
@@ -308,10 +308,10 @@ def _videos_html(clips: dict, paths: dict, order: list) -> str:
         continue
       label = clips[cond][i].get('label')
       caption = _caption(cond) + (f' \u00b7 speaker {int(label)}' if label is not None else '')
-      cells.append(f'<td><figure><video controls preload="metadata" src="{_src(paths[cond][i])}"></video>'
-                   f'<figcaption>{_e(caption)}</figcaption></figure></td>')
+      cells.append(f'<td><figure><video controls preload="metadata" src="{src(paths[cond][i])}"></video>'
+                   f'<figcaption>{escape(caption)}</figcaption></figure></td>')
     body.append(f'<tr><td class="num">{i}</td>' + ''.join(cells) + '</tr>')
-  return '<h2>Clips</h2>\n' + _table(['clip'] + [_caption(c) for c in order], body)
+  return '<h2>Clips</h2>\n' + html_table(['clip'] + [_caption(c) for c in order], body)
 
 
 def write_report(out_dir: str, result: dict, clips: dict[str, list[dict]], data_cfg: ml_collections.ConfigDict,
@@ -343,7 +343,7 @@ def write_report(out_dir: str, result: dict, clips: dict[str, list[dict]], data_
   sheets = _write_contact_sheets(out_dir, clips, order, slugs, data_cfg, max_clips) if clips else []
 
   outcomes = result.get('outcomes') or {}
-  parts = [f'<h1>{_e(title)}</h1>']
+  parts = [f'<h1>{escape(title)}</h1>']
   if outcomes.get('verdict'):
     parts.append(_verdict_html(outcomes['verdict']))
   if result.get('conditions'):
@@ -357,7 +357,7 @@ def write_report(out_dir: str, result: dict, clips: dict[str, list[dict]], data_
   if paths:
     parts.append(_videos_html(clips, paths, order))
   page = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-          f'<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n' + '\n'.join(parts)
+          f'<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n' + '\n'.join(parts)
           + '\n</body>\n</html>\n')
   index = os.path.join(out_dir, 'index.html')
   with open(index, 'w', encoding='utf-8') as f:

@@ -8,6 +8,8 @@ import math
 import os
 from typing import Optional
 
+from etils import epath
+
 
 class MetricWriter:
   """Appends `{'step': s, name: value, ...}` lines to metrics.jsonl and scalars to TensorBoard."""
@@ -45,14 +47,14 @@ class MetricWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
   """All rows of <workdir>/metrics.jsonl, one per step: lines of one step (train and val_* metrics are written
-  separately) are merged, and for a key logged twice (a resumed run) the last value wins."""
-  path = os.path.join(workdir, 'metrics.jsonl')
+  separately) are merged, and for a key logged twice (a resumed run) the last value wins. workdir may be a bucket
+  path (gs://...)."""
+  path = epath.Path(workdir) / 'metrics.jsonl'
   rows: dict[int, dict] = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        line = line.strip()
-        if line:
-          row = json.loads(line)
-          rows.setdefault(row['step'], {}).update(row)
+  if path.exists():
+    for line in path.read_text().splitlines():
+      line = line.strip()
+      if line:
+        row = json.loads(line)
+        rows.setdefault(row['step'], {}).update(row)
   return [rows[s] for s in sorted(rows)]

@@ -1,0 +1,1 @@
+"""Ablation studies: sweeps of small config deltas x seeds (`sweep`), and runs side by side (`compare`)."""

@@ -1,0 +1,137 @@
+"""Sweeps: named members (small deltas of a base config) x seeds, each trained and evaluated in its own workdir.
+
+A sweep file (configs/sweeps/NAME.py) defines `get_sweep()` returning a dict:
+  base       config file every member starts from, e.g. 'configs/tiny.py' (relative to the repository root)
+  members    {name: delta}; a delta is a dict of dotted overrides ({'model.fusion': 'dual_tower'}) or the path of
+             a config file of its own (e.g. one of configs/ablations/*.py); {} is the base itself
+  seeds      seeds to run per member (config.seed: parameter init, data order, noise)
+  overrides  (optional) dotted overrides applied to every member after its delta (e.g. a shorter schedule)
+Runs live in <workdir>/<member>/seed<seed>/ (an ordinary run directory: config.json, checkpoints/, metrics.jsonl,
+eval/<split>.json, report/). A run is finished when eval/<split>.json exists; an interrupted run resumes from its
+checkpoint, so rerunning a sweep repeats no finished work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+from typing import Any, Callable, Optional
+
+import ml_collections
+from absl import logging
+from etils import epath
+
+from avdiff import checkpoint
+from avdiff import config_lib
+from avdiff.eval import runner
+from avdiff.train import loop
+from avdiff.train import tasks
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass
+class Sweep:
+  name: str
+  base: str
+  members: dict[str, Any]
+  seeds: tuple[int, ...]
+  overrides: dict[str, Any]
+
+
+def _load_module(path: str):
+  """A Python file as a module (config and sweep files are loaded by path, as --config=FILE is)."""
+  full = path if os.path.isabs(path) else os.path.join(REPO, path)
+  if not os.path.exists(full):
+    raise FileNotFoundError(f'{path}: no such file (paths are relative to {REPO})')
+  if REPO not in sys.path:
+    sys.path.insert(0, REPO)  # Config files import `configs.*`.
+  spec = importlib.util.spec_from_file_location(f'_avdiff_sweep_{abs(hash(full))}', full)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_sweep(path: str) -> Sweep:
+  """The sweep of a sweep file (see the module docstring); raises ValueError naming a malformed entry."""
+  raw = _load_module(path).get_sweep()
+  for key in ('base', 'members', 'seeds'):
+    if key not in raw:
+      raise ValueError(f'{path}: get_sweep() must return {key!r}')
+  if not raw['members'] or not raw['seeds']:
+    raise ValueError(f'{path}: a sweep needs at least one member and one seed')
+  for name, delta in raw['members'].items():
+    if not isinstance(delta, (dict, str)) or not name.replace('_', '').replace('-', '').isalnum():
+      raise ValueError(f'{path}: member {name!r} must be a [a-z0-9_-] name mapped to a dict of overrides or a '
+                       'config file path')
+  name = raw.get('name', os.path.splitext(os.path.basename(path))[0])
+  return Sweep(name, raw['base'], dict(raw['members']), tuple(int(s) for s in raw['seeds']),
+               dict(raw.get('overrides', {})))
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Sets dotted fields ('train.steps': 100); a field the config does not have raises ConfigError."""
+  for key, value in overrides.items():
+    node = config
+    parts = key.split('.')
+    for part in parts[:-1]:
+      if part not in node:
+        raise config_lib.ConfigError(f'override {key!r}: the config has no section {part!r}')
+      node = node[part]
+    if parts[-1] not in node:
+      raise config_lib.ConfigError(f'override {key!r}: the config has no field {parts[-1]!r}')
+    node[parts[-1]] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
+def member_config(sweep: Sweep, member: str, seed: int) -> ml_collections.ConfigDict:
+  """The full config of one member and seed."""
+  if member not in sweep.members:
+    raise ValueError(f'sweep {sweep.name!r} has no member {member!r}; it has {sorted(sweep.members)}')
+  delta = sweep.members[member]
+  if isinstance(delta, str):
+    config = _load_module(delta).get_config()
+  else:
+    config = apply_overrides(_load_module(sweep.base).get_config(), delta)
+  config = apply_overrides(config, sweep.overrides)
+  config.seed = int(seed)
+  return config
+
+
+def run_dir(workdir: str, member: str, seed: int) -> str:
+  return os.path.join(workdir, member, f'seed{seed}')
+
+
+def finished(run: str, config: ml_collections.ConfigDict) -> bool:
+  return (epath.Path(run) / 'eval' / f'{config.eval.split}.json').exists()
+
+
+def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Optional[Callable] = None,
+               progress: bool = True) -> str:
+  """Trains (resuming if interrupted) and evaluates one member x seed unless already finished; returns its run
+  directory. train_fn(config, run_dir): the trainer (default: the diffusion task through the loop, after stage 1
+  in model.autoencoder_workdir for latent encoders when that holds no checkpoint yet)."""
+  config = member_config(sweep, member, seed)
+  run = run_dir(workdir, member, seed)
+  if finished(run, config):
+    logging.info('%s seed %d: finished before, skipped', member, seed)
+    return run
+  if train_fn is None:
+    ae_dir = config.model.autoencoder_workdir
+    if config.model.encoder != 'patch' and ae_dir and checkpoint.latest_step(ae_dir) is None:
+      # Latent members: stage 1 first, once, in the autoencoder workdir the member's config names.
+      ae_config, ae_task = tasks.build('autoencoder', config)
+      loop.train(ae_config, ae_dir, ae_task, progress=progress)
+    config, task = tasks.build('diffusion', config)
+    loop.train(config, run, task, progress=progress)
+  else:
+    train_fn(config, run)
+  runner.evaluate_workdir(run, config=config)
+  return run
+
+
+def run_sweep(sweep: Sweep, workdir: str, **kwargs) -> list[str]:
+  """Every member x seed in order (sequentially on this machine); returns the run directories."""
+  return [run_member(sweep, workdir, member, seed, **kwargs) for member in sweep.members for seed in sweep.seeds]

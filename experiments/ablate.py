@@ -1,0 +1,52 @@
+r"""Runs a sweep (configs/sweeps/NAME.py): trains and evaluates every member x seed, then compares them.
+
+    python -m experiments.ablate --sweep=configs/sweeps/NAME.py --workdir=runs/NAME
+    python -m experiments.ablate --sweep=configs/sweeps/NAME.py --workdir=runs/NAME --member=dual_tower --seed=1
+    python -m experiments.ablate --sweep=configs/sweeps/NAME.py --workdir=runs/NAME --compare_only
+
+Members run one after another on this machine; a member x seed whose run already holds its evaluation is skipped,
+and an interrupted one resumes from its checkpoint, so rerunning the command continues the sweep. On a cluster
+each member x seed is its own job (--member, --seed; README 'Sweeps on a cluster'), then --compare_only writes
+the comparison (runs/NAME/report: comparison.md / .csv, plots, index.html).
+"""
+
+from avdiff import console
+
+console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
+
+import os
+
+from absl import app, flags
+
+from avdiff import parallel
+from avdiff.study import compare
+from avdiff.study import sweep as sweep_lib
+
+_SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file (defines get_sweep()).', required=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory: <workdir>/<member>/seed<s>/.', required=True)
+_MEMBER = flags.DEFINE_string('member', '', 'Run only this member (with --seed: one job of a cluster array).')
+_SEED = flags.DEFINE_integer('seed', None, "Run only this seed (with --member; default: all the sweep's seeds).")
+_COMPARE_ONLY = flags.DEFINE_bool('compare_only', False, 'Only write the comparison of the finished runs.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-host job).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes of one job; -1 = from the environment.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'Index of this process.')
+
+
+def main(argv):
+  del argv
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  sweep = sweep_lib.load_sweep(_SWEEP.value)
+  if _MEMBER.value:
+    seeds = [_SEED.value] if _SEED.value is not None else sweep.seeds
+    for seed in seeds:
+      console.say(f'run: {sweep_lib.run_member(sweep, _WORKDIR.value, _MEMBER.value, seed)}')
+    return
+  if not _COMPARE_ONLY.value:
+    sweep_lib.run_sweep(sweep, _WORKDIR.value)
+  out = os.path.join(_WORKDIR.value, 'report')
+  summary = compare.compare([_WORKDIR.value], out, title=f'sweep {sweep.name}', order=list(sweep.members))
+  console.say(f"Compared {len(summary['members'])} members: {out}/index.html")
+
+
+if __name__ == '__main__':
+  app.run(main)
