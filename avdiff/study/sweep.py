@@ -25,6 +25,7 @@ from etils import epath
 
 from avdiff import checkpoint
 from avdiff import config_lib
+from avdiff import parallel
 from avdiff.eval import runner
 from avdiff.train import loop
 from avdiff.train import tasks
@@ -128,7 +129,8 @@ def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Opt
     loop.train(config, run, task, progress=progress)
   else:
     train_fn(config, run)
-  runner.evaluate_workdir(run, config=config)
+  if parallel.is_primary():  # Multi-host jobs: training used every process; one evaluates and writes the result.
+    runner.evaluate_workdir(run, config=config)
   return run
 
 
