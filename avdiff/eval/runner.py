@@ -156,7 +156,7 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
       if track_faces:
         tracker = faces.FaceTracker()
       scan = native.scan(path, config, protocol_frames=expert is not None,
-                         fvd_frames=_FVD_FRAMES if fvd_features is not None else 0, face_tracker=tracker,
+                         fvd_frames=fvd_lib.NUM_FRAMES if fvd_features is not None else 0, face_tracker=tracker,
                          mouth_box=tuple(config.eval.crop_box))
       if tracker is not None and not scan.faces.found:
         raise scoring.UnscorableClip(scan.faces.reason)
@@ -175,7 +175,6 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
       yield name, scoring.UnscorableClip(f'{type(e).__name__}: {e}')
 
 
-_FVD_FRAMES = 16  # avdiff.eval.fvd.NUM_FRAMES, without importing it (and JAX) where FVD is off.
 
 
 def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray, dict]:
@@ -187,7 +186,7 @@ def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray
         frames = []
         for _, image in stream.frames():
           frames.append(image)
-          if len(frames) == _FVD_FRAMES:
+          if len(frames) == fvd_lib.NUM_FRAMES:
             break
       feats.append(fvd_features([np.stack(frames)])[0])
     except (av_io.UnusableClipError, ValueError) as e:
