@@ -175,8 +175,6 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
       yield name, scoring.UnscorableClip(f'{type(e).__name__}: {e}')
 
 
-
-
 def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray, dict]:
   """I3D features [N, 400] of the videos in reference_dir (first frames only are decoded), and skipped files."""
   feats, skipped = [], {}
