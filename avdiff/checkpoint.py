@@ -69,7 +69,11 @@ def config_from_json(text: str, defaults: Optional[ml_collections.ConfigDict] = 
 
 def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
   """W/config.json as a ConfigDict (see `config_from_json` for `defaults`); W may be a bucket path (gs://...)."""
-  return config_from_json((epath.Path(workdir) / CONFIG_FILE).read_text(), defaults)
+  path = epath.Path(workdir) / CONFIG_FILE
+  if not path.exists():
+    raise FileNotFoundError(f'{workdir} is not a run directory (it has no {CONFIG_FILE}); runs are made by '
+                            'experiments.train')
+  return config_from_json(path.read_text(), defaults)
 
 
 # ----------------------------------------------------------------------------- manager

@@ -19,8 +19,11 @@ import logging
 import os
 import sys
 
+from absl import app
 from absl import flags as absl_flags
 from absl import logging as absl_logging
+
+from avdiff import config_lib
 
 _REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where our own code lives: the package and its siblings, in a checkout and in site-packages alike (pyproject.toml
@@ -93,6 +96,9 @@ def quiet_logging(level: int = logging.WARNING) -> None:
     for old in [f for f in target.filters if isinstance(f, _OwnInfoFilter)]:
       target.removeFilter(old)
     target.addFilter(_OwnInfoFilter(level))
+  # User errors raised before `run` (a misspelt --config override fails while the tool defines its flags) print
+  # one line too.
+  sys.excepthook = _excepthook
 
 
 def say(message: str) -> None:
@@ -104,3 +110,68 @@ def say(message: str) -> None:
     sys.stderr.flush()
   else:
     print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- user errors
+
+class UserError(Exception):
+  """A mistake in a command line or its inputs (a path, a folder, a missing optional package): the tools print its
+  message on one line and exit with status 2, without a traceback."""
+
+
+USAGE_EXIT_CODE = 2
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(USAGE_EXIT_CODE)
+
+
+def _user_message(exc: BaseException, tb) -> str | None:
+  """The one-line message of a user error, or None for a bug (which keeps its traceback)."""
+  if isinstance(exc, (UserError, config_lib.ConfigError, app.UsageError)):
+    return str(exc)
+  if isinstance(exc, FileNotFoundError):
+    return f'{exc.filename}: no such file or directory' if exc.filename else str(exc)
+  if isinstance(exc, (AttributeError, KeyError)):
+    # A misspelt --config.<field> override fails inside ml_collections' flag while the tool's flags are defined.
+    frames = []
+    while tb is not None:
+      frames.append(tb.tb_frame.f_code.co_filename)
+      tb = tb.tb_next
+    if any(os.path.join('ml_collections', 'config_flags', '') in f for f in frames):
+      text = str(exc.args[0] if exc.args else exc).strip('\'"').replace('\\n', ' ').replace('\\', '')
+      overrides = [a.split('=')[0] for a in sys.argv[1:] if a.startswith('--config.')]
+      return f'config override {" ".join(overrides)}: no such field {text.replace(" Did you mean", "; did you mean")}'
+  return None
+
+
+def _excepthook(exc_type, exc, tb):
+  message = _user_message(exc, tb)
+  if message is None:
+    sys.__excepthook__(exc_type, exc, tb)
+    return
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  os._exit(USAGE_EXIT_CODE)  # pylint: disable=protected-access  (the interpreter is already unwinding)
+
+
+def run(main) -> None:
+  """absl's app.run for the command-line tools, with user errors (see `UserError`; also config errors, bad flag
+  values, missing files) printed as one line and exit status 2. Tracebacks are for bugs only."""
+  def parse(argv):
+    try:
+      return absl_flags.FLAGS(argv)
+    except absl_flags.Error as e:
+      _fail(str(e))
+
+  def checked(argv):
+    try:
+      return main(argv)
+    except Exception as e:  # pylint: disable=broad-except  (re-raised unless it is a user error)
+      message = _user_message(e, e.__traceback__)
+      if message is None:
+        raise
+      _fail(message)
+
+  app.run(checked, flags_parser=parse)
+

@@ -16,7 +16,7 @@ console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from avdiff import parallel
 from avdiff.study import compare
@@ -49,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console.run(main)

@@ -17,7 +17,6 @@ from avdiff import console
 
 console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -50,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console.run(main)

@@ -13,7 +13,7 @@ from avdiff import console
 
 console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
-from absl import app, flags
+from absl import flags
 
 from avdiff import checkpoint
 from avdiff import sampling
@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console.run(main)

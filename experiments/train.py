@@ -16,7 +16,7 @@ from avdiff import console
 
 console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from avdiff import parallel
@@ -41,4 +41,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  console.run(main)

@@ -23,7 +23,7 @@ LIBRARIES = {'config_lib', 'console', 'data', 'diffusion', 'parallel', 'models'}
 # Layer -> the layers it may import (besides itself).
 ALLOWED = {
     'config_lib': set(),
-    'console': set(),
+    'console': {'config_lib'},
     'data': {'config_lib'},
     'diffusion': {'config_lib'},
     'parallel': {'config_lib'},

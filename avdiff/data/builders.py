@@ -371,7 +371,8 @@ def build_dataset(config: ml_collections.ConfigDict, name: str, source: str = ''
   config.data.dataset = name
   if not source:
     if name not in synthetic.DATASETS:
-      raise ValueError(f'{name!r} is not a built-in dataset ({synthetic.DATASETS}); give a folder of videos as source')
+      raise config_lib.ConfigError(f'{name!r} is not a built-in dataset ({synthetic.DATASETS}); give a folder of '
+                                   'videos as source (--source=DIR)')
     builder = prepare(config)
     report = None
   else:

@@ -24,6 +24,7 @@ import tqdm
 
 from avdiff import checkpoint
 from avdiff import config_lib
+from avdiff import console
 from avdiff import sampling
 from avdiff.data import av_io
 from avdiff.data import builders
@@ -216,8 +217,12 @@ def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
   """
   ev = config.eval
   if ev.protocol not in PROTOCOLS:
-    raise ValueError(f'eval.protocol={ev.protocol!r} is not one of {PROTOCOLS}')
+    raise config_lib.ConfigError(f'eval.protocol={ev.protocol!r} is not one of {PROTOCOLS}')
+  if not os.path.isdir(clips_dir):
+    raise console.UserError(f'--clips={clips_dir}: no such folder')
   names = sorted(f for f in os.listdir(clips_dir) if f.lower().endswith(VIDEO_EXTENSIONS))
+  if not names:
+    raise console.UserError(f'--clips={clips_dir}: no video files ({", ".join(VIDEO_EXTENSIONS)}) in this folder')
   others = sorted(f for f in os.listdir(clips_dir) if not f.lower().endswith(VIDEO_EXTENSIONS)
                   and os.path.isfile(os.path.join(clips_dir, f)))
   paths = [os.path.join(clips_dir, n) for n in names]

@@ -22,6 +22,8 @@ import numpy as np
 import scipy.fftpack
 from flax import nnx
 
+from avdiff import console
+
 SAMPLE_RATE = 16000  # Hz, the MFCC front end's rate.
 FPS = 25  # Video frame rate SyncNet was trained at; 4 MFCC frames per video frame.
 WINDOW = 5  # Video frames per window.
@@ -157,7 +159,11 @@ def convert_state_dict(model: SyncNet, state_dict: dict) -> None:
 
 def load_syncnet(path: str) -> SyncNet:
   """Builds the port and loads `syncnet_v2.model` (a flat PyTorch state dict). Needs torch, loads tensors only."""
-  import torch  # pylint: disable=g-import-not-at-top  (optional dependency: only for users with the file)
+  try:
+    import torch  # pylint: disable=g-import-not-at-top  (optional dependency: only for users with the file)
+  except ImportError as e:
+    raise console.UserError('the SyncNet weights need torch to be read: pip install torch (the CPU wheel is '
+                            'enough)') from e
   state = torch.load(path, map_location='cpu', weights_only=True)
   model = SyncNet(nnx.Rngs(0))
   convert_state_dict(model, {k: v.numpy() for k, v in state.items()})

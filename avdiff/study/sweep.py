@@ -56,16 +56,16 @@ def _load_module(path: str):
 
 
 def load_sweep(path: str) -> Sweep:
-  """The sweep of a sweep file (see the module docstring); raises ValueError naming a malformed entry."""
+  """The sweep of a sweep file (see the module docstring); raises config_lib.ConfigError naming a malformed entry."""
   raw = _load_module(path).get_sweep()
   for key in ('base', 'members', 'seeds'):
     if key not in raw:
-      raise ValueError(f'{path}: get_sweep() must return {key!r}')
+      raise config_lib.ConfigError(f'{path}: get_sweep() must return {key!r}')
   if not raw['members'] or not raw['seeds']:
-    raise ValueError(f'{path}: a sweep needs at least one member and one seed')
+    raise config_lib.ConfigError(f'{path}: a sweep needs at least one member and one seed')
   for name, delta in raw['members'].items():
     if not isinstance(delta, (dict, str)) or not name.replace('_', '').replace('-', '').isalnum():
-      raise ValueError(f'{path}: member {name!r} must be a [a-z0-9_-] name mapped to a dict of overrides or a '
+      raise config_lib.ConfigError(f'{path}: member {name!r} must be a [a-z0-9_-] name mapped to a dict of overrides or a '
                        'config file path')
   name = raw.get('name', os.path.splitext(os.path.basename(path))[0])
   return Sweep(name, raw['base'], dict(raw['members']), tuple(int(s) for s in raw['seeds']),
@@ -90,7 +90,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
 def member_config(sweep: Sweep, member: str, seed: int) -> ml_collections.ConfigDict:
   """The full config of one member and seed."""
   if member not in sweep.members:
-    raise ValueError(f'sweep {sweep.name!r} has no member {member!r}; it has {sorted(sweep.members)}')
+    raise config_lib.ConfigError(f'sweep {sweep.name!r} has no member {member!r}; it has {sorted(sweep.members)}')
   delta = sweep.members[member]
   if isinstance(delta, str):
     config = _load_module(delta).get_config()
@@ -135,5 +135,6 @@ def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Opt
 
 
 def run_sweep(sweep: Sweep, workdir: str, **kwargs) -> list[str]:
-  """Every member x seed in order (sequentially on this machine); returns the run directories."""
-  return [run_member(sweep, workdir, member, seed, **kwargs) for member in sweep.members for seed in sweep.seeds]
+  """Every member x seed, sequentially on this machine, seed by seed (every member's first seed, then every
+  member's second, ...: a sweep stopped early still compares all members); returns the run directories."""
+  return [run_member(sweep, workdir, member, seed, **kwargs) for seed in sweep.seeds for member in sweep.members]

@@ -1,0 +1,92 @@
+"""User errors of the command-line tools print one line naming the field or path and exit with status 2; no
+traceback (README 'Errors'). Each case runs the real tool in a subprocess."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args, cwd=REPO):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                        env=env, check=False)
+
+
+def _assert_user_error(proc, *needles):
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  errors = [line for line in lines if line.startswith('error: ')]
+  assert len(errors) == 1 and len(lines) <= 3, proc.stderr[-2000:]
+  for needle in needles:
+    assert needle in errors[0], errors[0]
+
+
+def test_misspelt_config_field(tmp_path):
+  proc = _run('experiments.train', f'--workdir={tmp_path}', '--config.model.widht=64')
+  _assert_user_error(proc, '--config.model.widht', 'width')
+
+
+def test_invalid_config_value(tmp_path):
+  proc = _run('experiments.train', f'--workdir={tmp_path}', '--config.model.width=abc')
+  _assert_user_error(proc, 'model.width', 'abc')
+
+
+def test_value_the_config_check_rejects(tmp_path):
+  proc = _run('experiments.train', f'--workdir={tmp_path}', '--config.model.fusion=sideways')
+  _assert_user_error(proc, 'fusion')
+
+
+def test_missing_workdir(tmp_path):
+  proc = _run('experiments.evaluate', f'--workdir={tmp_path / "nowhere"}')
+  _assert_user_error(proc, 'nowhere', 'not a run directory')
+
+
+def test_foreign_workdir(tmp_path):
+  (tmp_path / 'photos').mkdir()
+  proc = _run('experiments.sample', f'--workdir={tmp_path / "photos"}')
+  _assert_user_error(proc, 'photos', 'not a run directory')
+
+
+def test_empty_and_missing_clip_folders(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  proc = _run('experiments.evaluate', f'--clips={tmp_path / "empty"}', f'--out={tmp_path / "s.json"}')
+  _assert_user_error(proc, 'empty', 'no video files')
+  proc = _run('experiments.evaluate', f'--clips={tmp_path / "absent"}', f'--out={tmp_path / "s.json"}')
+  _assert_user_error(proc, 'absent', 'no such folder')
+
+
+def test_flag_misuse():
+  proc = _run('experiments.evaluate')
+  _assert_user_error(proc, '--clips', '--workdir')
+  proc = _run('experiments.compare', '--out=/tmp/x', '/nonexistent/run')
+  _assert_user_error(proc, '/nonexistent/run')
+
+
+def test_missing_optional_dependency(tmp_path):
+  try:
+    import torch  # pylint: disable=import-outside-toplevel,unused-import
+    pytest.skip('torch is installed here, so its absence cannot be shown')
+  except ImportError:
+    pass
+  clip_dir = tmp_path / 'clips'
+  clip_dir.mkdir()
+  (clip_dir / 'a.mp4').write_bytes(b'')
+  proc = _run('experiments.evaluate', f'--clips={clip_dir}', f'--out={tmp_path / "s.json"}',
+              f'--syncnet={tmp_path / "syncnet_v2.model"}')
+  _assert_user_error(proc, 'torch', 'pip install')
+
+
+def test_a_bug_still_shows_its_traceback(tmp_path):
+  """Only user errors are shortened: anything else keeps its traceback (and a non-2 status)."""
+  code = ('from avdiff import console\nconsole.quiet_logging()\n'
+          'def main(argv):\n  raise RuntimeError("a bug")\nconsole.run(main)\n')
+  script = tmp_path / 'bug.py'
+  script.write_text(code)
+  proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                        check=False, env=dict(os.environ, PYTHONPATH=REPO))
+  assert proc.returncode == 1 and 'Traceback' in proc.stderr and 'RuntimeError: a bug' in proc.stderr
