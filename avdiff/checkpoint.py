@@ -16,10 +16,13 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from avdiff import config_lib
+from avdiff import console
 
 CHECKPOINT_DIR = 'checkpoints'
 CONFIG_FILE = 'config.json'
@@ -27,6 +30,31 @@ CONFIG_FILE = 'config.json'
 
 class ShapeMismatchError(config_lib.ConfigError):
   """The config of a resumed run gives parameters of other shapes than the checkpoint in its workdir."""
+
+
+class NoReadableCheckpointError(console.UserError):
+  """Every checkpoint of a workdir failed to read (each was moved aside); the message lists what was tried."""
+
+
+CORRUPT_SUFFIX = '.corrupt'
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
+  """Renames checkpoint `step` to <step>.corrupt (kept, never deleted, for inspection; Orbax no longer lists it)
+  and reloads the manager. The first process renames; every process waits for it. Returns the new path."""
+  directory = epath.Path(manager.directory)
+  src = directory / str(step)
+  dst = directory / f'{step}{CORRUPT_SUFFIX}'
+  n = 0
+  while dst.exists():  # The same step may go bad twice in a run's life.
+    n += 1
+    dst = directory / f'{step}{CORRUPT_SUFFIX}{n}'
+  if jax.process_index() == 0 and src.exists():
+    src.rename(dst)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'set_aside_{step}')
+  manager.reload()
+  return str(dst)
 
 
 # ----------------------------------------------------------------------------- config <-> json
@@ -106,7 +134,6 @@ def gather_data_states(local_state: Optional[bytes]) -> dict[str, str]:
   text = (local_state or b'').decode()
   if jax.process_count() == 1:
     return {'0': text}
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   raw = np.frombuffer(text.encode(), np.uint8)
   length = int(np.max(multihost_utils.process_allgather(np.asarray([raw.size], np.int32))))
   padded = np.zeros(max(length, 1), np.uint8)
@@ -191,7 +218,14 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, shardings
 
 def restore_params(workdir: str, model: nnx.Module, *, ema: bool = True, step: Optional[int] = None) -> nnx.Module:
   """`model` (real or abstract, e.g. from nnx.eval_shape) with the EMA (or raw) params of the latest (or given)
-  checkpoint of workdir. Only the params are read (partial restore), onto the first local device."""
+  checkpoint of workdir. Only the params are read (partial restore), onto the first local device. Without `step`,
+  a newest checkpoint that cannot be read is skipped with a warning (readers never move anything aside)."""
+  return restore_latest_params(workdir, model, ema=ema, step=step)[0]
+
+
+def restore_latest_params(workdir: str, model: nnx.Module, *, ema: bool = True,
+                          step: Optional[int] = None) -> tuple[nnx.Module, int]:
+  """(`restore_params`'s model, the step it came from)."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                        sharding=jax.sharding.SingleDeviceSharding(
@@ -203,16 +237,30 @@ def restore_params(workdir: str, model: nnx.Module, *, ema: bool = True, step: O
                                                             'data': ocp.JsonCheckpointHandler(),
                                                             'config': ocp.JsonCheckpointHandler()},
                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
-  step = manager.latest_step() if step is None else step
-  if step is None:
+  steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
+  if not steps:
     raise FileNotFoundError(f'No finished checkpoint in {directory}')
   key = 'ema_params' if ema else 'params'
-  check_shapes(manager, step, target)
-  out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item={key: target}, restore_args={key: ocp.checkpoint_utils.construct_restore_args(target)},
-      partial_restore=True)))
+  tried = []
+  for s in steps:
+    try:
+      check_shapes(manager, s, target)
+      out = manager.restore(s, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item={key: target}, restore_args={key: ocp.checkpoint_utils.construct_restore_args(target)},
+          partial_restore=True)))
+    except ShapeMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (a damaged checkpoint: try the one before)
+      if step is not None:
+        raise
+      tried.append(f'step {s} ({type(e).__name__})')
+      logging.warning('Checkpoint step %d in %s cannot be read (%s: %s); using the one before.', s, directory,
+                      type(e).__name__, str(e).splitlines()[0][:300] if str(e) else '')
+      continue
+    manager.close()
+    return nnx.merge(graphdef, nnx.State(out['state'][key]), rest), s
   manager.close()
-  return nnx.merge(graphdef, nnx.State(out['state'][key]), rest)
+  raise NoReadableCheckpointError(f'No checkpoint in {directory} could be read: {", ".join(tried)}')
 
 
 def latest_step(workdir: str) -> Optional[int]:

@@ -185,16 +185,14 @@ def load_autoencoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
 def load_run(workdir: str, config: Optional[ml_collections.ConfigDict] = None, params: Optional[str] = None,
              step: Optional[int] = None) -> Run:
   """The run in `workdir` for inference: its config (W/config.json unless given), the DiT with the EMA or raw
-  params (`params`, default config.eval.params) of checkpoint `step` (default: latest), and its autoencoder."""
+  params (`params`, default config.eval.params) of checkpoint `step` (default: the newest readable one), and its
+  autoencoder."""
   config = config if config is not None else checkpoint.load_config(workdir)
   params = params or config.eval.params
   if params not in ('ema', 'raw'):
     raise ValueError(f"params={params!r} is not 'ema' or 'raw'")
-  step = step if step is not None else checkpoint.latest_step(workdir)
-  if step is None:
-    raise FileNotFoundError(f'No finished checkpoint in {os.path.join(workdir, checkpoint.CHECKPOINT_DIR)}')
-  dit = checkpoint.restore_params(workdir, nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0))),
-                                  ema=params == 'ema', step=step)
+  dit, step = checkpoint.restore_latest_params(
+      workdir, nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0))), ema=params == 'ema', step=step)
   return Run(config, dit, load_autoencoder(config), step)
 
 

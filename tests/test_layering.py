@@ -28,7 +28,7 @@ ALLOWED = {
     'diffusion': {'config_lib'},
     'parallel': {'config_lib'},
     'models': {'config_lib', 'data'},
-    'checkpoint': {'config_lib'},
+    'checkpoint': {'config_lib', 'console'},
     'sampling': LIBRARIES | {'checkpoint'},
     'eval': LIBRARIES | {'checkpoint', 'sampling'},
     'train': LIBRARIES | {'checkpoint', 'sampling', 'eval'},

@@ -116,20 +116,38 @@ def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
 
 def _restore_or_init(config, workdir, task, tx: optax.GradientTransformation, model, abstract, shardings, manager,
                      source):
-  latest = manager.latest_step()
-  if latest is None:
-    init = state_lib.init_fn(config, task, tx)
-    return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
+  """The newest readable checkpoint's state (data position restored into `source`), else a fresh init. A
+  checkpoint that cannot be read whole (missing or truncated files, bad metadata) is moved aside as
+  <step>.corrupt with a warning and the one before it is tried; when none is readable, NoReadableCheckpointError
+  lists them. A checkpoint of another model (ShapeMismatchError) is not damage: it stops the run."""
   saved_cfg = None
   if os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
     saved_cfg = checkpoint.load_config(workdir)
-  checkpoint.check_shapes(manager, latest, model.abstract_params, saved_cfg, config)
-  state, data_states, _ = checkpoint.restore(manager, latest, abstract, shardings)
-  mine = data_states.get(str(jax.process_index()))
-  if mine:
-    source.set_state(mine.encode())
-  logging.info('Resumed from step %d of %s', latest, manager.directory)
-  return state
+  tried = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      checkpoint.check_shapes(manager, step, model.abstract_params, saved_cfg, config)
+      state, data_states, _ = checkpoint.restore(manager, step, abstract, shardings)
+    except checkpoint.ShapeMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (any read failure means this step is damaged)
+      reason = f'{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ""}'
+      moved = checkpoint.set_aside(manager, step)
+      logging.warning('Checkpoint step %d cannot be read (%s); moved it to %s and trying the one before.', step,
+                      reason, moved)
+      tried.append(f'step {step} ({reason}) -> {moved}')
+      continue
+    mine = data_states.get(str(jax.process_index()))
+    if mine:
+      source.set_state(mine.encode())
+    logging.info('Resumed from step %d of %s', step, manager.directory)
+    return state
+  if tried:
+    raise checkpoint.NoReadableCheckpointError(
+        f'No checkpoint in {manager.directory} could be read; each was moved aside:\n  ' + '\n  '.join(tried) +
+        '\nStart over in a new --workdir, or restore a copy of the checkpoints.')
+  init = state_lib.init_fn(config, task, tx)
+  return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
 
 
 def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):

@@ -1,0 +1,84 @@
+"""A damaged newest checkpoint (a truncated data file, as a bad copy, a full bucket or bit rot leaves it) costs only
+the steps since the one before: training moves it aside and resumes from the previous checkpoint with the losses
+of an uninterrupted run; sampling and evaluation read the previous one; with none readable the error lists them."""
+
+import os
+import tempfile
+
+import pytest
+
+import train_toy
+from avdiff import checkpoint
+from avdiff import sampling
+from avdiff.train import loop
+from avdiff.train import metrics as metrics_lib
+from avdiff.train.tasks import DiffusionTask
+
+DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
+RUN = {'train.checkpoint_every': 2, 'train.keep_checkpoints': 3}
+
+
+def _train(workdir, steps):
+  config = train_toy.config(DATA_DIR, **RUN, **{'train.steps': steps})
+  return loop.train(config, workdir, DiffusionTask(config), progress=False)
+
+
+def _losses(workdir):
+  return {r['step']: r['loss'] for r in metrics_lib.read_metrics(workdir) if 'loss' in r}
+
+
+def _damage(workdir, step):
+  """Truncates the largest file of checkpoint `step` to an eighth of its size (its first half can still hold every
+  chunk the restore reads)."""
+  root = os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step))
+  files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+  biggest = max(files, key=os.path.getsize)
+  with open(biggest, 'r+b') as f:
+    f.truncate(os.path.getsize(biggest) // 8)
+
+
+def _steps(workdir):
+  return [int(n) for n in os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)) if n.isdigit()]
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  _train(workdir, 8)
+  return _losses(workdir)
+
+
+def test_training_resumes_from_the_checkpoint_before_a_damaged_one(tmp_path, reference, caplog):
+  workdir = str(tmp_path)
+  _train(workdir, 6)
+  _damage(workdir, 6)
+  result = _train(workdir, 8)
+  assert result['step'] == 8
+  # Moved aside, never deleted; the warning names it.
+  assert os.path.isdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, '6' + checkpoint.CORRUPT_SUFFIX))
+  assert any('Checkpoint step 6 cannot be read' in r.getMessage() for r in caplog.records)
+  # Steps 5..8 were trained again from step 4's state and data position: the losses of an uninterrupted run.
+  losses = _losses(workdir)
+  assert [losses[s] for s in range(5, 9)] == [reference[s] for s in range(5, 9)]
+  assert sorted(_steps(workdir)) == [4, 6, 8]
+
+
+def test_readers_use_the_newest_readable_checkpoint(tmp_path, caplog):
+  workdir = str(tmp_path)
+  _train(workdir, 4)
+  _damage(workdir, 4)
+  run = sampling.load_run(workdir)
+  assert run.step == 2
+  assert any('step 4' in r.getMessage() and 'using the one before' in r.getMessage() for r in caplog.records)
+  assert sorted(_steps(workdir)) == [2, 4]  # Readers never move anything.
+
+
+def test_no_readable_checkpoint_lists_what_was_tried(tmp_path):
+  workdir = str(tmp_path)
+  _train(workdir, 4)
+  _damage(workdir, 2)
+  _damage(workdir, 4)
+  with pytest.raises(checkpoint.NoReadableCheckpointError, match=r'(?s)step 4 .*step 2 '):
+    _train(workdir, 6)
+  names = os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR))
+  assert {'2.corrupt', '4.corrupt'} <= set(names)
