@@ -137,7 +137,7 @@ def test_the_study_sweeps_load():
   short = sweep_lib.load_sweep('configs/sweeps/study_short.py')
   assert sweep_lib.member_config(short, 'dual_tower', 0).model.fusion == 'dual_tower'
   assert sweep_lib.member_config(short, 'baseline', 0).train.steps == 1500
-  assert list(short.members) == ['baseline', 'dual_tower', 'shared_noise_level']
+  assert list(short.members) == ['baseline', 'shared_noise_level', 'dual_tower']
 
 
 @pytest.mark.slow
