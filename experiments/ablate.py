@@ -39,10 +39,17 @@ def main(argv):
   if _MEMBER.value:
     seeds = [_SEED.value] if _SEED.value is not None else sweep.seeds
     for seed in seeds:
-      console.say(f'run: {sweep_lib.run_member(sweep, _WORKDIR.value, _MEMBER.value, seed)}')
+      run = sweep_lib.run_member(sweep, _WORKDIR.value, _MEMBER.value, seed)
+      if run is None:
+        console.say('Preempted: saved; rerun the same command to continue.')
+        return
+      console.say(f'Finished: {run}')
     return
   if not _COMPARE_ONLY.value:
-    sweep_lib.run_sweep(sweep, _WORKDIR.value)
+    runs = sweep_lib.run_sweep(sweep, _WORKDIR.value)
+    if len(runs) < len(sweep.members) * len(sweep.seeds):
+      console.say('Preempted: saved; rerun the same command to continue the sweep.')
+      return
   out = os.path.join(_WORKDIR.value, 'report')
   summary = compare.compare([_WORKDIR.value], out, title=f'sweep {sweep.name}', order=list(sweep.members))
   console.say(f"Compared {len(summary['members'])} members: {out}/index.html")

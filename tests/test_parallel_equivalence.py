@@ -11,7 +11,7 @@ import pytest
 import train_toy
 from avdiff import parallel
 from avdiff.data import pipeline
-from avdiff.train import loop, optim, state as state_lib, step as step_lib
+from avdiff.train import optim, state as state_lib, step as step_lib
 from avdiff.train.tasks import DiffusionTask
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
@@ -30,7 +30,8 @@ def _run(config, mesh, host_batches):
   train_step = step_lib.make_train_step(config, task, model, tx, mesh, shardings)
   losses = []
   for host in host_batches:
-    batch = pipeline.to_device(loop._batch_keys(host), mesh, config.mesh.data_axes)
+    keys = {k: v for k, v in host.items() if k in task.batch_keys}  # What the loop sends to the device.
+    batch = pipeline.to_device(keys, mesh, config.mesh.data_axes)
     state, metrics = train_step(state, batch, None)
     losses.append(float(metrics['loss']))
   return losses, state

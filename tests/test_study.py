@@ -161,9 +161,25 @@ def test_two_member_sweep_end_to_end_and_rerun_skips(tmp_path):
   done = os.path.join(runs[0], 'eval', 'test.json')
   stamp = os.path.getmtime(done)
   trained = []
-  sweep_lib.run_sweep(sweep, workdir, train_fn=lambda config, run: trained.append(run), progress=False)
+  sweep_lib.run_sweep(sweep, workdir, train_fn=lambda config, run: trained.append(run) or {'stopped': 'done'},
+                     progress=False)
   assert os.path.getmtime(done) == stamp and trained == []
   summary = compare.compare([workdir], str(tmp_path / 'report'))
   assert summary['members'] == ['joint', 'shared_noise']
   assert summary['differences'] == ['diffusion.independent_t_prob']
   assert 'a2v_r' in summary['metrics'] and 'gain_video_t0.5' in summary['metrics']
+
+
+def test_a_preempted_member_is_not_evaluated(tmp_path):
+  """SIGTERM stops training with a saved checkpoint: the member must not be evaluated (its eval file would mark a
+  half-trained run finished), and the sweep stops there for the rerun."""
+  path = tmp_path / 'one.py'
+  path.write_text("def get_sweep():\n  return {'base': 'configs/tiny.py', 'members': {'a': {}, 'b': {}}, "
+                  "'seeds': (0,)}\n")
+  sweep = sweep_lib.load_sweep(str(path))
+  calls = []
+  preempted = lambda config, run: calls.append(run) or {'stopped': 'preempted', 'step': 3}
+  assert sweep_lib.run_member(sweep, str(tmp_path / 'runs'), 'a', 0, train_fn=preempted) is None
+  assert sweep_lib.run_sweep(sweep, str(tmp_path / 'runs'), train_fn=preempted) == []
+  assert len(calls) == 2  # Member 'b' never started.
+  assert not os.path.exists(tmp_path / 'runs' / 'a' / 'seed0' / 'eval')

@@ -110,10 +110,11 @@ def finished(run: str, config: ml_collections.ConfigDict) -> bool:
 
 
 def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Optional[Callable] = None,
-               progress: bool = True) -> str:
+               progress: bool = True) -> Optional[str]:
   """Trains (resuming if interrupted) and evaluates one member x seed unless already finished; returns its run
-  directory. train_fn(config, run_dir): the trainer (default: the diffusion task through the loop, after stage 1
-  in model.autoencoder_workdir for latent encoders when that holds no checkpoint yet)."""
+  directory, or None when training was preempted (SIGTERM: saved, not evaluated; rerun to continue).
+  train_fn(config, run_dir) -> loop result: the trainer (default: the diffusion task through the loop, after
+  stage 1 in model.autoencoder_workdir for latent encoders when that holds no checkpoint yet)."""
   config = member_config(sweep, member, seed)
   run = run_dir(workdir, member, seed)
   if finished(run, config):
@@ -124,11 +125,15 @@ def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Opt
     if config.model.encoder != 'patch' and ae_dir and checkpoint.latest_step(ae_dir) is None:
       # Latent members: stage 1 first, once, in the autoencoder workdir the member's config names.
       ae_config, ae_task = tasks.build('autoencoder', config)
-      loop.train(ae_config, ae_dir, ae_task, progress=progress)
+      if loop.train(ae_config, ae_dir, ae_task, progress=progress)['stopped'] != 'done':
+        return None
     config, task = tasks.build('diffusion', config)
-    loop.train(config, run, task, progress=progress)
+    result = loop.train(config, run, task, progress=progress)
   else:
-    train_fn(config, run)
+    result = train_fn(config, run)
+  if result['stopped'] != 'done':
+    logging.warning('%s seed %d: training was preempted; saved, not evaluated (rerun to continue).', member, seed)
+    return None
   if parallel.is_primary():  # Multi-host jobs: training used every process; one evaluates and writes the result.
     runner.evaluate_workdir(run, config=config)
   return run
@@ -136,5 +141,13 @@ def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Opt
 
 def run_sweep(sweep: Sweep, workdir: str, **kwargs) -> list[str]:
   """Every member x seed, sequentially on this machine, seed by seed (every member's first seed, then every
-  member's second, ...: a sweep stopped early still compares all members); returns the run directories."""
-  return [run_member(sweep, workdir, member, seed, **kwargs) for seed in sweep.seeds for member in sweep.members]
+  member's second, ...: a sweep stopped early still compares all members); returns the finished run directories.
+  Stops at a preempted run (SIGTERM), which is saved for the rerun."""
+  runs = []
+  for seed in sweep.seeds:
+    for member in sweep.members:
+      run = run_member(sweep, workdir, member, seed, **kwargs)
+      if run is None:
+        return runs
+      runs.append(run)
+  return runs
