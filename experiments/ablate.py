@@ -51,7 +51,8 @@ def main(argv):
       console.say('Preempted: saved; rerun the same command to continue the sweep.')
       return
   out = os.path.join(_WORKDIR.value, 'report')
-  summary = compare.compare([_WORKDIR.value], out, title=f'sweep {sweep.name}', order=list(sweep.members))
+  summary = compare.compare([_WORKDIR.value], out, title=f'sweep {sweep.name}', order=list(sweep.members),
+                            finished_only=True)
   console.say(f"Compared {len(summary['members'])} members: {out}/index.html")
 
 

@@ -17,12 +17,13 @@ from avdiff.study import compare
 
 _OUT = flags.DEFINE_string('out', None, 'Output folder (comparison.md / .csv, PNGs, index.html).', required=True)
 _TITLE = flags.DEFINE_string('title', '', 'Page title (default: Comparison).')
+_FINISHED_ONLY = flags.DEFINE_bool('finished_only', False, 'Leave out runs that have no evaluation result yet.')
 
 
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError('give one or more run directories or sweep workdirs')
-  summary = compare.compare(argv[1:], _OUT.value, _TITLE.value)
+  summary = compare.compare(argv[1:], _OUT.value, _TITLE.value, finished_only=_FINISHED_ONLY.value)
   console.say(f"Compared {len(summary['members'])} members ({', '.join(summary['members'])}); "
               f"differences: {', '.join(summary['differences']) or 'none'}; {_OUT.value}/index.html")
 

@@ -432,10 +432,14 @@ def html_page(members: list[Member], metrics: list[Metric], images: list[tuple[s
           + '<h2>Samples (first seed; held-out ground truth first)</h2>' + ''.join(rows) + '</body></html>')
 
 
-def compare(paths: Sequence[str], out: str, title: str = '', order: Sequence[str] = ()) -> dict:
+def compare(paths: Sequence[str], out: str, title: str = '', order: Sequence[str] = (),
+            finished_only: bool = False) -> dict:
   """Reads the runs, writes out/{comparison.md, comparison.csv, *.png, index.html}; returns {'members',
-  'metrics', 'differences', 'files'}. order: member names in table order (e.g. a sweep's); others follow."""
+  'metrics', 'differences', 'files'}. order: member names in table order (e.g. a sweep's); others follow.
+  finished_only: leave out runs without an evaluation result (a sweep still running)."""
   runs = [load_run(p, member) for p, member in find_runs(paths)]
+  if finished_only:
+    runs = [run for run in runs if run.result is not None]
   members = group(runs, order)
   for mb in members:
     aggregate(mb)
