@@ -14,6 +14,7 @@ from matplotlib import image as mpl_image
 import browser
 import train_toy
 from avdiff import checkpoint
+from avdiff import config_lib
 from avdiff.data import av_io
 from avdiff.data import synthetic
 from avdiff.study import compare
@@ -134,6 +135,7 @@ def test_the_study_sweeps_load():
     for member in sweep.members:
       config = sweep_lib.member_config(sweep, member, sweep.seeds[-1])
       assert config.seed == sweep.seeds[-1]
+      config_lib.validate(config)  # Shapes and clocks; mesh checks need the target device count.
   short = sweep_lib.load_sweep('configs/sweeps/study_short.py')
   assert sweep_lib.member_config(short, 'dual_tower', 0).model.fusion == 'dual_tower'
   assert sweep_lib.member_config(short, 'baseline', 0).train.steps == 1500
