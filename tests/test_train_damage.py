@@ -28,13 +28,15 @@ def _losses(workdir):
 
 
 def _damage(workdir, step):
-  """Truncates the largest file of checkpoint `step` to an eighth of its size (its first half can still hold every
-  chunk the restore reads)."""
+  """Truncates every data file of checkpoint `step` to an eighth of its size. (Which arrays one file holds depends
+  on how TensorStore packed them; damaging all of them makes both the full restore of training and the partial
+  EMA-params restore of sampling fail.)"""
   root = os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step))
-  files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
-  biggest = max(files, key=os.path.getsize)
-  with open(biggest, 'r+b') as f:
-    f.truncate(os.path.getsize(biggest) // 8)
+  data = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if os.path.basename(d) == 'd']
+  assert data, f'no data files under {root}'
+  for path in data:
+    with open(path, 'r+b') as f:
+      f.truncate(os.path.getsize(path) // 8)
 
 
 def _steps(workdir):
