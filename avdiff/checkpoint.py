@@ -39,6 +39,46 @@ class NoReadableCheckpointError(console.UserError):
 CORRUPT_SUFFIX = '.corrupt'
 
 
+class CheckpointWriteError(console.UserError):
+  """A checkpoint could not be written (no space left, no permission); the checkpoints before it are intact."""
+
+
+# (what the message says, markers of it in OSError errnos and in TensorStore's status text)
+_WRITE_FAILURES = (('no space left on device', 28, ('No space left', "os_error_code='28'")),
+                   ('permission denied', 13, ('Permission denied', "os_error_code='13'")),
+                   ('disk quota exceeded', 122, ('Disk quota exceeded', "os_error_code='122'")))
+
+
+def as_write_error(exc: BaseException, manager: ocp.CheckpointManager) -> Optional[CheckpointWriteError]:
+  """A CheckpointWriteError naming the directory, the checkpoints kept and the room needed, when `exc` (or an
+  exception it was raised from) is a failed write; else None."""
+  reason = None
+  seen = exc
+  while seen is not None and reason is None:
+    for what, errno, markers in _WRITE_FAILURES:
+      if getattr(seen, 'errno', None) == errno or any(m in str(seen) for m in markers):
+        reason = what
+        break
+    seen = seen.__cause__ or seen.__context__
+  if reason is None:
+    return None
+  directory = epath.Path(manager.directory)
+  try:
+    manager.reload()
+    latest = manager.latest_step()
+  except Exception:  # pylint: disable=broad-except  (the message must not depend on reading the directory)
+    latest = None
+  parts = [f'Could not write a checkpoint to {directory}: {reason}.',
+           f'Step {latest} and the ones before it are intact.' if latest is not None else 'No checkpoint was finished.']
+  step_dir = os.path.join(str(directory), str(latest))
+  if latest is not None and os.path.isdir(step_dir):  # Local directories (a bucket's objects are not summed).
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(step_dir) for f in files)
+    parts.append(f'One checkpoint takes about {total / 2**20:.1f} MiB: free at least that much there, or give a '
+                 '--workdir with room.')
+  parts.append('Then rerun the same command to resume from the last checkpoint.')
+  return CheckpointWriteError(' '.join(parts))
+
+
 def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
   """Renames checkpoint `step` to <step>.corrupt (kept, never deleted, for inspection; Orbax no longer lists it)
   and reloads the manager. The first process renames; every process waits for it. Returns the new path."""

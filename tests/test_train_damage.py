@@ -3,6 +3,7 @@ the steps since the one before: training moves it aside and resumes from the pre
 of an uninterrupted run; sampling and evaluation read the previous one; with none readable the error lists them."""
 
 import os
+import subprocess
 import tempfile
 
 import pytest
@@ -84,3 +85,48 @@ def test_no_readable_checkpoint_lists_what_was_tried(tmp_path):
     _train(workdir, 6)
   names = os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR))
   assert {'2.corrupt', '4.corrupt'} <= set(names)
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+def _small_filesystem(path, megabytes):
+  """A tmpfs of `megabytes` at path (needs root and mount); skips the test with the reason otherwise."""
+  os.makedirs(path, exist_ok=True)
+  proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={megabytes}M', 'tmpfs', str(path)],
+                        capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    pytest.skip(f'cannot mount a small tmpfs here ({proc.stderr.strip() or proc.returncode}); '
+                'test_failed_write_is_reported_plainly simulates the error instead')
+
+
+def test_full_disk_stops_with_a_plain_message_and_keeps_the_checkpoints(tmp_path):
+  root = tmp_path / 'small'
+  _small_filesystem(root, 5)
+  try:
+    workdir = str(root / 'run')
+    config = train_toy.config(DATA_DIR, **{'train.checkpoint_every': 2, 'train.keep_checkpoints': 10,
+                                           'train.steps': 40})
+    with pytest.raises(checkpoint.CheckpointWriteError) as err:
+      loop.train(config, workdir, DiffusionTask(config), progress=False)
+    message = str(err.value)
+    assert 'no space left on device' in message and os.path.join(workdir, 'checkpoints') in message
+    assert 'MiB' in message and 'rerun the same command' in message
+    latest = checkpoint.latest_step(workdir)
+    assert latest is not None and f'Step {latest} ' in message
+    assert sampling.load_run(workdir, config).step == latest  # The last finished checkpoint reads whole.
+  finally:
+    subprocess.run(['umount', str(root)], check=False)
+
+
+def test_failed_write_is_reported_plainly(tmp_path):
+  """The same conversion on a simulated error (TensorStore's status text for ENOSPC), where no tmpfs can be made."""
+  workdir = str(tmp_path)
+  _train(workdir, 2)
+  manager = checkpoint.make_manager(workdir)
+  error = ValueError('RESOURCE_EXHAUSTED: Failed writing: "x": No space left on device [os_error_code="28"]')
+  converted = checkpoint.as_write_error(error, manager)
+  assert isinstance(converted, checkpoint.CheckpointWriteError)
+  assert str(converted).startswith(f'Could not write a checkpoint to {os.path.join(workdir, "checkpoints")}: '
+                                   'no space left on device. Step 2 and the ones before it are intact.')
+  assert checkpoint.as_write_error(ValueError('some other failure'), manager) is None
+  manager.close()

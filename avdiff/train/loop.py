@@ -416,6 +416,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, 
   evaluation = Evaluation()
   hooks = [Profiler(loop), evaluation, Preemption(), Checkpoints(evaluation), Samples()]
   meter.start(loop.start)
+  failure = None
   try:
     for step in range(loop.start, loop.total):
       for hook in hooks:
@@ -432,12 +433,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, 
         break
     metrics.drain()
     loop.result['step'] = int(jax.device_get(loop.state.step))
+  except Exception as e:
+    failure = checkpoint.as_write_error(e, loop.manager)  # A full disk or a read-only directory: say so.
+    if failure is None:
+      raise
+    raise failure from e
   finally:
     for hook in hooks:
       hook.close(loop)
-    loop.manager.wait_until_finished()
-    loop.manager.close()
-    loop.writer.close()
-    if bar is not None:
-      bar.close()
+    try:
+      loop.manager.wait_until_finished()  # Asynchronous saves finish (or fail) here, on every process.
+      loop.manager.close()
+    except Exception as e:  # pylint: disable=broad-except  (re-raised unless an error is already on its way)
+      if failure is None:
+        converted = checkpoint.as_write_error(e, loop.manager)
+        if converted is None:
+          raise
+        raise converted from e
+    finally:
+      loop.writer.close()
+      if bar is not None:
+        bar.close()
   return loop.result
