@@ -77,8 +77,29 @@ def test_resume_gives_exactly_the_next_batch(config):
 
 def test_state_of_another_pipeline_is_rejected(config):
   state = pipeline.InputPipeline(config, 'train').get_state()
-  with pytest.raises(ValueError, match='saved for'):
+  with pytest.raises(ValueError, match=r'does not apply.*seed: 0 when saved, 3 now'):
     pipeline.InputPipeline(config, 'train', seed=3).set_state(state)
+  with pytest.raises(ValueError, match='global_batch_size: 4 when saved, 2 now'):
+    pipeline.InputPipeline(config, 'train', batch_size=2).set_state(state)
+
+
+def test_position_moves_between_process_counts(config):
+  """Elastic resume: a position saved by one process of a 2-process run continues in 1 process with the next
+  global batch, and one saved by 1 process continues in each of 2 processes with its slice of that batch."""
+  single = _take(pipeline.InputPipeline(config, 'train'), 5)
+  two = pipeline.InputPipeline(config, 'train', process_index=1, process_count=2)
+  _take(two, 2)
+  one = pipeline.InputPipeline(config, 'train')
+  one.set_state(two.get_state())
+  assert all(_same(x, y) for x, y in zip(single[2:], _take(one, 3)))
+  for p in range(2):
+    part = pipeline.InputPipeline(config, 'train', process_index=p, process_count=2)
+    part.set_state(one.get_state())  # After 5 global batches.
+    got = _take(part, 1)[0]
+    again = pipeline.InputPipeline(config, 'train')
+    expected = _take(again, 6)[5]
+    half = expected['video'].shape[0] // 2
+    assert _same({k: v[p * half:(p + 1) * half] for k, v in expected.items()}, got)
 
 
 def test_processes_load_disjoint_slices_of_the_same_global_batch(config):
@@ -156,5 +177,5 @@ def test_worker_processes_keep_order_and_resume(config):
   got += _take(resumed, 2)
   resumed.close()
   assert all(_same(x, y) for x, y in zip(expected, got))
-  with pytest.raises(ValueError, match='saved for'):
+  with pytest.raises(ValueError, match='worker_count: 2 when saved, 0 now'):
     pipeline.InputPipeline(config, 'train').set_state(state)

@@ -106,3 +106,17 @@ def test_two_processes_match_one_process(tmp_path):
   # Same devices, same shardings, same programs: only the transport of cross-process collectives differs (gloo),
   # which sums in another order, so allow float32 rounding noise.
   np.testing.assert_allclose([b[s] for s in range(1, 7)], [a[s] for s in range(1, 7)], rtol=1e-5)
+
+
+def test_two_processes_resume_as_one(tmp_path):
+  """Elastic resume across process counts: 2 processes x 2 devices save at step 4, one process with 4 devices
+  continues; the data position is a global batch index, so steps 5-6 see the batches an unchanged run sees."""
+  single, elastic = str(tmp_path / 'single'), str(tmp_path / 'elastic')
+  run = {'train.checkpoint_every': 2}
+  _check(train_toy.run(train_toy.train_command(single, DATA_DIR, **run, **{'train.steps': 6}), num_devices=4))
+  _two_processes(elastic, **run, **{'train.steps': 4})
+  assert checkpoint.latest_step(elastic) == 4
+  _check(train_toy.run(train_toy.train_command(elastic, DATA_DIR, **run, **{'train.steps': 6}), num_devices=4))
+  a, b = _losses(single), _losses(elastic)
+  assert sorted(b) == list(range(1, 7))
+  np.testing.assert_allclose([b[s] for s in range(1, 7)], [a[s] for s in range(1, 7)], rtol=1e-5)

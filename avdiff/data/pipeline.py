@@ -25,6 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from avdiff import config_lib
 from avdiff.data import builders
 from avdiff.data import frames
 
@@ -154,10 +155,26 @@ class InputPipeline:
                       sort_keys=True).encode()
 
   def set_state(self, state: bytes) -> None:
-    """Restores a position saved by `get_state` of a pipeline with the same arguments."""
+    """Restores a position saved by `get_state` of a pipeline over the same data and global batch.
+
+    The position is a global batch index: every process's local batch k is its slice of global batch k, so a
+    position saved by any process of a run with another process count (an elastic resume) continues with the next
+    global batch, no example repeated or skipped. Prefetch worker processes keep per-worker state: with them the
+    process split must stay the same. Raises config_lib.ConfigError naming what changed.
+    """
     saved = json.loads(bytes(state).decode())
-    if saved['pipeline'] != self._identity():
-      raise ValueError(f'Iterator state was saved for {saved["pipeline"]}, this pipeline is {self._identity()}')
+    old, new = saved['pipeline'], self._identity()
+    must_match = ['split', 'shuffle', 'seed', 'num_epochs', 'global_batch_size', 'num_examples']
+    positional = set(saved['iterator']) == {'next_index'} and self.worker_count == 0
+    if not positional:
+      must_match += ['process_index', 'process_count', 'worker_count']
+    changed = [f'{k}: {old.get(k)!r} when saved, {new.get(k)!r} now' for k in must_match if old.get(k) != new.get(k)]
+    if changed:
+      raise config_lib.ConfigError(
+          f'The saved data position of the {self.split!r} split does not apply to this input pipeline ('
+          + '; '.join(changed) + '). It counts global batches of one size over one shuffled order: keep '
+          'train.global_batch_size, seed and the dataset of the run (and data.worker_count with prefetch workers), '
+          'or start a new --workdir.')
     self._iterator.set_state(saved['iterator'])
 
 

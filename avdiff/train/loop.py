@@ -137,7 +137,9 @@ def _restore_or_init(config, workdir, task, tx: optax.GradientTransformation, mo
                       reason, moved)
       tried.append(f'step {step} ({reason}) -> {moved}')
       continue
-    mine = data_states.get(str(jax.process_index()))
+    # Elastic resume: a process that did not exist when the checkpoint was saved continues from process 0's
+    # position (a global batch index; avdiff.data.pipeline.InputPipeline.set_state).
+    mine = data_states.get(str(jax.process_index())) or data_states.get('0')
     if mine:
       source.set_state(mine.encode())
     logging.info('Resumed from step %d of %s', step, manager.directory)
