@@ -40,7 +40,8 @@ CORRUPT_SUFFIX = '.corrupt'
 
 
 class CheckpointWriteError(console.UserError):
-  """A checkpoint could not be written (no space left, no permission); the checkpoints before it are intact."""
+  """The run directory could not be written (no space left, no permission): a checkpoint, metrics or event file.
+  The finished checkpoints are intact."""
 
 
 # (what the message says, markers of it in OSError errnos and in TensorStore's status text)
@@ -50,8 +51,8 @@ _WRITE_FAILURES = (('no space left on device', 28, ('No space left', "os_error_c
 
 
 def as_write_error(exc: BaseException, manager: ocp.CheckpointManager) -> Optional[CheckpointWriteError]:
-  """A CheckpointWriteError naming the directory, the checkpoints kept and the room needed, when `exc` (or an
-  exception it was raised from) is a failed write; else None."""
+  """A CheckpointWriteError naming the run directory, the checkpoints kept and the room needed, when `exc` (or an
+  exception it was raised from) is a failed write (of a checkpoint, metrics or event file); else None."""
   reason = None
   seen = exc
   while seen is not None and reason is None:
@@ -68,7 +69,7 @@ def as_write_error(exc: BaseException, manager: ocp.CheckpointManager) -> Option
     latest = manager.latest_step()
   except Exception:  # pylint: disable=broad-except  (the message must not depend on reading the directory)
     latest = None
-  parts = [f'Could not write a checkpoint to {directory}: {reason}.',
+  parts = [f'Could not write to the run directory {directory.parent}: {reason}.',
            f'Step {latest} and the ones before it are intact.' if latest is not None else 'No checkpoint was finished.']
   step_dir = os.path.join(str(directory), str(latest))
   if latest is not None and os.path.isdir(step_dir):  # Local directories (a bucket's objects are not summed).

@@ -109,7 +109,7 @@ def test_full_disk_stops_with_a_plain_message_and_keeps_the_checkpoints(tmp_path
     with pytest.raises(checkpoint.CheckpointWriteError) as err:
       loop.train(config, workdir, DiffusionTask(config), progress=False)
     message = str(err.value)
-    assert 'no space left on device' in message and os.path.join(workdir, 'checkpoints') in message
+    assert 'no space left on device' in message and workdir in message
     assert 'MiB' in message and 'rerun the same command' in message
     latest = checkpoint.latest_step(workdir)
     assert latest is not None and f'Step {latest} ' in message
@@ -126,7 +126,7 @@ def test_failed_write_is_reported_plainly(tmp_path):
   error = ValueError('RESOURCE_EXHAUSTED: Failed writing: "x": No space left on device [os_error_code="28"]')
   converted = checkpoint.as_write_error(error, manager)
   assert isinstance(converted, checkpoint.CheckpointWriteError)
-  assert str(converted).startswith(f'Could not write a checkpoint to {os.path.join(workdir, "checkpoints")}: '
-                                   'no space left on device. Step 2 and the ones before it are intact.')
+  assert str(converted).startswith(f'Could not write to the run directory {workdir}: no space left on device. '
+                                   'Step 2 and the ones before it are intact.')
   assert checkpoint.as_write_error(ValueError('some other failure'), manager) is None
   manager.close()

@@ -436,24 +436,26 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, 
     metrics.drain()
     loop.result['step'] = int(jax.device_get(loop.state.step))
   except Exception as e:
-    failure = checkpoint.as_write_error(e, loop.manager)  # A full disk or a read-only directory: say so.
-    if failure is None:
+    failure = checkpoint.as_write_error(e, loop.manager) or e  # A full disk or a read-only directory: say so.
+    if failure is e:
       raise
     raise failure from e
   finally:
     for hook in hooks:
       hook.close(loop)
-    try:
-      loop.manager.wait_until_finished()  # Asynchronous saves finish (or fail) here, on every process.
-      loop.manager.close()
-    except Exception as e:  # pylint: disable=broad-except  (re-raised unless an error is already on its way)
-      if failure is None:
-        converted = checkpoint.as_write_error(e, loop.manager)
-        if converted is None:
-          raise
-        raise converted from e
-    finally:
-      loop.writer.close()
-      if bar is not None:
-        bar.close()
+    if bar is not None:
+      bar.close()
+    # Asynchronous saves finish (or fail) here, on every process; then the metric files are flushed. On a full disk
+    # either can fail: reported as a write error, unless an error is already on its way.
+    late = None
+    for close in (loop.manager.wait_until_finished, loop.manager.close, loop.writer.close):
+      try:
+        close()
+      except Exception as e:  # pylint: disable=broad-except  (every file is closed; the first error is raised)
+        late = late or e
+    if late is not None and failure is None:
+      converted = checkpoint.as_write_error(late, loop.manager)
+      if converted is None:
+        raise late
+      raise converted from late
   return loop.result
