@@ -25,6 +25,7 @@ from avdiff.data import av_io
 from avdiff.data import sync_clips
 from avdiff.eval import runner
 from configs import tiny
+from benchmarks import report
 
 
 def _config(**eval_overrides):
@@ -94,11 +95,7 @@ def main():
   for name, r in rows.items():
     lines.append(f"| {name} | {r['files']} | {r['wall_s']} | {r['clips_per_s']} | {r['s_per_min_video']} | "
                  f"{r.get('peak_mb', '-')} |")
-  text = '\n'.join(lines)
-  print(text)
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write(text + '\n')
+  report.emit(lines, args.out)
 
 
 if __name__ == '__main__':

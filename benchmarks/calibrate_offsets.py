@@ -23,6 +23,7 @@ from avdiff.data import synthetic
 from avdiff.eval import envelope_motion
 from avdiff.eval import offsets
 from avdiff.eval import shift
+from benchmarks import report
 
 SHIFTS = range(-5, 6)
 MAX_OFFSET = 6
@@ -92,11 +93,7 @@ def main():
   lines += [f'\n### mouth_envelope, talking at 10 fps ({args.clips} clips x 11 shifts; {3 * args.clips} unrelated '
             'pairs)\n']
   lines += sweep(*mouth_envelope_pairs(args.clips), (0.3, 0.4, 0.5, 0.6, 0.7))
-  text = '\n'.join(lines)
-  print(text)
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write(text + '\n')
+  report.emit(lines, args.out)
 
 
 if __name__ == '__main__':
