@@ -18,8 +18,10 @@ member's is marked '~' (within noise of the best); without intervals nothing is 
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -125,6 +127,15 @@ def load_run(path: epath.Path, member: str) -> Run:
 
 
 def _param_count(config) -> float:
+  """Trained DiT parameters in millions; traced once per model config (the seeds of a member share it)."""
+  key = copy.deepcopy(config)
+  key.seed = 0  # Seeds do not change the shapes.
+  return _param_count_of(checkpoint.config_to_json(key))
+
+
+@functools.lru_cache(maxsize=64)
+def _param_count_of(config_json: str) -> float:
+  config = checkpoint.config_from_json(config_json)
   abstract = nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0)))
   return sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param))) / 1e6
 
