@@ -6,7 +6,7 @@ clips, no FVD.
 
     python -m experiments.ablate --sweep=configs/sweeps/study_short.py --workdir=runs/study_short
 
-About 9 minutes per run alone on 2 cores (9 runs).
+About 10-12 minutes per run alone on 2 cores, evaluation included (9 runs).
 """
 
 from configs.sweeps import study
