@@ -112,6 +112,29 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+# ----------------------------------------------------------------------------- config overrides
+
+def config_overrides(flag: str = 'config') -> dict:
+  """{'section.field': value} of every `--<flag>.section.field=value` given on the command line (ml_collections
+  registers one absl flag per overridden field), after absl has parsed the flags. The tools that start from a run's
+  own config.json (evaluate --workdir) apply these on top of it with `apply_overrides`."""
+  flags = absl_flags.FLAGS
+  prefix = f'{flag}.'
+  return {name[len(prefix):]: flags[name].value for name in flags
+          if name.startswith(prefix) and flags[name].present}
+
+
+def apply_overrides(config, overrides: dict) -> None:
+  """Sets each 'section.field' of `overrides` in `config` (a ConfigDict, e.g. a run's config.json)."""
+  for path, value in overrides.items():
+    *parents, leaf = path.split('.')
+    node = config
+    for key in parents:
+      node = node[key]
+    with node.unlocked():  # A field the run's config.json lacks is added, as on the configs it came from.
+      node[leaf] = value
+
+
 # ----------------------------------------------------------------------------- user errors
 
 class UserError(Exception):

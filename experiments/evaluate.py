@@ -16,7 +16,6 @@ W/eval/<split>.md; on `talking` data also the outcome targets (avdiff.eval.outco
 """
 
 import json
-import sys
 
 from avdiff import console
 
@@ -32,8 +31,8 @@ from avdiff.eval import scoring
 from avdiff.eval import syncnet
 from configs import base
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config (folder mode; workdir mode reads '
-                                          'W/config.json unless --config is given explicitly).')
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config (folder mode). Workdir mode reads '
+                                          "W/config.json and applies --config.<field>=value overrides on top.")
 _CLIPS = flags.DEFINE_string('clips', '', 'Folder of video files to score.')
 _OUT = flags.DEFINE_string('out', '', 'Result JSON (folder mode).')
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Training run to evaluate.')
@@ -68,9 +67,13 @@ def main(argv):
     runner.write_json(result, _OUT.value)
     print(json.dumps(runner.folder_summary(result), indent=2))
     return
-  explicit = any(a.startswith('--config') for a in sys.argv[1:])
-  # A run's config.json on top of configs/base.py: fields added since the run get their defaults.
-  config = _CONFIG.value if explicit else checkpoint.load_config(_WORKDIR.value, base.get_config())
+  if flags.FLAGS['config'].present:
+    raise console.UserError('--workdir evaluates a run with its own config (W/config.json); change fields of it '
+                            'with --config.<section>.<field>=value, not with --config=FILE')
+  # The run's config.json on top of configs/base.py (fields added since the run get their defaults), then the
+  # command line's --config.* overrides on top of that.
+  config = checkpoint.load_config(_WORKDIR.value, base.get_config())
+  console.apply_overrides(config, console.config_overrides())
   result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config, _NUM_CLIPS.value or None,
                                    sync_expert_workdir=_SYNC_EXPERT.value, params=_PARAMS.value)
   print(runner.workdir_summary(result))

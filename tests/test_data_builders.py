@@ -123,14 +123,31 @@ def _write_audio_only(path):
       container.mux(packet)
 
 
+def _write_sidecars(root):
+  """Labels, captions and ground truth for some files, in both sidecar forms; returns {file: metadata}."""
+  meta = {'stereo48k.mp4': {'label': 3, 'caption': 'two voices, noise', 'mouth_box': [10, 30, 40, 90],
+                            'mouth_open': list(np.linspace(0, 1, 105)), 'speaker_name': 'ann'},
+          'nested/film.mov': {'label': 1, 'caption': 'a film'}}
+  with open(root / 'metadata.csv', 'w') as f:
+    f.write('file,label,caption\n')
+    f.write('nested/film.mov,1,a film\n')
+    f.write('surround.mkv,2,"surround, 5.1"\n')
+  (root / 'stereo48k.mp4.json').write_text(json.dumps(meta['stereo48k.mp4']))
+  meta['surround.mkv'] = {'label': 2, 'caption': 'surround, 5.1'}
+  (root / 'vfr.json').write_text('{"label": -1}')  # A bad sidecar: the file is skipped with that reason.
+  return meta
+
+
 @pytest.fixture(scope='module')
 def folder_dataset(tmp_path_factory):
   root = tmp_path_factory.mktemp('videos')
   expected = _write_media_folder(root)
   _write_audio_only(root / 'podcast.mp4')
   expected['podcast.mp4'] = 'no video stream'
+  expected['vfr.mkv'] = 'bad sidecar'
   config = _config(tmp_path_factory.mktemp('folder_tfds'), 'my_clips')
-  summary = builders.build_dataset(config, 'my_clips', str(root), test_fraction=0.34)
+  _write_sidecars(root)
+  summary = builders.build_dataset(config, 'my_clips', str(root), validation_fraction=0.25, test_fraction=0.25)
   return config, expected, summary
 
 
@@ -161,7 +178,7 @@ def test_folder_splits_by_file_and_reads_back(folder_dataset):
   config, expected, summary = folder_dataset
   d = config.data
   files = {}
-  for split in ('train', 'test'):
+  for split in builders.SPLITS:
     source = builders.load_source(config, split)
     assert len(source) == summary['splits'][split] > 0
     for i in range(len(source)):
@@ -170,10 +187,67 @@ def test_folder_splits_by_file_and_reads_back(folder_dataset):
       assert example['audio_mel'].shape == (config_lib.num_mel_frames(d), d.n_mels)
       assert np.abs(example['audio']).max() > 0  # Noise was written into every good file.
       files.setdefault(split, set()).add(example['key'].decode().rsplit(':', 1)[0])
-  assert not files['train'] & files['test']
-  assert files['train'] | files['test'] == {k for k, v in expected.items() if v is None}
+  assert not files['train'] & files['test'] and not files['train'] & files['validation']
+  assert not files['validation'] & files['test']
+  assert files['train'] | files['validation'] | files['test'] == {k for k, v in expected.items() if v is None}
   report = summary['report']
-  assert {f for f, e in report['files'].items() if e.get('split') == 'test' and e['status'] == 'used'} == files['test']
+  for split in builders.SPLITS:
+    assert {f for f, e in report['files'].items() if e.get('split') == split and e['status'] == 'used'} == files[split]
+    assert report['split_files'][split] == len(files[split])
+
+
+def test_split_files_is_seeded_and_fills_every_split():
+  files = [f'f{i}.mp4' for i in range(20)]
+  a = builders.split_files(files, 0.1, 0.2, seed=0)
+  assert a == builders.split_files(files, 0.1, 0.2, seed=0) != builders.split_files(files, 0.1, 0.2, seed=1)
+  counts = {s: sum(v == s for v in a.values()) for s in builders.SPLITS}
+  assert counts == {'train': 14, 'validation': 2, 'test': 4}
+  assert {v for v in builders.split_files(files[:3], 0.0, 0.0, seed=0).values()} == set(builders.SPLITS)
+  with pytest.raises(ValueError, match='cannot fill'):
+    builders.split_files(files[:2], 0.1, 0.1, seed=0)
+
+
+def test_folder_sidecars_give_label_caption_and_ground_truth(folder_dataset):
+  config, _, summary = folder_dataset
+  d = config.data
+  seen = {}
+  for split in builders.SPLITS:
+    source = builders.load_source(config, split)
+    for i in range(len(source)):
+      ex = source[i]
+      seen[ex['key'].decode()] = ex
+  # A JSON sidecar: label, caption, the box mapped into the 32 px frame, mouth_open on the 10 fps clip grid.
+  first = seen['stereo48k.mp4:0']
+  assert int(first['label']) == 3 and first['caption'].decode() == 'two voices, noise'
+  # 72 x 128 source: a centred 72 px square from x = 28, scaled by 32 / 72.
+  np.testing.assert_array_equal(first['mouth_box'], [4, 0, 18, 28])
+  truth = np.linspace(0, 1, 105).astype(np.float32)
+  np.testing.assert_allclose(first['mouth_open'], truth[np.floor(np.arange(20) / d.fps * 25 + 1e-4).astype(int)])
+  second = seen['stereo48k.mp4:1']
+  np.testing.assert_allclose(second['mouth_open'], truth[np.floor((20 + np.arange(20)) / d.fps * 25 + 1e-4)
+                                                         .astype(int)])
+  assert json.loads(first['extra']) == {'speaker_name': 'ann'}
+  # CSV rows; a file without a sidecar gets label 0, no caption and no ground truth.
+  assert int(seen['surround.mkv:0']['label']) == 2 and seen['surround.mkv:0']['caption'].decode() == 'surround, 5.1'
+  assert int(seen['nested/film.mov:0']['label']) == 1
+  assert int(seen['web.webm:0']['label']) == 0 and seen['web.webm:0']['caption'].decode() == ''
+  assert np.all(np.isnan(seen['web.webm:0']['mouth_open'])) and seen['web.webm:0']['mouth_box'].tolist() == [-1] * 4
+  assert summary['report']['num_classes'] == 4 and builders.num_classes(config) == 4
+  assert summary['report']['files']['vfr.mkv']['reason'] == 'bad sidecar'
+  assert 'label must be an integer' in summary['report']['files']['vfr.mkv']['detail']
+  assert builders.ground_truth_generator(config) is None
+
+
+def test_label_classes_are_checked_against_the_model(folder_dataset, data_dir):
+  config, _, _ = folder_dataset
+  config.model.num_classes = 3
+  with pytest.raises(config_lib.ConfigError, match='num_classes=4'):
+    builders.check_labels(config)
+  config.model.num_classes = 8
+  builders.check_labels(config)
+  talking = _config(data_dir, 'talking', num_speakers=9)
+  with pytest.raises(config_lib.ConfigError, match='data.num_speakers'):
+    builders.check_labels(talking)
 
 
 def test_folder_dataset_missing_says_how_to_build(tmp_path):
@@ -199,9 +273,8 @@ def test_build_dataset_command_line(tmp_path):
 def test_folder_dataset_feeds_the_pipeline(folder_dataset):
   from avdiff.data import pipeline  # pylint: disable=g-import-not-at-top
   config, _, summary = folder_dataset
-  batch = next(pipeline.InputPipeline(config, 'train', batch_size=2, with_waveform=True))
-  assert set(batch) == {'video', 'audio_mel', 'label', 'audio'}
-  assert batch['video'].shape[0] == 2 and batch['label'].tolist() == [0, 0]
+  for split in builders.SPLITS:
+    batch = next(pipeline.InputPipeline(config, split, batch_size=1, with_waveform=True))
+    assert set(batch) == {'video', 'audio_mel', 'label', 'audio', 'mouth_open', 'mouth_box'}
+    assert batch['video'].shape[0] == 1 and 0 <= batch['label'][0] < 4
   assert summary['splits']['train'] >= 2
-  with pytest.raises(ValueError, match='no split'):
-    pipeline.InputPipeline(config, 'validation')

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 
 _AUDIO_CODECS = {'pcm': 'pcm_s16le', 'aac': 'aac', 'mp3': 'libmp3lame', 'opus': 'libopus', 'flac': 'flac'}
+# Files read as videos everywhere (dataset builds, folder evaluation, FVD references).
+VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.webm', '.m4v', '.avi')
 _VIDEO_CODECS = {'.mp4': 'libx264', '.mkv': 'libx264', '.mov': 'libx264', '.webm': 'libvpx-vp9'}
 _CHANNEL_LAYOUTS = {1: 'mono', 2: 'stereo', 6: '5.1'}
 

@@ -35,13 +35,15 @@ import tensorflow_datasets as tfds
 from avdiff import config_lib
 from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
+from avdiff.data import sidecar
 from avdiff.data import synthetic
 
 SPLITS = ('train', 'validation', 'test')
 SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000}
-VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.mov', '.m4v', '.avi')
 # Bump when a generator or a stored feature changes meaning; it is part of every dataset's config hash.
 FORMAT_VERSION = 3
+# Bump when the stored features of folder datasets change (2: validation split, sidecar label/caption/ground truth).
+FOLDER_FORMAT_VERSION = 2
 
 _CLOCK_FIELDS = ('resolution', 'fps', 'clip_seconds', 'sample_rate', 'mel_frames_per_video_frame', 'n_fft', 'n_mels',
                  'fmin', 'fmax', 'mel_db_floor')
@@ -70,6 +72,8 @@ def dataset_fields(data_cfg: ml_collections.ConfigDict, name: str) -> dict:
   if name in synthetic.DATASETS:
     fields.update({f: data_cfg[f] for f in _SYNTHETIC_FIELDS[name] + _COUNT_FIELDS})
   fields.update(dataset=name, format_version=FORMAT_VERSION)
+  if name not in synthetic.DATASETS:
+    fields['folder_format'] = FOLDER_FORMAT_VERSION
   return {k: (float(v) if isinstance(v, float) else v) for k, v in fields.items()}
 
 
@@ -186,10 +190,27 @@ class Impacts(_SyntheticBuilder):
 @dataclasses.dataclass
 class FolderConfig(tfds.core.BuilderConfig):
   source: str = ''
+  validation_fraction: float = 0.1
   test_fraction: float = 0.1
   max_clips_per_file: int = 0  # 0 = every whole clip of a file.
   split_seed: int = 0
   fields: dict = dataclasses.field(default_factory=dict)
+
+
+def split_files(files: list[str], validation_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
+  """{file: 'train' | 'validation' | 'test'}: a seeded permutation of the files cut by the fractions (rounded, at
+  least one file per split), so no source file is in two splits. Needs at least 3 files."""
+  if len(files) < len(SPLITS):
+    raise ValueError(f'{len(files)} usable files cannot fill the {len(SPLITS)} splits {SPLITS}')
+  order = np.random.default_rng(seed).permutation(len(files))
+  num_val = max(1, int(round(validation_fraction * len(files))))
+  num_test = max(1, int(round(test_fraction * len(files))))
+  num_val = min(num_val, len(files) - 2)
+  num_test = min(num_test, len(files) - 1 - num_val)
+  split_of = {}
+  for rank, i in enumerate(order):
+    split_of[files[i]] = 'test' if rank < num_test else 'validation' if rank < num_test + num_val else 'train'
+  return split_of
 
 
 def _probe(path: str, min_seconds: float) -> Optional[str]:
@@ -216,27 +237,39 @@ def _probe(path: str, min_seconds: float) -> Optional[str]:
   return None
 
 
+def list_videos(folder: str) -> list[str]:
+  """Paths (relative to `folder`, searched recursively, sorted) of the files with a video extension."""
+  return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, files in os.walk(folder) for f in files
+                if os.path.splitext(f)[1].lower() in av_io.VIDEO_EXTENSIONS)
+
+
 class AvFolder(_LocalBuilder):
-  """Fixed-length clips cut from a folder of video files with audio (`experiments.build_dataset`)."""
+  """Fixed-length clips cut from a folder of video files with audio (`experiments.build_dataset`), with the
+  label, caption and ground truth of each file's sidecar (`avdiff.data.sidecar`)."""
   VERSION = tfds.core.Version('1.0.0')
 
   def __init__(self, *, data_cfg: Optional[ml_collections.ConfigDict] = None, name: str = '', source: str = '',
-               test_fraction: float = 0.1, max_clips_per_file: int = 0, split_seed: int = 0,
-               config: Optional[FolderConfig] = None, **kwargs):
+               validation_fraction: float = 0.1, test_fraction: float = 0.1, max_clips_per_file: int = 0,
+               split_seed: int = 0, config: Optional[FolderConfig] = None, **kwargs):
     if config is None:
       fields = dataset_fields(data_cfg, name)
       config = FolderConfig(name=config_name(data_cfg, name), source=os.path.abspath(source) if source else '',
-                            test_fraction=test_fraction, max_clips_per_file=max_clips_per_file,
-                            split_seed=split_seed, fields=fields, description=json.dumps(fields, sort_keys=True))
+                            validation_fraction=validation_fraction, test_fraction=test_fraction,
+                            max_clips_per_file=max_clips_per_file, split_seed=split_seed, fields=fields,
+                            description=json.dumps(fields, sort_keys=True))
     self._data_cfg = ml_collections.ConfigDict(config.fields)
     self.report: dict[str, Any] = {}
+    self._meta: dict[str, dict] = {}
     super().__init__(config=config, file_format='array_record', **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
+    frames = config_lib.num_frames(self._data_cfg)
+    extra = {'start_seconds': tfds.features.Scalar(dtype=np.float32), 'caption': tfds.features.Text(),
+             'mouth_open': tfds.features.Tensor(shape=(frames,), dtype=np.float32),
+             'mouth_box': tfds.features.Tensor(shape=(4,), dtype=np.int32), 'extra': tfds.features.Text()}
     return tfds.core.DatasetInfo(
         builder=self, description='Clips cut from a folder of videos with audio.',
-        features=_features(self._data_cfg, {'start_seconds': tfds.features.Scalar(dtype=np.float32)}),
-        metadata=tfds.core.MetadataDict(fields=self.builder_config.fields, num_classes=1))
+        features=_features(self._data_cfg, extra), metadata=tfds.core.MetadataDict(fields=self.builder_config.fields))
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -244,26 +277,33 @@ class AvFolder(_LocalBuilder):
     if not cfg.source or not os.path.isdir(cfg.source):
       raise FileNotFoundError(f'Folder dataset {cfg.name!r} is not built and its source folder {cfg.source!r} does '
                               'not exist; build it with `python -m experiments.build_dataset --source=DIR --name=...`')
-    paths = sorted(os.path.relpath(os.path.join(root, f), cfg.source)
-                   for root, _, files in os.walk(cfg.source) for f in files
-                   if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS)
-    self.report = {'source': cfg.source, 'dataset': cfg.name, 'files': {}, 'skipped': {}, 'clips': {}}
+    self.report = {'source': cfg.source, 'dataset': cfg.name, 'files': {}, 'skipped': {}, 'clips': {},
+                   'split_files': {}, 'split_seed': cfg.split_seed}
+    csv_rows = sidecar.read_csv(cfg.source)
     good = []
-    for rel in paths:
+    for rel in list_videos(cfg.source):
+      try:
+        self._meta[rel] = sidecar.read(cfg.source, rel, csv_rows)
+      except sidecar.SidecarError as e:
+        self._record(rel, reason='bad sidecar', detail=str(e)[:200])
+        continue
       reason = _probe(os.path.join(cfg.source, rel), float(self._data_cfg.clip_seconds))
       if reason:
         self._record(rel, reason=reason)
       else:
         good.append(rel)
-    if len(good) < 2:
+    if len(good) < len(SPLITS):
       self._write_report()
-      raise ValueError(f'{cfg.source}: need at least 2 usable video files (one per split), found {len(good)}; see '
-                       f'{self._report_path()}')
-    order = np.random.default_rng(cfg.split_seed).permutation(len(good))
-    num_test = min(len(good) - 1, max(1, int(round(cfg.test_fraction * len(good)))))
-    split_of = {good[i]: ('test' if rank < num_test else 'train') for rank, i in enumerate(order)}
+      raise ValueError(f'{cfg.source}: need at least {len(SPLITS)} usable video files (one per split: '
+                       f'{", ".join(SPLITS)}), found {len(good)}; see {self._report_path()}')
+    labels = [self._meta[f].get('label', 0) for f in good]
+    self.report['num_classes'] = int(max(labels)) + 1
+    # The generator whose readers evaluation may use: only when every usable file's sidecar names the same one.
+    generators = {str(self._meta[f].get('generator', '')) for f in good}
+    self.report['generator'] = generators.pop() if len(generators) == 1 and '' not in generators else None
+    split_of = split_files(good, cfg.validation_fraction, cfg.test_fraction, cfg.split_seed)
     return {split: self._generate_examples(sorted(f for f in good if split_of[f] == split), split)
-            for split in ('train', 'test')}
+            for split in SPLITS}
 
   def _record(self, rel: str, *, reason: Optional[str] = None, **fields):
     entry = {'status': 'skipped' if reason else 'used', **fields}
@@ -276,6 +316,7 @@ class AvFolder(_LocalBuilder):
     d = self._data_cfg
     clip_frames, clip_samples = config_lib.num_frames(d), config_lib.num_samples(d)
     limit = self.builder_config.max_clips_per_file
+    self.report['split_files'][split] = 0
     for rel in files:
       try:
         video, wave, info = av_io.read_video(os.path.join(self.builder_config.source, rel), fps=d.fps,
@@ -289,13 +330,21 @@ class AvFolder(_LocalBuilder):
       if count == 0:
         self._record(rel, reason='shorter than one clip', split=split, seconds=info['duration'])
         continue
+      meta = self._meta.get(rel, {})
+      box = np.asarray(sidecar.clip_mouth_box(meta, info['source_height'], info['source_width'], d.resolution),
+                       np.int32)
       for k in range(count):
         frames = video[k * clip_frames:(k + 1) * clip_frames]
         samples = wave[k * clip_samples:(k + 1) * clip_samples]
         key = f'{rel}:{k}'
-        yield key, _example(frames, samples, 0, key, d, start_seconds=np.float32(k * clip_frames / d.fps))
+        yield key, _example(frames, samples, meta.get('label', 0), key, d,
+                            start_seconds=np.float32(k * clip_frames / d.fps), caption=meta.get('caption', ''),
+                            mouth_open=sidecar.clip_mouth_open(meta, info['source_fps'], k * clip_frames,
+                                                               clip_frames, d.fps),
+                            mouth_box=box, extra=sidecar.extra(meta))
       self.report['clips'][split] = self.report['clips'].get(split, 0) + count
-      self._record(rel, split=split, clips=count, **{k: info[k] for k in (
+      self.report['split_files'][split] += 1
+      self._record(rel, split=split, clips=count, label=int(meta.get('label', 0)), **{k: info[k] for k in (
           'source_fps', 'source_width', 'source_height', 'source_sample_rate', 'channels', 'video_codec',
           'audio_codec', 'video_seconds', 'audio_seconds')})
 
@@ -364,8 +413,9 @@ def _build_missing(config, builder) -> None:
   builder.download_and_prepare()
 
 
-def build_dataset(config: ml_collections.ConfigDict, name: str, source: str = '', test_fraction: float = 0.1,
-                  max_clips_per_file: int = 0, split_seed: int = 0, overwrite: bool = False) -> dict:
+def build_dataset(config: ml_collections.ConfigDict, name: str, source: str = '', validation_fraction: float = 0.1,
+                  test_fraction: float = 0.1, max_clips_per_file: int = 0, split_seed: int = 0,
+                  overwrite: bool = False) -> dict:
   """Builds dataset `name` (a folder of videos `source`, or the built-in dataset of that name when source is
   empty); returns a summary (data path, examples per split, build report for folders)."""
   config.data.dataset = name
@@ -376,13 +426,17 @@ def build_dataset(config: ml_collections.ConfigDict, name: str, source: str = ''
     builder = prepare(config)
     report = None
   else:
-    builder = get_builder(config, source=source, test_fraction=test_fraction,
-                          max_clips_per_file=max_clips_per_file, split_seed=split_seed)
+    builder = get_builder(config, source=source, validation_fraction=validation_fraction,
+                          test_fraction=test_fraction, max_clips_per_file=max_clips_per_file, split_seed=split_seed)
     report_path = builder.build(overwrite=overwrite)
     with open(report_path) as f:
       report = json.load(f)
     report['report_path'] = report_path
   splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+  empty = [k for k in SPLITS if not splits.get(k)]
+  if empty:
+    raise ValueError(f'Dataset {name!r} has no clips in split(s) {", ".join(empty)} (files failed to decode or were '
+                     f'too short); add usable files or change the split fractions. Examples per split: {splits}')
   return {'dataset': name, 'path': str(builder.data_path), 'splits': splits, 'report': report}
 
 
@@ -396,7 +450,8 @@ def load_source(config: ml_collections.ConfigDict, split: str):
 
 def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[dict]:
   """The first `num` clips of a dataset split as host clip dicts: video uint8 [T, H, W, 3], audio float32 [S] in
-  [-1, 1], label int, and mouth_box int [4] / mouth_open [T] / audio_mel [T_a, n_mels] where the dataset has them."""
+  [-1, 1], label int, and mouth_box int [4] / mouth_open [T] / caption str / audio_mel [T_a, n_mels] where the
+  clip has them."""
   source = load_source(config, split)
   clips = []
   for i in range(min(num, len(source))):
@@ -405,9 +460,13 @@ def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[
     # Stored as 16-bit PCM (wave * 32767, avdiff.data.builders); floats pass through.
     audio = audio.astype(np.float32) / 32767.0 if audio.dtype == np.int16 else audio.astype(np.float32)
     clip = {'video': np.asarray(rec['video']), 'audio': audio, 'label': int(rec['label'])}
-    for key in ('mouth_box', 'mouth_open'):
-      if key in rec:
-        clip[key] = np.asarray(rec[key])
+    # Ground truth where the dataset has it; a folder clip without it stores NaN / NO_BOX, which are left out.
+    if 'mouth_box' in rec and sidecar.has_box(np.asarray(rec['mouth_box'])):
+      clip['mouth_box'] = np.asarray(rec['mouth_box'])
+    if 'mouth_open' in rec and np.all(np.isfinite(rec['mouth_open'])):
+      clip['mouth_open'] = np.asarray(rec['mouth_open'])
+    if rec.get('caption'):
+      clip['caption'] = rec['caption'].decode() if isinstance(rec['caption'], bytes) else str(rec['caption'])
     if 'audio_mel' in rec:
       clip['audio_mel'] = np.asarray(rec['audio_mel'], np.float32)
     clips.append(clip)
@@ -426,3 +485,33 @@ def folder_report(config: ml_collections.ConfigDict) -> Optional[dict]:
   with open(builder._report_path()) as f:  # pylint: disable=protected-access
     return json.load(f)
 
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  """Label classes of config.data.dataset: a built-in dataset's from its config, a folder's (largest sidecar label
+  + 1) from its build report."""
+  if config.data.dataset in synthetic.DATASETS:
+    return synthetic.num_classes(config.data.dataset, config.data)
+  report = folder_report(config) if get_builder(config).is_prepared() else None
+  return int(report.get('num_classes', 1)) if report else 1
+
+
+def check_labels(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError when the dataset has more label classes than model.num_classes: label num_classes is the
+  classifier-free-guidance null class, and a larger one would be read out of the embedding table's range."""
+  classes = num_classes(config)
+  if classes > config.model.num_classes:
+    what = ('data.num_speakers' if config.data.dataset == 'talking' else 'data.num_materials'
+            if config.data.dataset == 'impacts' else f'the labels of folder dataset {config.data.dataset!r}')
+    raise config_lib.ConfigError(
+        f'model.num_classes={config.model.num_classes} is smaller than the dataset\'s {classes} label classes '
+        f'({what}): label {config.model.num_classes} would act as the guidance null class. Set '
+        f'--config.model.num_classes={classes}.')
+
+
+def ground_truth_generator(config: ml_collections.ConfigDict) -> Optional[str]:
+  """The procedural generator whose ground truth and readers apply to config.data.dataset: the built-in dataset's
+  name, or for a folder dataset the `generator` every file's sidecar names (one exported from `talking`); None for
+  real videos."""
+  if config.data.dataset in synthetic.DATASETS:
+    return config.data.dataset
+  return (folder_report(config) or {}).get('generator')

@@ -43,7 +43,6 @@ from avdiff.eval import scoring
 from avdiff.eval import shift as shift_lib
 from avdiff.eval import syncnet
 
-VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.webm')
 Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], optional 'mouth_box': int [4], 'label': int}
 
 
@@ -179,7 +178,7 @@ def _scan_folder(paths: list[str], config: ml_collections.ConfigDict, expert, tr
 def reference_fvd_features(reference_dir: str, fvd_features) -> tuple[np.ndarray, dict]:
   """I3D features [N, 400] of the videos in reference_dir (first frames only are decoded), and skipped files."""
   feats, skipped = [], {}
-  for name in sorted(f for f in os.listdir(reference_dir) if f.lower().endswith(VIDEO_EXTENSIONS)):
+  for name in sorted(f for f in os.listdir(reference_dir) if f.lower().endswith(av_io.VIDEO_EXTENSIONS)):
     try:
       with av_io.Stream(os.path.join(reference_dir, name)) as stream:
         frames = []
@@ -220,10 +219,10 @@ def evaluate_folder(clips_dir: str, config: ml_collections.ConfigDict,
     raise config_lib.ConfigError(f'eval.protocol={ev.protocol!r} is not one of {PROTOCOLS}')
   if not os.path.isdir(clips_dir):
     raise console.UserError(f'--clips={clips_dir}: no such folder')
-  names = sorted(f for f in os.listdir(clips_dir) if f.lower().endswith(VIDEO_EXTENSIONS))
+  names = sorted(f for f in os.listdir(clips_dir) if f.lower().endswith(av_io.VIDEO_EXTENSIONS))
   if not names:
-    raise console.UserError(f'--clips={clips_dir}: no video files ({", ".join(VIDEO_EXTENSIONS)}) in this folder')
-  others = sorted(f for f in os.listdir(clips_dir) if not f.lower().endswith(VIDEO_EXTENSIONS)
+    raise console.UserError(f'--clips={clips_dir}: no video files ({", ".join(av_io.VIDEO_EXTENSIONS)}) in this folder')
+  others = sorted(f for f in os.listdir(clips_dir) if not f.lower().endswith(av_io.VIDEO_EXTENSIONS)
                   and os.path.isfile(os.path.join(clips_dir, f)))
   paths = [os.path.join(clips_dir, n) for n in names]
   track_faces = _track_faces(config, expert is not None or syncnet_model is not None)
@@ -371,6 +370,7 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   if params:
     config.eval.params = params
   config_lib.validate(config)
+  builders.check_labels(config)
   if expert is None:
     expert = find_expert(config, workdir)
   held_out = builders.load_clips(config, split, num)
@@ -402,11 +402,15 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   result = {'protocol': protocol(config, mode='workdir', workdir=os.path.abspath(workdir),
                                  sync_expert=expert is not None, params=config.eval.params, fvd=fvd_protocol),
             'conditions': conds}
-  if config.data.dataset == 'talking':
-    if all('label' in c for c in held_out):
-      result['outcomes'] = talking_outcomes(held_out, conditions, config, train_clips)
-    else:
-      result['outcomes'] = {'unavailable': 'held-out clips carry no speaker label (the mouth region needs it)'}
+  why_not = talking_outcomes_unavailable(config)
+  if why_not is None:
+    result['outcomes'] = talking_outcomes(held_out, conditions, config, train_clips)
+  else:
+    result['outcomes'] = {'unavailable': why_not}
+  if not all('mouth_box' in c for c in held_out):
+    result['not_applicable'] = {
+        'mouth_box': 'held-out clips carry no mouth box (no ground truth in their sidecars): offsets and the sync '
+                     'expert read the whole frame'}
   if write:
     out_dir = os.path.join(workdir, 'eval')
     os.makedirs(out_dir, exist_ok=True)
@@ -422,6 +426,19 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
 
 
 MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of a workdir evaluation.
+IN_LOOP_SPLIT = 'validation'  # In-loop scores never read the test split, which is kept for the final verdict.
+
+
+def talking_outcomes_unavailable(config: ml_collections.ConfigDict) -> Optional[str]:
+  """None when the `talking` outcome targets apply to config.data.dataset (the built-in data, or a folder exported
+  from it whose sidecars carry the generator's ground truth), else why they do not."""
+  generator = builders.ground_truth_generator(config)
+  if generator == 'talking':
+    return None
+  return (f'the talking outcome targets read mouths where the talking generator draws them; dataset '
+          f'{config.data.dataset!r} is ' + (f'from the {generator!r} generator' if generator else
+                                             'not from it (no sidecar names generator=talking)') +
+          '. AV-Align, offsets and FVD are scored instead')
 CLASSIFIER_TRAIN_CLIPS = 128  # Train clips the speaker classifier of the outcome measures is fitted on.
 
 
@@ -490,7 +507,7 @@ def write_json(result: dict, path: str) -> None:
 class InLoopEvaluator:
   """Scores model samples on a small fixed held-out subset every N training steps.
 
-  evaluator = InLoopEvaluator(config)            # loads config.train.eval_clips clips of config.eval.split once
+  evaluator = InLoopEvaluator(config)            # loads config.train.eval_clips clips of the validation split once
   metrics = evaluator(generate_fn, seed=step)    # {'eval/ground_truth/av_align': ..., 'eval/model_joint/...': ...}
   generate_fn(clips, mode, seed) -> clips, as in evaluate_workdir (e.g. a closure over the current EMA params).
   On `talking` data the outcome measures (avdiff.eval.outcomes) are added as 'eval/<measure>' (e.g. eval/a2v_r,
@@ -501,8 +518,9 @@ class InLoopEvaluator:
                modes: tuple[str, ...] = ('joint',), expert: Optional[scoring.ExpertScorer] = None):
     self.config = copy.deepcopy(config)
     self.config.eval.bootstrap_samples = min(self.config.eval.bootstrap_samples, 100)
-    self.clips = clips if clips is not None else builders.load_clips(config, config.eval.split, config.train.eval_clips)
+    self.clips = clips if clips is not None else builders.load_clips(config, IN_LOOP_SPLIT, config.train.eval_clips)
     self.modes, self.expert = modes, expert
+    self._outcomes = talking_outcomes_unavailable(config) is None
 
   def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:
     conds = {f'model_{m}': generate_fn(self.clips, m, seed) for m in self.modes}
@@ -512,7 +530,7 @@ class InLoopEvaluator:
       for metric in ('av_align', 'abs_offset_frames', 'offset_confidence', 'lse_c', 'lse_d', 'fd'):
         if metric in c.get('metrics', {}):
           flat[f'eval/{cname}/{metric}'] = float(c['metrics'][metric]['mean'])
-    if self.config.data.dataset == 'talking' and all('label' in c for c in self.clips):
+    if self._outcomes:
       for name, v in talking_outcomes(self.clips, conds, self.config)['measures'].items():
         flat[f'eval/{name}'] = float(v['mean'] if isinstance(v, dict) else v)
     return flat

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import parallel
+from avdiff.data import builders
 from avdiff.data import pipeline
 from avdiff.train import flops
 from avdiff.train import metrics as metrics_lib
@@ -88,6 +89,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
   started = time.perf_counter()
   t = config.train
   config_lib.validate(config, mesh.size if mesh is not None else jax.device_count(), jax.process_count())
+  if 'label' in task.batch_keys:
+    builders.check_labels(config)
   mesh = mesh or parallel.make_mesh(config.mesh)
   primary = parallel.is_primary()
   os.makedirs(workdir, exist_ok=True)
