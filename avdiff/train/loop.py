@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from avdiff import checkpoint
 from avdiff import config_lib
+from avdiff import console
 from avdiff import parallel
 from avdiff.data import builders
 from avdiff.data import pipeline
@@ -88,9 +89,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
   W/config.json. Raises config_lib.ConfigError, checkpoint.ShapeMismatchError (workdir holds another model)."""
   started = time.perf_counter()
   t = config.train
-  config_lib.validate(config, mesh.size if mesh is not None else jax.device_count(), jax.process_count())
+  num_devices = mesh.size if mesh is not None else jax.device_count()
+  config_lib.validate(config, num_devices, jax.process_count())
   if 'label' in task.batch_keys:
     builders.check_labels(config)
+  if t.eval_every > 0:
+    check_validation_split(config, num_devices)
   mesh = mesh or parallel.make_mesh(config.mesh)
   primary = parallel.is_primary()
   os.makedirs(workdir, exist_ok=True)
@@ -293,12 +297,29 @@ class Profiler(Hook):
       self.active = False
 
 
+def eval_batch_size(config, num_devices: int) -> int:
+  """Clips per held-out loss batch: train.eval_clips (at most one global batch), a multiple of the data-parallel
+  size and at least one clip per process."""
+  dp = config_lib.data_parallel_size(config, num_devices)
+  batch_size = max(dp, (min(config.train.eval_clips, config.train.global_batch_size) // dp) * dp)
+  return max(batch_size, jax.process_count())
+
+
+def check_validation_split(config, num_devices: int) -> None:
+  """Raises UserError, before anything compiles, when the validation split cannot fill one held-out batch."""
+  have = builders.num_examples(config, 'validation')
+  need = eval_batch_size(config, num_devices)
+  if have < need:
+    raise console.UserError(
+        f'the validation split of {config.data.dataset!r} has {have} clips, fewer than the {need} one in-loop '
+        f'evaluation batch needs (train.eval_clips={config.train.eval_clips}, one clip per data-parallel device): '
+        'rebuild the dataset with a larger --validation_fraction, or set --config.train.eval_every=0')
+
+
 def evaluate(config, eval_fn, state, frozen, mesh, batch_keys=('video', 'audio_mel', 'label')) -> dict:
   """Mean loss and metrics over config.train.eval_clips validation clips (fixed noise: comparable across steps), of
   the raw params ('val_<metric>') and of the EMA params ('val_ema_<metric>')."""
-  dp = config_lib.data_parallel_size(config, mesh.size)
-  batch_size = max(dp, (min(config.train.eval_clips, config.train.global_batch_size) // dp) * dp)
-  batch_size = max(batch_size, jax.process_count())
+  batch_size = eval_batch_size(config, mesh.size)
   source = pipeline.InputPipeline(config, 'validation', shuffle=False, num_epochs=1, batch_size=batch_size)
   totals, n = {}, 0
   for i, host in enumerate(source):
