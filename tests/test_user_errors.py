@@ -53,6 +53,27 @@ def test_foreign_workdir(tmp_path):
   _assert_user_error(proc, 'photos', 'not a run directory')
 
 
+def test_more_labels_than_the_model_has(tmp_path):
+  proc = _run('experiments.train', f'--workdir={tmp_path}', '--config.data.num_speakers=9')
+  _assert_user_error(proc, 'model.num_classes=8', 'data.num_speakers', '--config.model.num_classes=9')
+
+
+def test_evaluate_workdir_with_a_config_file(tmp_path):
+  from avdiff import checkpoint  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'config.json').write_text(checkpoint.config_to_json(tiny.get_config()))
+  proc = _run('experiments.evaluate', f'--workdir={tmp_path}', '--config=configs/tiny.py')
+  _assert_user_error(proc, 'W/config.json', '--config.<section>.<field>=value')
+
+
+def test_validation_split_smaller_than_one_eval_batch(tmp_path):
+  proc = _run('experiments.train', f'--workdir={tmp_path / "run"}', f'--config.data.data_dir={tmp_path / "tfds"}',
+              '--config.data.num_train=16', '--config.data.num_validation=2', '--config.data.num_test=2',
+              '--config.train.eval_clips=8', '--config.train.global_batch_size=8')
+  _assert_user_error(proc, "validation split of 'talking' has 2 clips", '--validation_fraction')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()  # Refused before anything was set up.
+
+
 def test_empty_and_missing_clip_folders(tmp_path):
   (tmp_path / 'empty').mkdir()
   proc = _run('experiments.evaluate', f'--clips={tmp_path / "empty"}', f'--out={tmp_path / "s.json"}')

@@ -402,7 +402,7 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   result = {'protocol': protocol(config, mode='workdir', workdir=os.path.abspath(workdir),
                                  sync_expert=expert is not None, params=config.eval.params, fvd=fvd_protocol),
             'conditions': conds}
-  why_not = talking_outcomes_unavailable(config)
+  why_not = talking_outcomes_unavailable(config, held_out)
   if why_not is None:
     result['outcomes'] = talking_outcomes(held_out, conditions, config, train_clips)
   else:
@@ -429,11 +429,13 @@ MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of
 IN_LOOP_SPLIT = 'validation'  # In-loop scores never read the test split, which is kept for the final verdict.
 
 
-def talking_outcomes_unavailable(config: ml_collections.ConfigDict) -> Optional[str]:
-  """None when the `talking` outcome targets apply to config.data.dataset (the built-in data, or a folder exported
-  from it whose sidecars carry the generator's ground truth), else why they do not."""
+def talking_outcomes_unavailable(config: ml_collections.ConfigDict, held_out: list[Clip]) -> Optional[str]:
+  """None when the `talking` outcome targets apply to the held-out clips of config.data.dataset (the built-in data,
+  or a folder exported from it whose sidecars carry the generator's ground truth), else why they do not."""
   generator = builders.ground_truth_generator(config)
   if generator == 'talking':
+    if not all('label' in c for c in held_out):
+      return 'held-out clips carry no speaker label (the mouth region needs it)'
     return None
   return (f'the talking outcome targets read mouths where the talking generator draws them; dataset '
           f'{config.data.dataset!r} is ' + (f'from the {generator!r} generator' if generator else
@@ -520,7 +522,7 @@ class InLoopEvaluator:
     self.config.eval.bootstrap_samples = min(self.config.eval.bootstrap_samples, 100)
     self.clips = clips if clips is not None else builders.load_clips(config, IN_LOOP_SPLIT, config.train.eval_clips)
     self.modes, self.expert = modes, expert
-    self._outcomes = talking_outcomes_unavailable(config) is None
+    self._outcomes = talking_outcomes_unavailable(config, self.clips) is None
 
   def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:
     conds = {f'model_{m}': generate_fn(self.clips, m, seed) for m in self.modes}
