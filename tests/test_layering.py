@@ -24,7 +24,7 @@ LIBRARIES = {'config_lib', 'console', 'data', 'diffusion', 'parallel', 'models'}
 ALLOWED = {
     'config_lib': set(),
     'console': {'config_lib'},
-    'data': {'config_lib'},
+    'data': {'config_lib', 'console'},
     'diffusion': {'config_lib'},
     'parallel': {'config_lib'},
     'models': {'config_lib', 'data'},

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from avdiff import config_lib
+from avdiff import console
 from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import sidecar
@@ -294,7 +295,7 @@ class AvFolder(_LocalBuilder):
         good.append(rel)
     if len(good) < len(SPLITS):
       self._write_report()
-      raise ValueError(f'{cfg.source}: need at least {len(SPLITS)} usable video files (one per split: '
+      raise console.UserError(f'{cfg.source}: need at least {len(SPLITS)} usable video files (one per split: '
                        f'{", ".join(SPLITS)}), found {len(good)}; see {self._report_path()}')
     labels = [self._meta[f].get('label', 0) for f in good]
     self.report['num_classes'] = int(max(labels)) + 1
@@ -435,7 +436,7 @@ def build_dataset(config: ml_collections.ConfigDict, name: str, source: str = ''
   splits = {k: v.num_examples for k, v in builder.info.splits.items()}
   empty = [k for k in SPLITS if not splits.get(k)]
   if empty:
-    raise ValueError(f'Dataset {name!r} has no clips in split(s) {", ".join(empty)} (files failed to decode or were '
+    raise console.UserError(f'Dataset {name!r} has no clips in split(s) {", ".join(empty)} (files failed to decode or were '
                      f'too short); add usable files or change the split fractions. Examples per split: {splits}')
   return {'dataset': name, 'path': str(builder.data_path), 'splits': splits, 'report': report}
 
@@ -444,7 +445,7 @@ def load_source(config: ml_collections.ConfigDict, split: str):
   """Random-access source of one split (tfds ArrayRecord data source; examples are dicts of numpy arrays)."""
   builder = prepare(config)
   if split not in builder.info.splits:
-    raise ValueError(f'Dataset {config.data.dataset!r} has no split {split!r}; it has {list(builder.info.splits)}')
+    raise console.UserError(f'Dataset {config.data.dataset!r} has no split {split!r}; it has {list(builder.info.splits)}')
   return builder.as_data_source(split=split)
 
 

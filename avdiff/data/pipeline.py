@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from avdiff import config_lib
+from avdiff import console
 from avdiff.data import builders
 from avdiff.data import frames
 
@@ -108,8 +109,8 @@ class InputPipeline:
     self.with_waveform = bool(d.with_waveform if with_waveform is None else with_waveform)
     self.source = builders.load_source(config, split)
     if len(self.source) < self.global_batch_size:
-      raise ValueError(f'Split {split!r} has {len(self.source)} examples, fewer than one global batch '
-                       f'({self.global_batch_size})')
+      raise console.UserError(f'split {split!r} of {d.dataset!r} has {len(self.source)} clips, fewer than one '
+                              f'global batch ({self.global_batch_size}): add clips or lower train.global_batch_size')
 
     ds = grain.MapDataset.source(self.source)
     if self.shuffle:

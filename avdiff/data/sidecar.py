@@ -27,12 +27,14 @@ from typing import Any, Optional
 
 import numpy as np
 
+from avdiff import console
+
 CSV_NAME = 'metadata.csv'
 KNOWN_FIELDS = ('label', 'caption', 'mouth_open', 'truth_fps', 'mouth_box', 'generator')
 NO_BOX = (-1, -1, -1, -1)  # Stored mouth_box of a clip without one.
 
 
-class SidecarError(ValueError):
+class SidecarError(console.UserError):
   """A sidecar that cannot be used as written (bad JSON, a negative label, a box of the wrong length)."""
 
 
