@@ -144,3 +144,29 @@ def test_in_loop_evaluator_returns_flat_metrics():
   assert metrics['eval/ground_truth/abs_offset_frames'] == 0
   assert metrics['eval/model_joint/abs_offset_frames'] == 2
   assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_workdir_mode_finds_mouths_of_clips_without_a_box(tmp_path, monkeypatch):
+  """Clips of a folder dataset without ground truth: their mouths are tracked so offsets read the mouth."""
+  from avdiff.data import synthetic  # pylint: disable=g-import-not-at-top
+  config = _config()
+  config.data.resolution = 64
+  truth = [synthetic.talking_clip(s, config.data) for s in range(4)]
+  held_out = [{k: c[k] for k in ('video', 'audio', 'label')} for c in truth]  # No mouth_box, as from a folder.
+  monkeypatch.setattr(runner.builders, 'load_clips', lambda cfg, split, num: held_out)  # Boxes are set in it.
+
+  def generate(clips, mode, seed):
+    del mode, seed
+    return [dict(c, video=np.zeros_like(c['video'])) for c in clips]  # Blank frames: no face to find.
+
+  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=4, generate_fn=generate, write=False)
+  assert res['faces']['ground_truth'] == 'mouth found in 4 of 4 clips'
+  assert res['faces']['model_joint'].startswith('mouth found in 0 of 4 clips (the rest are read whole')
+  for clip, known in zip(held_out, truth):
+    y0, x0, y1, x1 = clip['mouth_box']
+    cy, cx = (known['mouth_box'][0] + known['mouth_box'][2]) / 2, (known['mouth_box'][1] + known['mouth_box'][3]) / 2
+    assert y0 <= cy <= y1 and x0 <= cx <= x1, (clip['mouth_box'], known['mouth_box'])
+  config.eval.faces = 'off'
+  held_out[:] = [{k: c[k] for k in ('video', 'audio', 'label')} for c in truth]
+  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=4, generate_fn=generate, write=False)
+  assert res['faces']['ground_truth'].startswith('face tracking off')
