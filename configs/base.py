@@ -156,7 +156,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ------------------------------------------------------------------ evaluation
   c.eval = ev = ml_collections.ConfigDict()
-  ev.split = 'test'
+  ev.split = 'test'  # Split of experiments.evaluate --workdir (the verdict); in-loop scores read 'validation'.
   ev.params = 'ema'  # Which params of a run sample and evaluate: 'ema' | 'raw'.
   ev.num_clips = 64  # Clips scored per condition.
   ev.seed = 0  # Shuffles, bootstrap and sampling noise of the evaluation.

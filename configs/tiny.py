@@ -56,7 +56,7 @@ def get_config():
   c.train.checkpoint_every = 500
   c.train.sample_every = 1000
   c.train.num_samples = 2
-  # Every 500 steps: denoising gain per noise level (raw and EMA) and the lip-sync of EMA samples on 16 held-out
+  # Every 500 steps: denoising gain per noise level (raw and EMA) and the lip-sync of EMA samples on 16 validation
   # clips (eval/a2v_r, eval/joint_r, ...): whether the model learns shows during the run.
   c.train.eval_every = 500
   c.train.eval_clips = 16
