@@ -6,6 +6,7 @@ import json
 import subprocess
 import threading
 import time
+import types
 
 import pytest
 
@@ -183,3 +184,19 @@ def test_background_renewal_and_job_lease(workdir):
   assert _record(workdir)['renewed'] > first
   lease.release()
   assert _record(workdir) is None
+
+
+def test_the_loop_stops_once_its_lease_was_taken_over(tmp_path):
+  """The training loop's LeaseCheck hook raises, naming the new holder, as soon as renewal found the lease gone."""
+  from avdiff.train import loop as loop_lib  # pylint: disable=g-import-not-at-top  (the trainer: only this test)
+  workdir, clock = str(tmp_path), _Clock()
+  mine = lease_lib.Lease(workdir, TIMEOUT_S, host=OTHER_HOST, pid=7, clock=clock)
+  mine.acquire()
+  fake = types.SimpleNamespace(lease=mine, workdir=workdir, config=types.SimpleNamespace(
+      train=types.SimpleNamespace(log_every=1)))
+  loop_lib.LeaseCheck().after_step(fake, None, 1)  # Still ours: nothing happens.
+  clock.now += TIMEOUT_S + 1
+  lease_lib.Lease(workdir, TIMEOUT_S, clock=clock).acquire()
+  assert not mine.renew()
+  with pytest.raises(lease_lib.LeaseLostError, match=r'taken over by another trainer \(host .*stopped without saving'):
+    loop_lib.LeaseCheck().after_step(fake, None, 2)

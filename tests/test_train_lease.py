@@ -1,6 +1,7 @@
 """One trainer per run directory, end to end with the real command line: the same command started a second time on a
 workdir whose trainer still runs exits with status 2 and one `error:` line naming the holder, touching nothing;
-the first trainer goes on, logs every step once, leaves intact checkpoints and releases the lease when it exits."""
+the first trainer goes on, logs every step once, leaves intact checkpoints and releases the lease when it exits.
+All processes of a multi-process job stop together when the workdir is held."""
 
 import glob
 import os
@@ -19,7 +20,6 @@ from avdiff import sampling
 from avdiff.train import metrics as metrics_lib
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
-pytestmark = pytest.mark.slow
 
 
 def _wait_for(predicate, proc, timeout=600.0):
@@ -33,6 +33,7 @@ def _wait_for(predicate, proc, timeout=600.0):
   return False
 
 
+@pytest.mark.slow  # ~100 s: the first trainer compiles and runs while the second starts.
 def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
   workdir = str(tmp_path / 'run')
   # Many steps, so the first trainer still runs however long the second takes to start on a busy machine; it is
@@ -67,3 +68,33 @@ def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
   assert not glob.glob(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, '*' + checkpoint.CORRUPT_SUFFIX))
   assert len(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) == 1  # The second opened no writer.
   assert not os.path.exists(os.path.join(workdir, lease_lib.LEASE_FILE))
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_every_process_of_a_job_stops_on_refusal(tmp_path):
+  """Two processes (jax.distributed) on a held workdir: process 0 is refused and tells process 1, so both exit with
+  status 2 and the holder's name instead of process 1 waiting in a collective."""
+  workdir = str(tmp_path / 'run')
+  holder = subprocess.Popen(['sleep', '300'])
+  try:
+    lease_lib.Lease(workdir, 120.0, pid=holder.pid).acquire()
+    port = _free_port()
+    procs = [subprocess.Popen(
+        train_toy.train_command(workdir, DATA_DIR, f'--coordinator_address=localhost:{port}', '--num_processes=2',
+                                f'--process_id={i}'),
+        cwd=train_toy.REPO, env=train_toy.env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+  finally:
+    holder.kill()
+    holder.wait()
+  for p, err in zip(procs, errs):
+    assert p.returncode == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and f'pid {holder.pid}' in errors[0], err[-3000:]
+  assert os.listdir(workdir) == [lease_lib.LEASE_FILE]
