@@ -105,7 +105,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
 
 
 def _build(config, workdir, task, mesh, started: float) -> Loop:
-  """`setup` once the lease is held: the mesh, the state (restored or new), config.json and the compiled step."""
+  """`setup` once the lease is held: the mesh, the state (restored or new), config.json and the jitted step."""
   t = config.train
   mesh = mesh or parallel.make_mesh(config.mesh)
   primary = parallel.is_primary()
