@@ -281,7 +281,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
                       f'{num_processes} processes')
   if not 0.0 <= t.ema_decay < 1.0:
     raise ConfigError(f'train.ema_decay={t.ema_decay} must lie in [0, 1)')
-  for field in ('steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
+  for field in ('steps', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'lease_timeout_s'):
     if t[field] <= 0:
       raise ConfigError(f'train.{field} must be positive, got {t[field]}')
   if t.keep_best_by and not t.keep_best_by.startswith('val_'):

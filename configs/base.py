@@ -128,6 +128,10 @@ def get_config() -> ml_collections.ConfigDict:
   t.keep_checkpoints = 3  # Keep the last K checkpoints.
   t.keep_best_by = ''  # '' or a metric (e.g. 'val_loss'): also keep the best checkpoint by it.
   t.async_checkpointing = True
+  # One trainer per run directory: W/lease.json names the trainer that holds W; it is renewed every
+  # lease_timeout_s / 4 seconds. A second trainer on W stops with an error naming the holder, unless the holder
+  # has not renewed for lease_timeout_s seconds (or its process is gone on this host): then it takes over.
+  t.lease_timeout_s = 120.0
   t.sample_every = 5000  # Steps between sample mp4s (0 = off).
   t.num_samples = 4  # Clips per sampling round.
   t.eval_every = 0  # Steps between in-loop evaluations on a small held-out subset (0 = off).

@@ -3,7 +3,7 @@ evaluation, evaluation below training, entry points on top. Read from the source
 in a file (also inside a function) counts.
 
     config_lib, console   <-  data, diffusion, parallel, models          (libraries)
-    checkpoint            (workdir io: config.json, Orbax, restore_params)
+    checkpoint, lease     (workdir io: config.json, Orbax, restore_params; the one-trainer-per-workdir lease)
     sampling              (codec, the sampler cache, generate, load_run, write_clips)
     eval/                 metrics, sync expert network, runner(generate_fn)    -- never imports train/
     train/                state, step, loop + hooks, tasks/
@@ -29,10 +29,11 @@ ALLOWED = {
     'parallel': {'config_lib'},
     'models': {'config_lib', 'data'},
     'checkpoint': {'config_lib', 'console'},
+    'lease': {'config_lib', 'console'},
     'sampling': LIBRARIES | {'checkpoint'},
     'eval': LIBRARIES | {'checkpoint', 'sampling'},
-    'train': LIBRARIES | {'checkpoint', 'sampling', 'eval'},
-    'study': LIBRARIES | {'checkpoint', 'sampling', 'eval', 'train'},
+    'train': LIBRARIES | {'checkpoint', 'lease', 'sampling', 'eval'},
+    'study': LIBRARIES | {'checkpoint', 'lease', 'sampling', 'eval', 'train'},
 }
 
 

@@ -42,6 +42,20 @@ def test_value_the_config_check_rejects(tmp_path):
   _assert_user_error(proc, 'fusion')
 
 
+def test_workdir_in_use_by_another_trainer(tmp_path):
+  """A live trainer (here a stand-in process) holds W: the same command stops before touching anything in W."""
+  from avdiff import lease  # pylint: disable=g-import-not-at-top  (JAX: only this test needs it in-process)
+  holder = subprocess.Popen(['sleep', '300'])
+  try:
+    lease.Lease(str(tmp_path), 120.0, pid=holder.pid).acquire()
+    proc = _run('experiments.train', f'--workdir={tmp_path}')
+  finally:
+    holder.kill()
+    holder.wait()
+  _assert_user_error(proc, 'in use by another trainer', f'pid {holder.pid}', 'last renewed', 'lease.json')
+  assert os.listdir(tmp_path) == [lease.LEASE_FILE]  # No config.json, checkpoints or metrics written.
+
+
 def test_missing_workdir(tmp_path):
   proc = _run('experiments.evaluate', f'--workdir={tmp_path / "nowhere"}')
   _assert_user_error(proc, 'nowhere', 'not a run directory')

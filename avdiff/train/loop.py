@@ -1,13 +1,15 @@
 """The training loop: `train(config, workdir, task)` for the diffusion model, the autoencoder, the sync expert or
 any other `avdiff.train.task.Task`.
 
-Side effects live here, the math in `step.py`. `setup` validates the config, builds the sharded state (restoring
-the latest checkpoint, data position included) and compiles the step; the loop then runs, per step: next host
+Side effects live here, the math in `step.py`. `setup` validates the config, takes the run directory's lease (one
+trainer per workdir: `avdiff.lease`), builds the sharded state (restoring the latest checkpoint, data position
+included) and compiles the step; the loop then runs, per step: next host
 batch -> global arrays on the mesh -> the compiled step (state donated) -> the *previous* step's metrics are read
 (the device is busy with the current step meanwhile, so there is no per-step device sync) and checked for NaN/inf
 -> each hook in turn:
   Profiler      a trace over [profile_start, profile_start + profile_steps)
   Evaluation    held-out loss every eval_every steps (raw and EMA params) + the task's sample scores
+  LeaseCheck    another trainer took the workdir's lease over -> stop without saving
   Preemption    SIGTERM or Orbax's preemption notice -> save and stop (agreed by every process)
   Checkpoints   every checkpoint_every steps, at the end and on preemption (async)
   Samples       the task's periodic samples every sample_every steps
@@ -34,6 +36,7 @@ from tqdm import tqdm
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import console
+from avdiff import lease as lease_lib
 from avdiff import parallel
 from avdiff.data import builders
 from avdiff.data import pipeline
@@ -71,6 +74,7 @@ class Loop:
   primary: bool
   result: dict = dataclasses.field(default_factory=dict)
   stop: bool = False  # Preemption: save and stop after this step.
+  lease: Optional[lease_lib.Lease] = None  # The workdir's lease (process 0; None on the others).
 
   @property
   def total(self) -> int:
@@ -85,19 +89,33 @@ class Loop:
 
 def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
           mesh: Optional[jax.sharding.Mesh] = None) -> Loop:
-  """Validates the config (before compiling anything), builds or restores the sharded state and writes
-  W/config.json. Raises config_lib.ConfigError, checkpoint.ShapeMismatchError (workdir holds another model)."""
+  """Validates the config (before compiling anything), takes the workdir's lease, builds or restores the sharded
+  state and writes W/config.json. Raises config_lib.ConfigError, lease.LeaseHeldError (another trainer runs in
+  workdir; nothing there was touched), checkpoint.ShapeMismatchError (workdir holds another model)."""
   started = time.perf_counter()
-  t = config.train
   num_devices = mesh.size if mesh is not None else jax.device_count()
   config_lib.validate(config, num_devices, jax.process_count())
   if 'label' in task.batch_keys:
     builders.check_labels(config)
-  if t.eval_every > 0:
+  if config.train.eval_every > 0:
     check_validation_split(config, num_devices)
+  os.makedirs(workdir, exist_ok=True)
+  # Before the checkpoint manager or any file of the run: a second trainer must not touch them.
+  lease = lease_lib.acquire_for_job(workdir, config.train.lease_timeout_s)
+  try:
+    loop = _build(config, workdir, task, mesh, started)
+  except BaseException:
+    _release(lease)
+    raise
+  loop.lease = lease
+  return loop
+
+
+def _build(config, workdir, task, mesh, started: float) -> Loop:
+  """`setup` once the lease is held: the mesh, the state (restored or new), config.json and the jitted step."""
+  t = config.train
   mesh = mesh or parallel.make_mesh(config.mesh)
   primary = parallel.is_primary()
-  os.makedirs(workdir, exist_ok=True)
   logging.info('Mesh %s', parallel.describe(mesh))
 
   tx = optim.make_optimizer(t)
@@ -355,6 +373,18 @@ class Evaluation(Hook):
     loop.writer.write(done, dict(self.last, wall_s=time.perf_counter() - loop.started))
 
 
+class LeaseCheck(Hook):
+  """Stops, without saving, once another trainer took the workdir's lease over (this one failed to renew it in
+  time); with several processes they agree every log_every steps, as they do for preemption."""
+
+  def after_step(self, loop, metrics, done):
+    if jax.process_count() > 1 and done % loop.config.train.log_every:
+      return
+    holder = lease_lib.any_lost(loop.lease)
+    if holder is not None:
+      raise lease_lib.lost_error(loop.workdir, holder)
+
+
 class Preemption(Hook):
   """SIGTERM (a TPU / spot preemption notice) or Orbax's preemption check -> `loop.stop`; with several processes
   they agree (any one stopping stops all) every log_every steps."""
@@ -427,6 +457,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, 
   when workdir holds a checkpoint of another model, NonFiniteLossError on NaN/inf (nothing is saved for that step).
   """
   loop = setup(config, workdir, task, mesh)
+  try:
+    return _run(loop, progress)
+  finally:
+    # Last, after every checkpoint and metric file is written: the next trainer may start once the lease is gone.
+    _release(loop.lease)
+
+
+def _run(loop: Loop, progress: bool) -> dict:
+  """The steps and hooks of `train`, from the set-up loop; waits for the last save and closes every file."""
   loop.result.update(step=loop.start, stopped='done')
   if loop.start >= loop.total:
     logging.info('Nothing to do: checkpoint step %d >= train.steps %d', loop.start, loop.total)
@@ -440,7 +479,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, 
       loop.primary and progress) else None
   metrics = _StepMetrics(loop, meter, bar)
   evaluation = Evaluation()
-  hooks = [Profiler(loop), evaluation, Preemption(), Checkpoints(evaluation), Samples()]
+  hooks = [Profiler(loop), evaluation, LeaseCheck(), Preemption(), Checkpoints(evaluation), Samples()]
   meter.start(loop.start)
   failure = None
   try:
@@ -483,3 +522,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task, 
         raise late
       raise converted from late
   return loop.result
+
+
+def _release(lease: Optional[lease_lib.Lease]) -> None:
+  """Deletes the workdir's lease (None on processes other than 0); a failure (storage unreachable) only warns: the
+  lease expires by itself after train.lease_timeout_s, and the run's own outcome or error is what the caller must
+  see."""
+  if lease is None:
+    return
+  try:
+    lease.release()
+  except Exception as e:  # pylint: disable=broad-except  (see the docstring)
+    logging.warning('Could not delete the lease %s (%s: %s); it expires %g s after its last renewal.',
+                    lease.location, type(e).__name__, e, lease.timeout_s)

@@ -1,0 +1,100 @@
+"""One trainer per run directory, end to end with the real command line: the same command started a second time on a
+workdir whose trainer still runs exits with status 2 and one `error:` line naming the holder, touching nothing;
+the first trainer goes on, logs every step once, leaves intact checkpoints and releases the lease when it exits.
+All processes of a multi-process job stop together when the workdir is held."""
+
+import glob
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import train_toy
+from avdiff import checkpoint
+from avdiff import lease as lease_lib
+from avdiff import sampling
+from avdiff.train import metrics as metrics_lib
+
+DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
+
+
+def _wait_for(predicate, proc, timeout=600.0):
+  start = time.time()
+  while time.time() - start < timeout:
+    if predicate():
+      return True
+    if proc.poll() is not None:
+      return False
+    time.sleep(0.1)
+  return False
+
+
+@pytest.mark.slow  # ~100 s: the first trainer compiles and runs while the second starts.
+def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
+  workdir = str(tmp_path / 'run')
+  # Many steps, so the first trainer still runs however long the second takes to start on a busy machine; it is
+  # stopped by SIGTERM (a preemption: save, release, exit 0) once the second has been refused.
+  command = train_toy.train_command(workdir, DATA_DIR, **{'train.steps': 100_000, 'train.checkpoint_every': 50})
+  first = subprocess.Popen(command, cwd=train_toy.REPO, env=train_toy.env(1), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+  try:
+    assert _wait_for(lambda: len(metrics_lib.read_metrics(workdir)) >= 2, first), 'the first trainer did not start'
+    second = train_toy.run(command, timeout=300)
+    assert first.poll() is None, 'the first trainer ended before the second was refused'
+  finally:
+    first.send_signal(signal.SIGTERM)
+    _, first_err = first.communicate(timeout=300)
+
+  # The second: status 2, exactly one line, naming the holder and what to do.
+  assert second.returncode == 2, second.stderr[-3000:]
+  errors = [line for line in second.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1, second.stderr[-3000:]
+  assert f'host {socket.gethostname()}, pid {first.pid}' in errors[0]
+  assert 'running since' in errors[0] and 'last renewed' in errors[0] and 'train.lease_timeout_s' in errors[0]
+  assert 'Traceback' not in second.stderr
+
+  # The first: a clean preempted exit, every step logged once, its checkpoint readable, the lease released.
+  assert first.returncode == 0, first_err[-3000:]
+  steps = [r['step'] for r in metrics_lib.read_metrics(workdir) if 'loss' in r]
+  assert steps == list(range(1, len(steps) + 1))
+  saved = checkpoint.latest_step(workdir)
+  assert saved == steps[-1]
+  assert sampling.load_run(workdir).step == saved
+  assert not any('cannot be read' in r.getMessage() for r in caplog.records)
+  assert not glob.glob(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, '*' + checkpoint.CORRUPT_SUFFIX))
+  assert len(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) == 1  # The second opened no writer.
+  assert not os.path.exists(os.path.join(workdir, lease_lib.LEASE_FILE))
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_every_process_of_a_job_stops_on_refusal(tmp_path):
+  """Two processes (jax.distributed) on a held workdir: process 0 is refused and tells process 1, so both exit with
+  status 2 and the holder's name instead of process 1 waiting in a collective."""
+  workdir = str(tmp_path / 'run')
+  holder = subprocess.Popen(['sleep', '300'])
+  try:
+    lease_lib.Lease(workdir, 120.0, pid=holder.pid).acquire()
+    port = _free_port()
+    procs = [subprocess.Popen(
+        train_toy.train_command(workdir, DATA_DIR, f'--coordinator_address=localhost:{port}', '--num_processes=2',
+                                f'--process_id={i}'),
+        cwd=train_toy.REPO, env=train_toy.env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+  finally:
+    holder.kill()
+    holder.wait()
+  for p, err in zip(procs, errs):
+    assert p.returncode == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and f'pid {holder.pid}' in errors[0], err[-3000:]
+  assert os.listdir(workdir) == [lease_lib.LEASE_FILE]
