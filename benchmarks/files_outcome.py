@@ -76,6 +76,35 @@ def table(seeds: list[str]) -> list[str]:
   return lines
 
 
+def truth_measures(seeds: list[str]) -> list[str]:
+  """Rows of the held-out files' own ground truth (from the first finished run's eval/test.json) and its sync
+  against the audio moved later by 0..60 ms (how well picture and sound of the built clips line up)."""
+  for seed in seeds:
+    path = os.path.join(_seed_dir(seed), 'eval', 'test.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        measures = json.load(f)['outcomes']['measures']
+      break
+  else:
+    return []
+  from avdiff.data import builders  # pylint: disable=g-import-not-at-top  (JAX only when a table is written)
+  from avdiff.eval import outcomes  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.data.dataset = DATASET
+  os.environ['AVDIFF_DATA_DIR'] = os.path.abspath(os.path.join(_WORKDIR.value, 'tfds'))
+  clips = builders.load_clips(config, 'test', config.eval.num_clips)
+  shifted = []
+  for ms in (0, 20, 40, 60):
+    later = int(round(ms * 1e-3 * config.data.sample_rate))
+    r = [outcomes.sync_r(c, config.data, np.concatenate([np.zeros(later, np.float32), c['audio']])[:c['audio'].size])
+         for c in clips]
+    shifted.append(f'{ms} ms: {np.nanmean(r):.3f}')
+  return ['', f"Held-out files' ground truth: mouth vs audio envelope r {measures['ground_truth_r']['mean']:.3f}, "
+              f"envelope reader vs mouth_open r {measures['envelope_reader_r']:.3f}; with the audio moved later by "
+              + ', '.join(shifted) + '.']
+
+
 def main(argv):
   del argv
   files = os.path.join(_WORKDIR.value, 'files')
@@ -85,7 +114,7 @@ def main(argv):
     _run('experiments.build_dataset', f'--source={files}', f'--name={DATASET}')
     for seed in _SEEDS.value:
       run_seed(seed)
-  report.emit(table(_SEEDS.value), _OUT.value)
+  report.emit(table(_SEEDS.value) + truth_measures(_SEEDS.value), _OUT.value)
 
 
 if __name__ == '__main__':
