@@ -148,7 +148,8 @@ class RunDir:
 
   @property
   def events_dir(self) -> str:
-    """Where TensorBoard event files go: the run directory itself (tensorboardX writes gs:// on its own)."""
+    """Where TensorBoard event files go: the run directory itself (on a bucket they are written locally and
+    copied up, avdiff.train.metrics)."""
     return str(self)
 
   def samples(self, step: int) -> epath.Path:

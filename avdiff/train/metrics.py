@@ -7,14 +7,17 @@ first, so a resumed run keeps its history) and the whole object is rewritten on 
 seconds, at each checkpoint (the loop flushes there, so after a crash the object holds every row up to the
 checkpoint the run resumes from) and at close. A run logs ~0.5 KB per row, so even 10^4 rows rewrite in well
 under a second; one object keeps the file contract that readers (compare, TensorBoard) rely on, where one object
-per flush would not, and GCS compose caps a composite at 1024 parts. tensorboardX writes gs:// event files the
-same way itself (its GCSRecordWriter re-uploads the file's buffer on each flush).
+per flush would not, and GCS compose caps a composite at 1024 parts. TensorBoard event files are written to a local
+temporary folder and copied up at the same moments. (tensorboardX's own gs:// writer re-uploads again from
+`__del__`, so a process that outlives its bucket connection hangs for minutes in retries at exit.)
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from typing import Optional
 
@@ -35,14 +38,18 @@ class MetricWriter:
     self.flush_secs = flush_secs
     self._tb = None
     self._lines: list[str] = []  # Bucket only: every line of the object.
+    self._events_dir = None  # Bucket only: the local folder of the event files.
     self._dirty = False
     self._flushed = time.monotonic()
     if enabled:
       self.run.mkdir()
-      if self.run.remote and self.path.exists():
-        self._lines = self.path.read_text().splitlines()
+      events_dir = self.run.events_dir
+      if self.run.remote:
+        if self.path.exists():
+          self._lines = self.path.read_text().splitlines()
+        events_dir = self._events_dir = tempfile.mkdtemp(prefix='avdiff_events_')
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(self.run.events_dir, flush_secs=int(flush_secs))
+      self._tb = SummaryWriter(events_dir, flush_secs=int(flush_secs))
 
   def write(self, step: int, metrics: dict, prefix: Optional[str] = None) -> None:
     if not self.enabled:
@@ -64,29 +71,35 @@ class MetricWriter:
       self._write_object()
 
   def _write_object(self) -> None:
-    """Rewrites metrics.jsonl on the bucket with every row (one object, replaced whole)."""
+    """Bucket: rewrites metrics.jsonl with every row (one object, replaced whole) and copies the event files up."""
     if self._dirty:
       self.path.write_text(''.join(line + '\n' for line in self._lines))
       self._dirty = False
+      if self._tb is not None:
+        self._tb.flush()
+        run_dir_lib.upload(self._events_dir, self.run.path)
     self._flushed = time.monotonic()
 
   def flush(self) -> None:
     """Every row so far is in metrics.jsonl and the event file when this returns."""
     if not self.enabled:
       return
-    if self.run.remote:
-      self._write_object()
     if self._tb is not None:
       self._tb.flush()
+    if self.run.remote:
+      self._write_object()
 
   def close(self) -> None:
     if not self.enabled:
       return
-    if self.run.remote:
-      self._write_object()
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+    if self.run.remote:
+      self._dirty = True  # The last events go up even when no row is new.
+      self._write_object()
+      run_dir_lib.upload(self._events_dir, self.run.path)
+      shutil.rmtree(self._events_dir, ignore_errors=True)
 
 
 def read_metrics(workdir: str) -> list[dict]:
