@@ -20,7 +20,14 @@ import shutil
 import tempfile
 from typing import Iterator, Union
 
+import fsspec
 from etils import epath
+
+# gcsfs (epath's gs:// backend) caches directory listings for the life of a process. A run directory is written by
+# other processes (the trainer, a sampler, an evaluator, every host) and by TensorStore inside this one, so a cached
+# listing goes stale: a new checkpoint step is not seen. Listing a run's folders is cheap next to its checkpoint io,
+# so listings are never cached (explicit storage options still win).
+fsspec.config.conf.setdefault('gs', {}).setdefault('use_listings_cache', False)
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
