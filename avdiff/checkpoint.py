@@ -3,7 +3,9 @@ data-iterator state and the config), and `restore_params`, the one primitive tha
 a model for inference. Used by training, sampling and evaluation; imports no model, task or config file.
 
 Layout: <workdir>/checkpoints/<step>/{state, data, config}. Orbax writes a step into a temporary directory and
-renames it when every item (and every process) has finished, so an interrupted save is never listed as a step.
+renames it when every item (and every process) has finished, so an interrupted save is never listed as a step; on
+a bucket (gs://, where there is no atomic rename) it writes the step in place and lists it only once its
+commit_success.txt exists. Paths of the run come from `avdiff.run_dir.RunDir` (local or gs://).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from jax.experimental import multihost_utils
 
 from avdiff import config_lib
 from avdiff import console
+from avdiff import run_dir
 
-CHECKPOINT_DIR = 'checkpoints'
-CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = run_dir.CHECKPOINT_DIR
+CONFIG_FILE = run_dir.CONFIG_FILE
 
 
 class ShapeMismatchError(config_lib.ConfigError):
@@ -138,11 +141,12 @@ def config_from_json(text: str, defaults: Optional[ml_collections.ConfigDict] = 
 
 def load_config(workdir: str, defaults: Optional[ml_collections.ConfigDict] = None) -> ml_collections.ConfigDict:
   """W/config.json as a ConfigDict (see `config_from_json` for `defaults`); W may be a bucket path (gs://...)."""
-  path = epath.Path(workdir) / CONFIG_FILE
-  if not path.exists():
+  try:
+    text = run_dir.RunDir(workdir).read_config()
+  except FileNotFoundError:  # Name the directory as the user gave it.
     raise FileNotFoundError(f'{workdir} is not a run directory (it has no {CONFIG_FILE}); runs are made by '
-                            'experiments.train')
-  return config_from_json(path.read_text(), defaults)
+                            'experiments.train') from None
+  return config_from_json(text, defaults)
 
 
 # ----------------------------------------------------------------------------- manager
@@ -163,7 +167,7 @@ def make_manager(workdir: str, train_cfg: Optional[ml_collections.ConfigDict] = 
                                                     keep_checkpoints_without_metrics=False))
       kwargs.update(best_fn=lambda m: float(m[metric]), best_mode='min')
     kwargs.update(preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+  return ocp.CheckpointManager(run_dir.RunDir(workdir).checkpoints,
                                item_handlers={'state': ocp.StandardCheckpointHandler(),
                                               'data': ocp.JsonCheckpointHandler(),
                                               'config': ocp.JsonCheckpointHandler()},
@@ -272,7 +276,7 @@ def restore_latest_params(workdir: str, model: nnx.Module, *, ema: bool = True,
                                                        sharding=jax.sharding.SingleDeviceSharding(
                                                            jax.local_devices()[0])),
                         nnx.to_pure_dict(params))
-  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  directory = run_dir.RunDir(workdir).checkpoints
   # Handlers for every saved item (only 'state' is read): without them Orbax warns about each unread item.
   manager = ocp.CheckpointManager(directory, item_handlers={'state': ocp.PyTreeCheckpointHandler(),
                                                             'data': ocp.JsonCheckpointHandler(),
@@ -305,10 +309,11 @@ def restore_latest_params(workdir: str, model: nnx.Module, *, ema: bool = True,
 
 
 def latest_step(workdir: str) -> Optional[int]:
-  directory = os.path.join(workdir, CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
+  """The newest finished checkpoint step of workdir (local or gs://), None when it has none."""
+  directory = run_dir.RunDir(workdir).checkpoints
+  if not epath.Path(directory).exists():
     return None
-  manager = ocp.CheckpointManager(os.path.abspath(directory), options=ocp.CheckpointManagerOptions(
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       read_only=True, create=False))
   step = manager.latest_step()
   manager.close()

@@ -29,12 +29,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import diffusion
 from avdiff import models
+from avdiff import run_dir
 from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import builders
@@ -199,15 +201,15 @@ def load_run(workdir: str, config: Optional[ml_collections.ConfigDict] = None, p
 def write_clips(config: ml_collections.ConfigDict, clips: list[Clip], out_dir: str, prefix: str,
                 write: bool = True) -> list[str]:
   """Clips (uint8 frames, waveform) -> out_dir/<prefix>_<i>.mp4 (h264 + AAC at data.fps / data.sample_rate).
-  write=False returns the paths only (processes other than the first in a multi-process run)."""
-  paths = []
-  for i, clip in enumerate(clips):
-    path = os.path.join(out_dir, f'{prefix}_{i}.mp4')
-    paths.append(path)
-    if write:
-      wave = np.clip(np.nan_to_num(np.asarray(clip['audio'], np.float32)), -1.0, 1.0)
-      av_io.write_video(path, clip['video'], wave, config.data.fps, config.data.sample_rate)
-  return paths
+  out_dir may be on a bucket (gs://...): PyAV writes a local file, so the clips are staged in a temporary folder and
+  copied up. write=False returns the paths only (processes other than the first in a multi-process run)."""
+  names = [f'{prefix}_{i}.mp4' for i in range(len(clips))]
+  if write:
+    with run_dir.staged(out_dir) as local:
+      for name, clip in zip(names, clips):
+        wave = np.clip(np.nan_to_num(np.asarray(clip['audio'], np.float32)), -1.0, 1.0)
+        av_io.write_video(os.path.join(local, name), clip['video'], wave, config.data.fps, config.data.sample_rate)
+  return [str(epath.Path(out_dir) / name) for name in names]
 
 
 def sample_run(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
@@ -219,4 +221,4 @@ def sample_run(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'te
   run = load_run(workdir, config, params=params, step=step)
   given = label_clips(run.config, num) if mode == 'joint' else builders.load_clips(run.config, split, num)
   clips = generate(run, given, mode, seed)
-  return write_clips(run.config, clips, os.path.join(workdir, 'samples', str(run.step)), mode)
+  return write_clips(run.config, clips, str(run_dir.RunDir(workdir).samples(run.step)), mode)

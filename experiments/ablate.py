@@ -14,9 +14,8 @@ from avdiff import console
 
 console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
-import os
-
 from absl import flags
+from etils import epath
 
 from avdiff import parallel
 from avdiff.study import compare
@@ -50,7 +49,7 @@ def main(argv):
     if len(runs) < len(sweep.members) * len(sweep.seeds):
       console.say('Preempted: saved; rerun the same command to continue the sweep.')
       return
-  out = os.path.join(_WORKDIR.value, 'report')
+  out = str(epath.Path(_WORKDIR.value) / 'report')  # A local folder or gs://.
   summary = compare.compare([_WORKDIR.value], out, title=f'sweep {sweep.name}', order=list(sweep.members),
                             finished_only=True)
   console.say(f"Compared {len(summary['members'])} members: {out}/index.html")

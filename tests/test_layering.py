@@ -3,6 +3,7 @@ evaluation, evaluation below training, entry points on top. Read from the source
 in a file (also inside a function) counts.
 
     config_lib, console   <-  data, diffusion, parallel, models          (libraries)
+    run_dir               (workdir io: the paths and files of a run, local or gs://)
     checkpoint, lease     (workdir io: config.json, Orbax, restore_params; the one-trainer-per-workdir lease)
     sampling              (codec, the sampler cache, generate, load_run, write_clips)
     eval/                 metrics, sync expert network, runner(generate_fn)    -- never imports train/
@@ -28,12 +29,13 @@ ALLOWED = {
     'diffusion': {'config_lib'},
     'parallel': {'config_lib'},
     'models': {'config_lib', 'data'},
-    'checkpoint': {'config_lib', 'console'},
-    'lease': {'config_lib', 'console'},
-    'sampling': LIBRARIES | {'checkpoint'},
-    'eval': LIBRARIES | {'checkpoint', 'sampling'},
-    'train': LIBRARIES | {'checkpoint', 'lease', 'sampling', 'eval'},
-    'study': LIBRARIES | {'checkpoint', 'lease', 'sampling', 'eval', 'train'},
+    'run_dir': set(),
+    'checkpoint': {'config_lib', 'console', 'run_dir'},
+    'lease': {'config_lib', 'console', 'run_dir'},
+    'sampling': LIBRARIES | {'run_dir', 'checkpoint'},
+    'eval': LIBRARIES | {'run_dir', 'checkpoint', 'sampling'},
+    'train': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'sampling', 'eval'},
+    'study': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'sampling', 'eval', 'train'},
 }
 
 

@@ -25,6 +25,7 @@ import tqdm
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import console
+from avdiff import run_dir
 from avdiff import sampling
 from avdiff.data import av_io
 from avdiff.data import builders
@@ -428,7 +429,8 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   conds = evaluate_conditions(conditions, config, expert, train_clips[:num] if train_clips else None, fvd_features)
   for name, why in unavailable.items():
     conds[name] = {'unavailable': why}
-  result = {'protocol': protocol(config, mode='workdir', workdir=os.path.abspath(workdir),
+  run = run_dir.RunDir(workdir)
+  result = {'protocol': protocol(config, mode='workdir', workdir=str(run),
                                  sync_expert=expert is not None, params=config.eval.params, fvd=fvd_protocol),
             'conditions': conds}
   why_not = talking_outcomes_unavailable(config, held_out)
@@ -439,17 +441,23 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   if faces_found:
     result['faces'] = faces_found
   if write:
-    out_dir = os.path.join(workdir, 'eval')
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f'{split}.json'), 'w') as f:
-      json.dump(result, f, indent=2, default=_json_default)
-    with open(os.path.join(out_dir, f'{split}.md'), 'w') as f:
-      f.write(report.markdown_table(result))
-      if 'verdict' in result.get('outcomes', {}):
-        f.write('\n## Outcome targets\n\n' + outcomes.verdict_markdown(result['outcomes']['verdict']))
-    result['report'] = html_report.write_report(os.path.join(workdir, 'report'), result, conditions, config.data,
-                                                title=f'{os.path.basename(os.path.abspath(workdir))}: {split}')
+    write_workdir_result(run, split, result, conditions, config)
   return result
+
+
+def write_workdir_result(run: run_dir.RunDir, split: str, result: dict, conditions: dict[str, list[Clip]],
+                         config: ml_collections.ConfigDict) -> None:
+  """W/eval/<split>.md, W/report/ (HTML, png and mp4 are written locally and copied up when W is on a bucket),
+  then W/eval/<split>.json last: its presence marks the run evaluated (a sweep skips it), so it must not appear
+  before the rest. Sets result['report'] to the report page's path."""
+  markdown = report.markdown_table(result)
+  if 'verdict' in result.get('outcomes', {}):
+    markdown += '\n## Outcome targets\n\n' + outcomes.verdict_markdown(result['outcomes']['verdict'])
+  run.write_text(f'eval/{split}.md', markdown)
+  with run.staged(run.report) as local:
+    index = html_report.write_report(local, result, conditions, config.data, title=f'{run.name}: {split}')
+  run.write_text(f'eval/{split}.json', json.dumps(result, indent=2, default=_json_default))
+  result['report'] = str(run.report / os.path.basename(index))
 
 
 MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of a workdir evaluation.
@@ -488,9 +496,9 @@ def find_expert(config: ml_collections.ConfigDict, workdir: str = '') -> Optiona
 
   The directory used is written back into config.eval.sync_expert_workdir (so the protocol records it).
   """
-  for cand in (config.eval.sync_expert_workdir, os.path.join(workdir, 'sync_expert') if workdir else ''):
-    if cand and os.path.exists(os.path.join(cand, 'config.json')):
-      config.eval.sync_expert_workdir = os.path.abspath(cand)
+  for cand in (config.eval.sync_expert_workdir, str(run_dir.RunDir(workdir) / 'sync_expert') if workdir else ''):
+    if cand and run_dir.RunDir(cand).has_config():
+      config.eval.sync_expert_workdir = str(run_dir.RunDir(cand))
       return scoring.load_scorer(cand, config)
   return None
 

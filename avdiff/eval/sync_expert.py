@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 from avdiff import checkpoint
+from avdiff import run_dir
 from avdiff.data import frames as frames_lib
 
 
@@ -153,8 +153,8 @@ def load(workdir: str, config: ml_collections.ConfigDict | None = None) -> SyncE
   W/config.json). Experts saved by the former standalone trainer (W/sync_expert_checkpoints) load too."""
   config = config or checkpoint.load_config(workdir)
   model = build_sync_expert(config, nnx.Rngs(0))
-  legacy = os.path.abspath(os.path.join(workdir, LEGACY_CHECKPOINT_DIR))
-  if not os.path.isdir(legacy):
+  legacy = str(run_dir.RunDir(workdir) / LEGACY_CHECKPOINT_DIR)
+  if not epath.Path(legacy).exists():
     return checkpoint.restore_params(workdir, model, ema=True)
   with ocp.CheckpointManager(legacy) as mgr:
     step = mgr.latest_step()

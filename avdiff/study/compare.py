@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import models
+from avdiff import run_dir
 from avdiff.eval import html_report
 from avdiff.train import metrics as metrics_lib
 
@@ -119,7 +120,7 @@ def find_runs(paths: Sequence[str]) -> list[tuple[epath.Path, str]]:
 
 def load_run(path: epath.Path, member: str) -> Run:
   config = checkpoint.load_config(str(path))
-  result_path = path / 'eval' / f'{config.eval.split}.json'
+  result_path = run_dir.RunDir(path).eval_json(config.eval.split)
   result = json.loads(result_path.read_text()) if result_path.exists() else None
   run = Run(path, member, config, metrics_lib.read_metrics(str(path)), result)
   run.values = run_values(run)

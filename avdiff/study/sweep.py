@@ -26,6 +26,7 @@ from etils import epath
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import parallel
+from avdiff import run_dir as run_dir_lib
 from avdiff.eval import runner
 from avdiff.train import loop
 from avdiff.train import tasks
@@ -102,11 +103,13 @@ def member_config(sweep: Sweep, member: str, seed: int) -> ml_collections.Config
 
 
 def run_dir(workdir: str, member: str, seed: int) -> str:
-  return os.path.join(workdir, member, f'seed{seed}')
+  """<workdir>/<member>/seed<seed> (workdir local or gs://)."""
+  return str(epath.Path(workdir) / member / f'seed{seed}')
 
 
 def finished(run: str, config: ml_collections.ConfigDict) -> bool:
-  return (epath.Path(run) / 'eval' / f'{config.eval.split}.json').exists()
+  """True once the run's evaluation result exists (written last by the evaluation)."""
+  return run_dir_lib.RunDir(run).eval_json(config.eval.split).exists()
 
 
 def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Optional[Callable] = None,

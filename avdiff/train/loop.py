@@ -18,8 +18,8 @@ Rerunning the same command resumes from the latest checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import signal
 import time
 from typing import Any, Optional
@@ -38,6 +38,7 @@ from avdiff import config_lib
 from avdiff import console
 from avdiff import lease as lease_lib
 from avdiff import parallel
+from avdiff import run_dir
 from avdiff.data import builders
 from avdiff.data import pipeline
 from avdiff.train import flops
@@ -77,6 +78,11 @@ class Loop:
   lease: Optional[lease_lib.Lease] = None  # The workdir's lease (process 0; None on the others).
 
   @property
+  def run(self) -> run_dir.RunDir:
+    """The run directory (local or gs://)."""
+    return run_dir.RunDir(self.workdir)
+
+  @property
   def total(self) -> int:
     return int(self.config.train.steps)
 
@@ -99,7 +105,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, task: task_lib.Task,
     builders.check_labels(config)
   if config.train.eval_every > 0:
     check_validation_split(config, num_devices)
-  os.makedirs(workdir, exist_ok=True)
+  run_dir.RunDir(workdir).mkdir()  # A local folder or a gs:// prefix.
   # Before the checkpoint manager or any file of the run: a second trainer must not touch them.
   lease = lease_lib.acquire_for_job(workdir, config.train.lease_timeout_s)
   try:
@@ -116,6 +122,7 @@ def _build(config, workdir, task, mesh, started: float) -> Loop:
   t = config.train
   mesh = mesh or parallel.make_mesh(config.mesh)
   primary = parallel.is_primary()
+  run = run_dir.RunDir(workdir)
   logging.info('Mesh %s', parallel.describe(mesh))
 
   tx = optim.make_optimizer(t)
@@ -125,8 +132,7 @@ def _build(config, workdir, task, mesh, started: float) -> Loop:
   source = pipeline.InputPipeline(config, 'train')
   state = _restore_or_init(config, workdir, task, tx, model, abstract, shardings, manager, source)
   if primary:
-    with open(os.path.join(workdir, checkpoint.CONFIG_FILE), 'w') as f:
-      f.write(checkpoint.config_to_json(config))
+    run.write_config(checkpoint.config_to_json(config))
 
   frozen = task.frozen_params()
   frozen_sh = None if frozen is None else jax.tree.map(lambda _: parallel.replicated(mesh), frozen)
@@ -146,7 +152,7 @@ def _restore_or_init(config, workdir, task, tx: optax.GradientTransformation, mo
   <step>.corrupt with a warning and the one before it is tried; when none is readable, NoReadableCheckpointError
   lists them. A checkpoint of another model (ShapeMismatchError) is not damage: it stops the run."""
   saved_cfg = None
-  if os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
+  if run_dir.RunDir(workdir).has_config():
     saved_cfg = checkpoint.load_config(workdir)
   tried = []
   for step in sorted(manager.all_steps(), reverse=True):
@@ -292,16 +298,18 @@ class Hook:
 
 
 class Profiler(Hook):
-  """A jax.profiler trace of steps [profile_start, profile_start + profile_steps) into W/profile."""
+  """A jax.profiler trace of steps [profile_start, profile_start + profile_steps) into W/profile (traced into a
+  local folder and copied up when the run lives on a bucket)."""
 
   def __init__(self, loop: Loop):
     t = loop.config.train
     self.first, self.last = t.profile_start, t.profile_start + t.profile_steps
     self.active = False
+    self._staged = contextlib.ExitStack()
 
   def before_step(self, loop, step):
     if loop.primary and self.first >= 0 and step == self.first:
-      jax.profiler.start_trace(os.path.join(loop.workdir, 'profile'))
+      jax.profiler.start_trace(self._staged.enter_context(run_dir.staged(loop.run.profile_dir)))
       self.active = True
 
   def after_step(self, loop, metrics, done):
@@ -313,6 +321,7 @@ class Profiler(Hook):
     if self.active:
       jax.profiler.stop_trace()
       self.active = False
+      self._staged.close()
 
 
 def eval_batch_size(config, num_devices: int) -> int:
@@ -430,6 +439,9 @@ class Checkpoints(Hook):
     best = last if t.keep_best_by and t.keep_best_by in last else None
     checkpoint.save(loop.manager, done, loop.state, loop.source.get_state(), loop.config, metrics=best,
                     force=loop.stop)
+    # On a bucket metrics.jsonl is written whole per flush: flushing here keeps every row up to the step a crashed
+    # run resumes from.
+    loop.writer.flush()
 
 
 class Samples(Hook):
@@ -440,7 +452,7 @@ class Samples(Hook):
     if every <= 0 or done % every:
       return
     metrics.drain()
-    out_dir = os.path.join(loop.workdir, 'samples', str(done))
+    out_dir = str(loop.run.samples(done))
     paths = loop.task.write_samples(loop.model, loop.state.ema_params, done, out_dir, loop.mesh, write=loop.primary)
     if paths:
       logging.info('Wrote %d samples to %s', len(paths), out_dir)

@@ -14,6 +14,7 @@ from flax import nnx
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import models
+from avdiff import run_dir
 from avdiff.data import pipeline
 from avdiff.eval import reconstruction
 from avdiff.train import loop
@@ -71,8 +72,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, split: s
     metrics, example = reconstruction.reconstruction_metrics(ae, batches)
     results['ema' if ema else 'params'] = metrics
     if not ema:
-      reconstruction.save_figure(example, os.path.join(workdir, 'ae_reconstruction.png'))
+      with run_dir.staged(workdir) as local:  # cv2 writes local files; a bucket workdir gets a copy.
+        reconstruction.save_figure(example, os.path.join(local, 'ae_reconstruction.png'))
     logging.info('%s %s: %s', config.model.encoder, 'EMA' if ema else 'params', metrics)
-  with open(os.path.join(workdir, 'ae_eval.json'), 'w') as f:
-    json.dump(results, f, indent=1)
+  run_dir.RunDir(workdir).write_text('ae_eval.json', json.dumps(results, indent=1))
   return results
