@@ -98,3 +98,28 @@ def test_every_process_of_a_job_stops_on_refusal(tmp_path):
     errors = [line for line in err.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and f'pid {holder.pid}' in errors[0], err[-3000:]
   assert os.listdir(workdir) == [lease_lib.LEASE_FILE]
+
+
+@pytest.mark.slow  # ~2 min: as the local test, with the run directory on an emulated GCS bucket.
+def test_second_trainer_on_a_running_bucket_workdir_is_refused(gcs_bucket):
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  workdir = f'{gcs_bucket}/run'
+  command = train_toy.train_command(workdir, DATA_DIR, **{'train.steps': 100_000, 'train.checkpoint_every': 20})
+  first = subprocess.Popen(command, cwd=train_toy.REPO, env=train_toy.env(1), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+  try:
+    # metrics.jsonl on a bucket is rewritten at each checkpoint: its first rows show the trainer is running.
+    assert _wait_for(lambda: len(metrics_lib.read_metrics(workdir)) >= 2, first), 'the first trainer did not start'
+    second = train_toy.run(command, timeout=300)
+    assert first.poll() is None, 'the first trainer ended before the second was refused'
+  finally:
+    first.send_signal(signal.SIGTERM)
+    _, first_err = first.communicate(timeout=300)
+  assert second.returncode == 2, second.stderr[-3000:]
+  errors = [line for line in second.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and f'pid {first.pid}' in errors[0], second.stderr[-3000:]
+  assert first.returncode == 0, first_err[-3000:]
+  steps = [r['step'] for r in metrics_lib.read_metrics(workdir) if 'loss' in r]
+  assert steps == list(range(1, len(steps) + 1))
+  assert checkpoint.latest_step(workdir) == steps[-1]
+  assert not (epath.Path(workdir) / lease_lib.LEASE_FILE).exists()
