@@ -70,7 +70,7 @@ def table(seeds: list[str]) -> list[str]:
     rows = [results[s].get(key) for s in done]
     values = np.asarray([r['value'] for r in rows if r is not None], np.float64)
     met = sum(bool(r and r['met']) for r in rows)
-    lines.append(f"| {first['what']} | {first['op']} {first['threshold']:g} | " +
+    lines.append(f"| {first['what'].replace('|', chr(92) + '|')} | {first['op']} {first['threshold']:g} | " +
                  ' | '.join(f"{r['value']:.3f}" if r else '' for r in rows) +
                  f' | {values.mean():.3f} +- {values.std():.3f} | {"all" if met == len(done) else met} of {len(done)} |')
   return lines
