@@ -9,11 +9,11 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 
 import train_toy
+from test_train_faults import _wait_for  # pylint: disable=g-bad-import-order
 from avdiff import checkpoint
 from avdiff import lease as lease_lib
 from avdiff import sampling
@@ -22,33 +22,30 @@ from avdiff.train import metrics as metrics_lib
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
 
 
-def _wait_for(predicate, proc, timeout=600.0):
-  start = time.time()
-  while time.time() - start < timeout:
-    if predicate():
-      return True
-    if proc.poll() is not None:
-      return False
-    time.sleep(0.1)
-  return False
-
-
-@pytest.mark.slow  # ~100 s: the first trainer compiles and runs while the second starts.
-def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
-  workdir = str(tmp_path / 'run')
-  # Many steps, so the first trainer still runs however long the second takes to start on a busy machine; it is
-  # stopped by SIGTERM (a preemption: save, release, exit 0) once the second has been refused.
-  command = train_toy.train_command(workdir, DATA_DIR, **{'train.steps': 100_000, 'train.checkpoint_every': 50})
+def _two_trainers(workdir: str, checkpoint_every: int):
+  """Starts a long trainer on workdir, then the same command again once the first logs; stops the first with
+  SIGTERM (a preemption: save, release, exit 0) after the second has been refused. Returns (first process, its
+  stderr, the second's CompletedProcess)."""
+  # Many steps, so the first trainer still runs however long the second takes to start on a busy machine.
+  command = train_toy.train_command(workdir, DATA_DIR, **{'train.steps': 100_000,
+                                                          'train.checkpoint_every': checkpoint_every})
   first = subprocess.Popen(command, cwd=train_toy.REPO, env=train_toy.env(1), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
   try:
+    # On a bucket metrics.jsonl is rewritten at each checkpoint: rows show the trainer is running either way.
     assert _wait_for(lambda: len(metrics_lib.read_metrics(workdir)) >= 2, first), 'the first trainer did not start'
     second = train_toy.run(command, timeout=300)
     assert first.poll() is None, 'the first trainer ended before the second was refused'
   finally:
     first.send_signal(signal.SIGTERM)
     _, first_err = first.communicate(timeout=300)
+  return first, first_err, second
 
+
+@pytest.mark.slow  # ~100 s: the first trainer compiles and runs while the second starts.
+def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
+  workdir = str(tmp_path / 'run')
+  first, first_err, second = _two_trainers(workdir, checkpoint_every=50)
   # The second: status 2, exactly one line, naming the holder and what to do.
   assert second.returncode == 2, second.stderr[-3000:]
   errors = [line for line in second.stderr.splitlines() if line.startswith('error:')]
@@ -104,17 +101,7 @@ def test_every_process_of_a_job_stops_on_refusal(tmp_path):
 def test_second_trainer_on_a_running_bucket_workdir_is_refused(gcs_bucket):
   from etils import epath  # pylint: disable=g-import-not-at-top
   workdir = f'{gcs_bucket}/run'
-  command = train_toy.train_command(workdir, DATA_DIR, **{'train.steps': 100_000, 'train.checkpoint_every': 20})
-  first = subprocess.Popen(command, cwd=train_toy.REPO, env=train_toy.env(1), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-  try:
-    # metrics.jsonl on a bucket is rewritten at each checkpoint: its first rows show the trainer is running.
-    assert _wait_for(lambda: len(metrics_lib.read_metrics(workdir)) >= 2, first), 'the first trainer did not start'
-    second = train_toy.run(command, timeout=300)
-    assert first.poll() is None, 'the first trainer ended before the second was refused'
-  finally:
-    first.send_signal(signal.SIGTERM)
-    _, first_err = first.communicate(timeout=300)
+  first, first_err, second = _two_trainers(workdir, checkpoint_every=20)
   assert second.returncode == 2, second.stderr[-3000:]
   errors = [line for line in second.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 1 and f'pid {first.pid}' in errors[0], second.stderr[-3000:]
