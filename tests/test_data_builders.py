@@ -174,19 +174,25 @@ def test_folder_build_report_counts_every_file(folder_dataset):
   assert report['files']['short_audio.mp4']['clips'] == 1  # Cut to the 2.3 s the audio covers.
 
 
+def _examples(config):
+  """(split, example) of every stored clip of every split."""
+  for split in builders.SPLITS:
+    source = builders.load_source(config, split)
+    for i in range(len(source)):
+      yield split, source[i]
+
+
 def test_folder_splits_by_file_and_reads_back(folder_dataset):
   config, expected, summary = folder_dataset
   d = config.data
   files = {}
   for split in builders.SPLITS:
-    source = builders.load_source(config, split)
-    assert len(source) == summary['splits'][split] > 0
-    for i in range(len(source)):
-      example = source[i]
-      assert example['video'].shape == (config_lib.num_frames(d), d.resolution, d.resolution, 3)
-      assert example['audio_mel'].shape == (config_lib.num_mel_frames(d), d.n_mels)
-      assert np.abs(example['audio']).max() > 0  # Noise was written into every good file.
-      files.setdefault(split, set()).add(example['key'].decode().rsplit(':', 1)[0])
+    assert len(builders.load_source(config, split)) == summary['splits'][split] > 0
+  for split, example in _examples(config):
+    assert example['video'].shape == (config_lib.num_frames(d), d.resolution, d.resolution, 3)
+    assert example['audio_mel'].shape == (config_lib.num_mel_frames(d), d.n_mels)
+    assert np.abs(example['audio']).max() > 0  # Noise was written into every good file.
+    files.setdefault(split, set()).add(example['key'].decode().rsplit(':', 1)[0])
   assert not files['train'] & files['test'] and not files['train'] & files['validation']
   assert not files['validation'] & files['test']
   assert files['train'] | files['validation'] | files['test'] == {k for k, v in expected.items() if v is None}
@@ -210,12 +216,7 @@ def test_split_files_is_seeded_and_fills_every_split():
 def test_folder_sidecars_give_label_caption_and_ground_truth(folder_dataset):
   config, _, summary = folder_dataset
   d = config.data
-  seen = {}
-  for split in builders.SPLITS:
-    source = builders.load_source(config, split)
-    for i in range(len(source)):
-      ex = source[i]
-      seen[ex['key'].decode()] = ex
+  seen = {ex['key'].decode(): ex for _, ex in _examples(config)}
   # A JSON sidecar: label, caption, the box mapped into the 32 px frame, mouth_open on the 10 fps clip grid.
   first = seen['stereo48k.mp4:0']
   assert int(first['label']) == 3 and first['caption'].decode() == 'two voices, noise'
