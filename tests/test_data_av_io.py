@@ -85,9 +85,25 @@ def test_variable_frame_rate_is_resampled_by_presentation_time(tmp_path):
   path = str(tmp_path / 'vfr.mp4')
   av_io.write_video(path, video, audio, 25, OUT_SR, frame_times=times)
   got, _, _ = av_io.read_video(path, fps=OUT_FPS, sample_rate=OUT_SR)
-  targets = np.arange(len(got)) / OUT_FPS
-  source = np.searchsorted(np.round(times, 3), targets + 1e-4, side='right') - 1  # Frame on screen at t.
+  centres = (np.arange(len(got)) + 0.5) / OUT_FPS
+  source = np.searchsorted(np.round(times, 3), centres + 1e-4, side='right') - 1  # On screen mid-interval.
   np.testing.assert_allclose(got.mean(axis=(1, 2, 3)), 4 * source, atol=3)
+
+
+def test_lower_rate_shows_the_frame_at_each_interval_centre(tmp_path):
+  """25 -> 10 fps: output frame k (the 100 ms under audio samples [k, k+1) / 10 s) shows the 25 fps frame on screen
+  at the interval's centre, so the picture is off its sound by at most half a source frame (20 ms) and by 0 on
+  average; the frame at the interval's start would lead the sound by 30 ms on average."""
+  source_fps, out_fps = 25, 10
+  video = np.stack([np.full((32, 32, 3), 4 * i, np.uint8) for i in range(60)])  # Frame i has value 4i.
+  path = str(tmp_path / 'rate.mp4')
+  av_io.write_video(path, video, np.zeros(int(2.4 * OUT_SR), np.float32), source_fps, OUT_SR)
+  got, _, _ = av_io.read_video(path, fps=out_fps, sample_rate=OUT_SR)
+  assert len(got) == 24
+  shown = np.round(got.mean(axis=(1, 2, 3)) / 4)
+  lag = (shown + 0.5) / source_fps - (np.arange(len(got)) + 0.5) / out_fps  # Shown frame's centre - interval's (s).
+  assert np.abs(lag).max() <= 0.5 / source_fps + 1e-6
+  assert abs(lag.mean()) < 0.005
 
 
 def test_odd_sizes_are_centre_cropped(tmp_path):
