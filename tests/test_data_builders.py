@@ -217,15 +217,16 @@ def test_folder_sidecars_give_label_caption_and_ground_truth(folder_dataset):
   config, _, summary = folder_dataset
   d = config.data
   seen = {ex['key'].decode(): ex for _, ex in _examples(config)}
-  # A JSON sidecar: label, caption, the box mapped into the 32 px frame, mouth_open on the 10 fps clip grid.
+  # A JSON sidecar: label, caption, the box mapped into the 32 px frame, mouth_open on the 10 fps clip grid (the
+  # 25 fps value at each 100 ms interval's centre, as the frames are read).
   first = seen['stereo48k.mp4:0']
   assert int(first['label']) == 3 and first['caption'].decode() == 'two voices, noise'
   # 72 x 128 source: a centred 72 px square from x = 28, scaled by 32 / 72.
   np.testing.assert_array_equal(first['mouth_box'], [4, 0, 18, 28])
   truth = np.linspace(0, 1, 105).astype(np.float32)
-  np.testing.assert_allclose(first['mouth_open'], truth[np.floor(np.arange(20) / d.fps * 25 + 1e-4).astype(int)])
+  np.testing.assert_allclose(first['mouth_open'], truth[np.floor((np.arange(20) + 0.5) / d.fps * 25 + 1e-4).astype(int)])
   second = seen['stereo48k.mp4:1']
-  np.testing.assert_allclose(second['mouth_open'], truth[np.floor((20 + np.arange(20)) / d.fps * 25 + 1e-4)
+  np.testing.assert_allclose(second['mouth_open'], truth[np.floor((20.5 + np.arange(20)) / d.fps * 25 + 1e-4)
                                                          .astype(int)])
   assert json.loads(first['extra']) == {'speaker_name': 'ann'}
   # CSV rows; a file without a sidecar gets label 0, no caption and no ground truth.

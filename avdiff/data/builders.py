@@ -43,8 +43,9 @@ SPLITS = ('train', 'validation', 'test')
 SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000}
 # Bump when a generator or a stored feature changes meaning; it is part of every dataset's config hash.
 FORMAT_VERSION = 3
-# Bump when the stored features of folder datasets change (2: validation split, sidecar label/caption/ground truth).
-FOLDER_FORMAT_VERSION = 2
+# Bump when the stored features of folder datasets change (2: validation split, sidecar label/caption/ground truth;
+# 3: a lower frame rate shows the frame at each interval's centre, and so does the mapped ground truth).
+FOLDER_FORMAT_VERSION = 3
 
 _CLOCK_FIELDS = ('resolution', 'fps', 'clip_seconds', 'sample_rate', 'mel_frames_per_video_frame', 'n_fft', 'n_mels',
                  'fmin', 'fmax', 'mel_db_floor')

@@ -111,14 +111,14 @@ def extra(meta: dict) -> str:
 
 def clip_mouth_open(meta: dict, source_fps: float, first_frame: int, num_frames: int, fps: float) -> np.ndarray:
   """float32 [num_frames]: `mouth_open` on the clip's frame grid (frames first_frame.. at `fps` Hz from the start of
-  the file), read by sample-and-hold as `av_io.read_video` reads the frames themselves; NaN where the series has
-  no value (absent, or shorter than the file)."""
+  the file), read by sample-and-hold at each frame interval's centre as `av_io.Regrid` reads the frames themselves;
+  NaN where the series has no value (absent, or shorter than the file)."""
   series = meta.get('mouth_open')
   out = np.full(num_frames, np.nan, np.float32)
   if series is None or series.size == 0:
     return out
   rate = float(meta.get('truth_fps') or source_fps)
-  times = (first_frame + np.arange(num_frames)) / float(fps)
+  times = (first_frame + np.arange(num_frames) + 0.5) / float(fps)
   index = np.floor(times * rate + 1e-4).astype(np.int64)
   inside = index < series.size
   out[inside] = series[index[inside]]
