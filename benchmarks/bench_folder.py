@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_folder [--small=16] [--out=FILE.md]
 
-Writes bouncing-ball files (avdiff.data.sync_clips) and times `runner.evaluate_folder` with the native protocol:
+Writes bouncing-ball files (avdiff.data.sync_clips) and times `avdiff.eval.folder.evaluate_folder` with the native protocol:
   - small: 64x64, 25 fps, 4 s, PCM audio (the known-answer test files);
   - hd: 1280x720, 25 fps, 5 s and 20 s, AAC 5.1 (the ball upscaled): seconds per minute of video, and peak memory
     (VmHWM of a fresh process scoring one file) for both lengths, which shows whether memory grows with length;
@@ -23,7 +23,7 @@ import numpy as np
 
 from avdiff.data import av_io
 from avdiff.data import sync_clips
-from avdiff.eval import runner
+from avdiff.eval import folder as folder_eval
 from configs import tiny
 from benchmarks import report
 
@@ -38,7 +38,7 @@ def _config(**eval_overrides):
 
 def _time_folder(folder: str, config, seconds_of_video: float) -> dict:
   start = time.perf_counter()
-  res = runner.evaluate_folder(folder, config)
+  res = folder_eval.evaluate_folder(folder, config)
   wall = time.perf_counter() - start
   n = res['num_scored'] + res['num_skipped']  # Files without a face are skipped after being decoded and searched.
   return {'files': n, 'wall_s': round(wall, 2), 'clips_per_s': round(n / wall, 2),

@@ -26,7 +26,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from avdiff import checkpoint
-from avdiff.eval import runner
+from avdiff import run_dir
+from avdiff.eval import folder
+from avdiff.eval import results
+from avdiff.eval import workdir
 from avdiff.eval import scoring
 from avdiff.eval import syncnet
 from configs import base
@@ -62,10 +65,10 @@ def main(argv):
       if flag.value:
         config.eval[key] = flag.value
     expert = scoring.load_scorer(config.eval.sync_expert_workdir, config) if config.eval.sync_expert_workdir else None
-    result = runner.evaluate_folder(_CLIPS.value, config, expert,
+    result = folder.evaluate_folder(_CLIPS.value, config, expert,
                                     syncnet.load_syncnet(_SYNCNET.value) if _SYNCNET.value else None)
-    runner.write_json(result, _OUT.value)
-    print(json.dumps(runner.folder_summary(result), indent=2))
+    results.write_json(result, _OUT.value)
+    print(json.dumps(results.folder_summary(result), indent=2))
     return
   if flags.FLAGS['config'].present:
     raise console.UserError('--workdir evaluates a run with its own config (W/config.json); change fields of it '
@@ -74,9 +77,13 @@ def main(argv):
   # command line's --config.* overrides on top of that.
   config = checkpoint.load_config(_WORKDIR.value, base.get_config())
   console.apply_overrides(config, console.config_overrides())
-  result = runner.evaluate_workdir(_WORKDIR.value, _SPLIT.value or None, config, _NUM_CLIPS.value or None,
-                                   sync_expert_workdir=_SYNC_EXPERT.value, params=_PARAMS.value)
-  print(runner.workdir_summary(result))
+  for flag, key in ((_SPLIT, 'split'), (_NUM_CLIPS, 'num_clips'), (_SYNC_EXPERT, 'sync_expert_workdir'),
+                    (_PARAMS, 'params')):
+    if flag.value:
+      config.eval[key] = flag.value
+  evaluation = workdir.evaluate_workdir(_WORKDIR.value, config)
+  results.write_workdir(run_dir.RunDir(_WORKDIR.value), evaluation, config)
+  print(results.markdown(evaluation.result))
 
 
 if __name__ == '__main__':

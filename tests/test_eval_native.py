@@ -16,7 +16,7 @@ from avdiff.data import av_io
 from avdiff.data import sync_clips
 from avdiff.eval import native
 from avdiff.eval import offsets
-from avdiff.eval import runner
+from avdiff.eval import folder as folder_eval
 from avdiff.eval import shift
 from configs import tiny
 
@@ -90,7 +90,7 @@ def known_sync(tmp_path_factory):
     audio = np.repeat(shift.shift_audio(clip.audio, k, 30.0, 48000)[:, None], 6, axis=1) * 0.5
     av_io.write_video(str(folder / name), clip.video, audio, 30.0, 48000, 'aac')
     answers[name] = {'k': k, 'fps': 30.0}
-  result = runner.evaluate_folder(str(folder), _config())
+  result = folder_eval.evaluate_folder(str(folder), _config())
   return folder, answers, result
 
 
@@ -143,12 +143,12 @@ def test_config_protocol_stays_available(known_sync):
   folder, _, _ = known_sync
   config = _config()
   config.eval.protocol = 'config'
-  result = runner.evaluate_folder(str(folder), config)
+  result = folder_eval.evaluate_folder(str(folder), config)
   p = result['protocol']
   assert p['protocol'] == 'config' and p['fps'] == config.data.fps and p['resolution'] == config.data.resolution
   config.eval.protocol = 'neither'
   with pytest.raises(ValueError, match='eval.protocol'):
-    runner.evaluate_folder(str(folder), config)
+    folder_eval.evaluate_folder(str(folder), config)
 
 
 def test_long_file_in_windows(tmp_path):
@@ -213,7 +213,7 @@ def test_talking_head_folder_needs_no_crop_box(tmp_path):
   # An untrained expert: this checks that LSE-C / LSE-D run on the found mouth box, not what they are worth.
   expert = scoring.ExpertScorer(se_lib.build_sync_expert(config, nnx.Rngs(0)), config)
   assert not config.eval.crop_box and config.eval.faces == 'auto'
-  result = runner.evaluate_folder(str(tmp_path), config, expert)
+  result = folder_eval.evaluate_folder(str(tmp_path), config, expert)
   assert result['protocol']['face_tracking'] is True
   assert 'no face detected' in result['skipped']['ball.mkv']
   ious = []

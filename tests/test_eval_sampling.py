@@ -10,7 +10,7 @@ from flax import nnx
 from avdiff import models
 from avdiff import sampling
 from avdiff.data import synthetic
-from avdiff.eval import runner
+from avdiff.eval import conditions
 from configs import tiny
 
 
@@ -36,7 +36,7 @@ def test_generate_joint_and_audio_to_video_then_score():
   # one compilation per batch shape (2 clips, 1 clip), none for the new parameters.
   sampling.generate(sampling.Run(config, models.build_dit(config, nnx.Rngs(1))), clips, 'joint', seed=1)
   assert sampling.sampler(config, nnx.graphdef(dit), None, 'joint')._cache_size() == 2
-  res = runner.evaluate_conditions({'ground_truth': clips, 'model_joint': joint, 'model_audio_to_video': a2v},
+  res = conditions.score_conditions({'ground_truth': clips, 'model_joint': joint, 'model_audio_to_video': a2v},
                                    config)
   for name in ('model_joint', 'model_audio_to_video'):
     assert res[name]['num_scored'] + res[name]['num_skipped'] == 2

@@ -123,7 +123,7 @@ def test_clip_embeddings_and_protocol(reference):
 
 def test_folder_mode_with_syncnet_weights(reference, tmp_path):
   from avdiff.data import av_io
-  from avdiff.eval import runner
+  from avdiff.eval import folder
   from configs import tiny
   _, path = reference
   rng = np.random.default_rng(3)
@@ -134,7 +134,7 @@ def test_folder_mode_with_syncnet_weights(reference, tmp_path):
   config = tiny.get_config()
   config.eval.bootstrap_samples = 10
   config.eval.faces = 'off'  # The file stands for a pre-cropped face video.
-  res = runner.evaluate_folder(str(tmp_path), config, syncnet_model=syncnet.load_syncnet(path))
+  res = folder.evaluate_folder(str(tmp_path), config, syncnet_model=syncnet.load_syncnet(path))
   clip = res['clips']['face.mkv']
   assert 'syncnet_error' not in clip, clip
   assert -15 <= clip['syncnet_offset_frames'] <= 15 and clip['syncnet_lse_c'] >= 0

@@ -17,7 +17,8 @@ from etils import epath
 import train_toy
 from avdiff import checkpoint
 from avdiff import run_dir
-from avdiff.eval import runner
+from avdiff.eval import results
+from avdiff.eval import workdir
 from avdiff.train import metrics as metrics_lib
 
 DATA_DIR = os.path.join(tempfile.gettempdir(), 'avdiff_train_tests_data')
@@ -97,7 +98,10 @@ def test_train_kill_resume_damage_sample_evaluate_compare_on_a_bucket(gcs_bucket
   config = checkpoint.load_config(run)
   config.eval.fvd = False
   config.eval.bootstrap_samples = 20
-  result = runner.evaluate_workdir(run, 'test', config, num_clips=4)
+  config.eval.split, config.eval.num_clips = 'test', 4
+  evaluation = workdir.evaluate_workdir(run, config)
+  results.write_workdir(run_dir.RunDir(run), evaluation, config)
+  result = evaluation.result
   assert result['protocol']['workdir'] == run
   assert result['report'] == f'{run}/report/index.html'
   rundir = run_dir.RunDir(run)

@@ -6,7 +6,8 @@ in a file (also inside a function) counts.
     run_dir               (workdir io: the paths and files of a run, local or gs://)
     checkpoint, lease     (workdir io: config.json, Orbax, restore_params; the one-trainer-per-workdir lease)
     sampling              (codec, the sampler cache, generate, load_run, write_clips)
-    eval/                 metrics, sync expert network, runner(generate_fn)    -- never imports train/
+    eval/                 metrics, sync expert network, conditions, folder / workdir / in-loop evaluation,
+                          results (handed a sample function)                -- never imports train/
     train/                state, step, loop + hooks, tasks/
     study/                sweeps (train + evaluate members x seeds) and their comparison
     experiments/          wiring only: flags -> one call
@@ -71,7 +72,7 @@ def _imports(path):
 
 
 def _layer(module):
-  """avdiff.eval.runner -> 'eval'; avdiff.sampling -> 'sampling'; other packages -> None."""
+  """avdiff.eval.workdir -> 'eval'; avdiff.sampling -> 'sampling'; other packages -> None."""
   parts = module.split('.')
   return parts[1] if parts[0] == 'avdiff' and len(parts) > 1 else None
 

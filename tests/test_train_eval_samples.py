@@ -1,4 +1,4 @@
-"""The training loop scores EMA-model samples with the evaluation runner at eval steps (train.eval_samples)."""
+"""The training loop scores EMA-model samples with the in-loop evaluator at eval steps (train.eval_samples)."""
 
 import pytest
 

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure  # Figure + savefig renders with Agg; no py
 
 from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
-from avdiff.eval import report
+from avdiff.eval import conditions as conditions_lib
 
 GROUND_TRUTH = 'ground_truth'
 # Known conditions in page order; others follow in the order given.
@@ -255,7 +255,7 @@ def _metric_cell(entry) -> str:
 
 def _conditions_html(conditions: dict) -> str:
   names = {m for c in conditions.values() if isinstance(c, dict) for m in c.get('metrics', {})}
-  cols = [m for m in report.HEADLINE if m in names] + sorted(names - set(report.HEADLINE))
+  cols = [m for m in conditions_lib.HEADLINE if m in names] + sorted(names - set(conditions_lib.HEADLINE))
   body = []
   for cond in _order(list(conditions)):
     c = conditions[cond] if isinstance(conditions[cond], dict) else {}

@@ -27,7 +27,8 @@ from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import parallel
 from avdiff import run_dir as run_dir_lib
-from avdiff.eval import runner
+from avdiff.eval import results
+from avdiff.eval import workdir as workdir_lib
 from avdiff.train import loop
 from avdiff.train import tasks
 
@@ -138,7 +139,7 @@ def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Opt
     logging.warning('%s seed %d: training was preempted; saved, not evaluated (rerun to continue).', member, seed)
     return None
   if parallel.is_primary():  # Multi-host jobs: training used every process; one evaluates and writes the result.
-    runner.evaluate_workdir(run, config=config)
+    results.write_workdir(run_dir_lib.RunDir(run), workdir_lib.evaluate_workdir(run, config), config)
   return run
 
 

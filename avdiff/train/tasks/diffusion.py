@@ -1,5 +1,5 @@
 """The joint audio-video diffusion task: (frozen autoencoder ->) latents -> avdiff.diffusion.training_loss on the
-DiT; periodic samples and in-loop sync scores through avdiff.sampling and avdiff.eval.runner."""
+DiT; periodic samples and in-loop sync scores through avdiff.sampling and avdiff.eval.in_loop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from avdiff import diffusion
 from avdiff import models
 from avdiff import sampling
 from avdiff.diffusion import diagnostics
-from avdiff.eval import runner
+from avdiff.eval import in_loop
 from avdiff.train import flops
 from avdiff.train import task as task_lib
 
@@ -82,8 +82,8 @@ class DiffusionTask(task_lib.Task):
 
   def score_samples(self, model_def, params, step: int) -> dict[str, float]:
     """Sync metrics of samples from `params` on train.eval_clips fixed held-out clips, next to their ground truth:
-    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.runner)."""
+    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.in_loop)."""
     if self._in_loop_evaluator is None:
-      self._in_loop_evaluator = runner.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
+      self._in_loop_evaluator = in_loop.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
     run = self._run(model_def, params)
     return self._in_loop_evaluator(lambda clips, mode, seed: sampling.generate(run, clips, mode, seed), seed=step)
