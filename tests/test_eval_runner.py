@@ -54,20 +54,20 @@ def test_score_clip_is_deterministic():
   assert a == b and a['av_align_variant'] == 'v2' and a['offset_source'] == 'onset_motion'
 
 
-def test_workdir_mode_with_injected_generator(tmp_path, monkeypatch):
+def test_workdir_mode_with_injected_sample_fn(tmp_path, monkeypatch):
   config = _config()
   held_out = [toy.talking_like(s) for s in range(6)]
   train = [toy.talking_like(s) for s in range(100, 106)]
   monkeypatch.setattr(runner.builders, 'load_clips',
                       lambda cfg, split, num: (held_out if split != 'train' else train)[:num])
 
-  def generate(clips, mode, seed):
+  def sample_fn(clips, mode, seed):
     if mode == 'audio_to_video':
       raise NotImplementedError('no model in this test')
     return [dict(train[i % len(train)]) for i in range(len(clips))]  # A "model" that copies training clips.
 
   config.eval.fvd = True
-  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=6, generate_fn=generate)
+  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=6, sample_fn=sample_fn)
   conds = res['conditions']
   assert conds['model_joint']['metrics']['fvd']['mean'] > 0 and res['protocol']['fvd']['frames'] == 16
   assert 'fvd' not in conds['shifted_audio']['metrics']  # Same videos as the ground truth.
@@ -134,12 +134,12 @@ def test_in_loop_evaluator_returns_flat_metrics():
   evaluator = runner.InLoopEvaluator(config, clips=clips, modes=('joint',))
   calls = []
 
-  def generate(cl, mode, seed):
+  def sample_fn(cl, mode, seed):
     calls.append((mode, seed))
     d = config.data
     return [dict(c, audio=shift_lib.shift_audio(c['audio'], 2, d.fps, d.sample_rate)) for c in cl]
 
-  metrics = evaluator(generate, seed=7)
+  metrics = evaluator(sample_fn, seed=7)
   assert calls == [('joint', 7)]
   assert metrics['eval/ground_truth/abs_offset_frames'] == 0
   assert metrics['eval/model_joint/abs_offset_frames'] == 2
@@ -155,11 +155,11 @@ def test_workdir_mode_finds_mouths_of_clips_without_a_box(tmp_path, monkeypatch)
   held_out = [{k: c[k] for k in ('video', 'audio', 'label')} for c in truth]  # No mouth_box, as from a folder.
   monkeypatch.setattr(runner.builders, 'load_clips', lambda cfg, split, num: held_out)  # Boxes are set in it.
 
-  def generate(clips, mode, seed):
+  def sample_fn(clips, mode, seed):
     del mode, seed
     return [dict(c, video=np.zeros_like(c['video'])) for c in clips]  # Blank frames: no face to find.
 
-  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=4, generate_fn=generate, write=False)
+  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=4, sample_fn=sample_fn, write=False)
   assert res['faces']['ground_truth'] == 'mouth found in 4 of 4 clips'
   assert res['faces']['model_joint'].startswith('mouth found in 0 of 4 clips (the rest are read whole')
   for clip, known in zip(held_out, truth):
@@ -168,5 +168,5 @@ def test_workdir_mode_finds_mouths_of_clips_without_a_box(tmp_path, monkeypatch)
     assert y0 <= cy <= y1 and x0 <= cx <= x1, (clip['mouth_box'], known['mouth_box'])
   config.eval.faces = 'off'
   held_out[:] = [{k: c[k] for k in ('video', 'audio', 'label')} for c in truth]
-  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=4, generate_fn=generate, write=False)
+  res = runner.evaluate_workdir(str(tmp_path), 'test', config, num_clips=4, sample_fn=sample_fn, write=False)
   assert res['faces']['ground_truth'].startswith('face tracking off')

@@ -44,7 +44,7 @@ from avdiff.eval import scoring
 from avdiff.eval import shift as shift_lib
 from avdiff.eval import syncnet
 
-Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], optional 'mouth_box': int [4], 'label': int}
+Clip = builders.Clip
 
 
 def protocol(config: ml_collections.ConfigDict, **extra) -> dict:
@@ -284,7 +284,7 @@ def baseline_conditions(clips: list[Clip], config: ml_collections.ConfigDict) ->
 
 # ----------------------------------------------------------------------------- model samples
 
-GenerateFn = Callable[[list[Clip], str, int], list[Clip]]  # (held-out clips, mode, seed) -> generated clips
+SampleFn = Callable[[list[Clip], str, int], list[Clip]]  # (held-out clips, mode, seed) -> sampled clips
 
 
 def track_mouths(conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict) -> dict[str, str]:
@@ -377,12 +377,12 @@ def add_fvd(out: dict, conditions: dict[str, list[Clip]], fvd_features) -> None:
 
 
 def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional[ml_collections.ConfigDict] = None,
-                     num_clips: Optional[int] = None, generate_fn: Optional[GenerateFn] = None,
+                     num_clips: Optional[int] = None, sample_fn: Optional[SampleFn] = None,
                      expert: Optional[scoring.ExpertScorer] = None, sync_expert_workdir: str = '',
                      write: bool = True, params: Optional[str] = None) -> dict:
   """Baselines + model samples on held-out clips of the run in `workdir`; writes W/eval/<split>.json and .md.
 
-  generate_fn defaults to `avdiff.sampling.generate` (the workdir's latest checkpoint; its EMA or raw params
+  sample_fn defaults to `avdiff.sampling.sample_clips` (the workdir's latest checkpoint; its EMA or raw params
   as `params` or config.eval.params says). When the
   model cannot be restored or sampled, its conditions are recorded as unavailable with the reason. The sync expert
   is `expert`, else the one in sync_expert_workdir / config.eval.sync_expert_workdir / W/sync_expert, if any.
@@ -405,16 +405,16 @@ def evaluate_workdir(workdir: str, split: Optional[str] = None, config: Optional
   held_out = builders.load_clips(config, split, num)
   conditions = baseline_conditions(held_out, config)
   unavailable = {}
-  if generate_fn is None:
-    run = None
+  if sample_fn is None:
+    model = None
 
-    def generate_fn(clips, mode, seed):  # The run is restored on first use, once for every mode.
-      nonlocal run
-      run = run or sampling.load_run(workdir, config)
-      return sampling.generate(run, clips, mode, seed)
-  for mode in MODES:
+    def sample_fn(clips, mode, seed):  # The model is restored on first use, once for every mode.
+      nonlocal model
+      model = model or sampling.load_model(workdir, config)
+      return sampling.sample_clips(model, clips, mode, seed)
+  for mode in SAMPLED_MODES:
     try:
-      conditions[f'model_{mode}'] = generate_fn(held_out, mode, config.eval.seed)
+      conditions[f'model_{mode}'] = sample_fn(held_out, mode, config.eval.seed)
     except Exception as e:  # pylint: disable=broad-except  (report what is missing, still score the baselines)
       unavailable[f'model_{mode}'] = f'{type(e).__name__}: {e}'
   train_clips = None
@@ -460,7 +460,7 @@ def write_workdir_result(run: run_dir.RunDir, split: str, result: dict, conditio
   result['report'] = str(run.report / os.path.basename(index))
 
 
-MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Generated conditions of a workdir evaluation.
+SAMPLED_MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Sampled conditions of a workdir evaluation.
 IN_LOOP_SPLIT = 'validation'  # In-loop scores never read the test split, which is kept for the final verdict.
 
 
@@ -545,8 +545,8 @@ class InLoopEvaluator:
   """Scores model samples on a small fixed held-out subset every N training steps.
 
   evaluator = InLoopEvaluator(config)            # loads config.train.eval_clips clips of the validation split once
-  metrics = evaluator(generate_fn, seed=step)    # {'eval/ground_truth/av_align': ..., 'eval/model_joint/...': ...}
-  generate_fn(clips, mode, seed) -> clips, as in evaluate_workdir (e.g. a closure over the current EMA params).
+  metrics = evaluator(sample_fn, seed=step)      # {'eval/ground_truth/av_align': ..., 'eval/model_joint/...': ...}
+  sample_fn(clips, mode, seed) -> clips, as in evaluate_workdir (e.g. a closure over the current EMA params).
   On `talking` data the outcome measures (avdiff.eval.outcomes) are added as 'eval/<measure>' (e.g. eval/a2v_r,
   the generated mouth's correlation with the conditioning audio, and eval/a2v_shuffled_r, with another clip's).
   """
@@ -559,8 +559,8 @@ class InLoopEvaluator:
     self.modes, self.expert = modes, expert
     self._outcomes = talking_outcomes_unavailable(config, self.clips) is None
 
-  def __call__(self, generate_fn: GenerateFn, seed: int = 0) -> dict[str, float]:
-    conds = {f'model_{m}': generate_fn(self.clips, m, seed) for m in self.modes}
+  def __call__(self, sample_fn: SampleFn, seed: int = 0) -> dict[str, float]:
+    conds = {f'model_{m}': sample_fn(self.clips, m, seed) for m in self.modes}
     res = evaluate_conditions({'ground_truth': self.clips, **conds}, self.config, self.expert)
     flat = {}
     for cname, c in res.items():
