@@ -1,18 +1,21 @@
 """Sampling, shared by the trainer (periodic samples, in-loop scoring), evaluation and `experiments.sample`.
 
-    run = sampling.load_run('runs/tiny')                        # config + DiT (EMA params) + stage-1 autoencoder
-    clips = sampling.generate(run, held_out, 'audio_to_video', seed=0)
-    sampling.write_clips(run.config, clips, 'out/', 'a2v')      # h264 + AAC mp4
+    model = sampling.load_model('runs/tiny')                    # config + DiT (EMA params) + stage-1 autoencoder
+    clips = sampling.sample_clips(model, held_out, 'audio_to_video', seed=0)
+    sampling.write_clips(model.config, clips, 'out/', 'a2v')    # h264 + AAC mp4
 
 Layers, bottom up:
   codec      `to_latents` / `from_latents`: model frames + log-mel <-> the latents the DiT denoises (identity for
              the patch encoder, the frozen autoencoder otherwise).
-  sample     `sample_clips`: pure and jittable; conditioning clips -> diffusion.sample -> decoded frames + mel.
-  sampler    `sampler`: THE cache of jitted samplers, one per (model structure, autoencoder, config, mode, mesh),
-             so evaluation and every in-loop evaluation step reuse one compilation.
-  clips      `generate`: host clips in (labels; for conditional modes their frames / audio), host clips out
-             (uint8 frames, waveform: Griffin-Lim of the generated mel or the conditioning audio).
-  files      `load_run` (the one way to load a run for inference), `write_clips`, `sample_run` (the sample command).
+  batch      `sample_batch`: pure and jittable; conditioning arrays [B, ...] -> diffusion.sample (the sampler
+             algorithm, on latents) -> decoded frames + mel.
+  cache      `jitted_sample_batch`: THE cache of jitted `sample_batch`es, one per (model structure, autoencoder,
+             config, mode, mesh), so evaluation and every in-loop evaluation step reuse one compilation.
+  clips      `sample_clips`: host clips in (labels; for conditional modes their frames / audio), host clips out
+             (uint8 frames, waveform: Griffin-Lim of the sampled mel or the conditioning audio). This is the sample
+             function evaluators are handed (`avdiff.eval.runner.SampleFn`, bound to a `Model`).
+  files      `Model` / `load_model` (the one way to restore a run's model for inference), `write_clips`,
+             `sample_workdir` (the sample command).
 
 Modes: 'joint' (from labels alone), 'audio_to_video' (generated frames paired with the real audio),
 'video_to_audio' (real frames paired with generated audio), 'continuation' (the first half of the latent frames of
@@ -43,7 +46,6 @@ from avdiff.data import builders
 from avdiff.data import frames
 
 MODES = diffusion.MODES  # joint, audio_to_video, video_to_audio, continuation
-Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], 'label': int, optional 'audio_mel', 'mouth_box'}
 
 
 # ----------------------------------------------------------------------------- codec
@@ -64,9 +66,9 @@ def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], la
   return ae.decode(latents)
 
 
-# ----------------------------------------------------------------------------- sample
+# ----------------------------------------------------------------------------- sample_batch
 
-def sample_clips(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optional[nnx.Module], label: jax.Array,
+def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optional[nnx.Module], label: jax.Array,
                  rng: jax.Array, mode: str = 'joint', cond_video: Optional[jax.Array] = None,
                  cond_mel: Optional[jax.Array] = None):
   """Pure, jittable. label int32 [B]; for the conditional modes cond_video float [B, T, H, W, 3] in [-1, 1] and
@@ -89,12 +91,12 @@ def sample_clips(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
 
 # ----------------------------------------------------------------------------- sampler cache
 
-_SAMPLERS: dict = {}  # (graphdef, ae graphdef, mode, config JSON, mesh) -> jitted sampler.
+_SAMPLERS: dict = {}  # (graphdef, ae graphdef, mode, config JSON, mesh) -> jitted sample_batch.
 _MAX_SAMPLERS = 8
 
 
-def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
-            mesh: Optional[jax.sharding.Mesh] = None):
+def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
+                        mesh: Optional[jax.sharding.Mesh] = None):
   """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3] | None, cond mel [B, T_a, n_mels] |
   None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]); replicated on `mesh` when given (the
   training loop's mesh, whose params may be sharded over processes), so every process can read the result.
@@ -108,7 +110,7 @@ def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
 
   def run(st, ae_st, label, rng, cond_video, cond_mel):
     auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
-    return sample_clips(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel)
+    return sample_batch(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel)
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
     _SAMPLERS.pop(next(iter(_SAMPLERS)))
@@ -120,7 +122,7 @@ def sampler(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
 # ----------------------------------------------------------------------------- clips
 
 @dataclasses.dataclass
-class Run:
+class Model:
   """A model to sample from: the run's config, the DiT with the params to use, the stage-1 autoencoder (None for
   the patch encoder), and the checkpoint step they came from (None for in-memory models)."""
   config: ml_collections.ConfigDict
@@ -129,26 +131,26 @@ class Run:
   step: Optional[int] = None
 
 
-def label_clips(config: ml_collections.ConfigDict, num: int) -> list[Clip]:
+def label_clips(config: ml_collections.ConfigDict, num: int) -> list[builders.Clip]:
   """`num` conditioning clips for joint sampling: labels 0, 1, ... cycled over model.num_classes."""
   return [{'label': i % config.model.num_classes} for i in range(num)]
 
 
-def generate(run: Run, clips: list[Clip], mode: str, seed: int, batch_size: int = 8,
-             mesh: Optional[jax.sharding.Mesh] = None) -> list[Clip]:
+def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int, batch_size: int = 8,
+                 mesh: Optional[jax.sharding.Mesh] = None) -> list[builders.Clip]:
   """One sample per clip: video uint8 [T, H, W, 3] + waveform float32 [S] + label (+ the clip's mouth_box).
 
   Joint sampling reads only each clip's label; the conditional modes also its frames and audio (`audio_mel` if
   present, else the log-mel of `audio`). audio_to_video pairs the generated frames with the clip's own waveform,
   video_to_audio the clip's frames with the generated audio (Griffin-Lim of the generated mel, as for the others).
-  mesh: see `sampler` (the training loop's).
+  mesh: see `jitted_sample_batch` (the training loop's).
   """
-  config = run.config
+  config = model.config
   if mode not in MODES:
     raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
-  graphdef, state = nnx.split(run.dit)
-  ae_def, ae_state = nnx.split(run.ae) if run.ae is not None else (None, None)
-  sample = sampler(config, graphdef, ae_def, mode, mesh)
+  graphdef, state = nnx.split(model.dit)
+  ae_def, ae_state = nnx.split(model.ae) if model.ae is not None else (None, None)
+  sample = jitted_sample_batch(config, graphdef, ae_def, mode, mesh)
   out = []
   rng = jax.random.key(seed)
   for s in range(0, len(clips), batch_size):
@@ -184,21 +186,21 @@ def load_autoencoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
                                    model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
 
 
-def load_run(workdir: str, config: Optional[ml_collections.ConfigDict] = None, params: Optional[str] = None,
-             step: Optional[int] = None) -> Run:
-  """The run in `workdir` for inference: its config (W/config.json unless given), the DiT with the EMA or raw
-  params (`params`, default config.eval.params) of checkpoint `step` (default: the newest readable one), and its
-  autoencoder."""
+def load_model(workdir: str, config: Optional[ml_collections.ConfigDict] = None, params: Optional[str] = None,
+               step: Optional[int] = None) -> Model:
+  """The model of the run in `workdir` for inference: its config (W/config.json unless given), the DiT with the EMA
+  or raw params (`params`, default config.eval.params) of checkpoint `step` (default: the newest readable one), and
+  its autoencoder."""
   config = config if config is not None else checkpoint.load_config(workdir)
   params = params or config.eval.params
   if params not in ('ema', 'raw'):
     raise ValueError(f"params={params!r} is not 'ema' or 'raw'")
   dit, step = checkpoint.restore_latest_params(
       workdir, nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0))), ema=params == 'ema', step=step)
-  return Run(config, dit, load_autoencoder(config), step)
+  return Model(config, dit, load_autoencoder(config), step)
 
 
-def write_clips(config: ml_collections.ConfigDict, clips: list[Clip], out_dir: str, prefix: str,
+def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], out_dir: str, prefix: str,
                 write: bool = True) -> list[str]:
   """Clips (uint8 frames, waveform) -> out_dir/<prefix>_<i>.mp4 (h264 + AAC at data.fps / data.sample_rate).
   out_dir may be on a bucket (gs://...): PyAV writes a local file, so the clips are staged in a temporary folder and
@@ -212,13 +214,13 @@ def write_clips(config: ml_collections.ConfigDict, clips: list[Clip], out_dir: s
   return [str(epath.Path(out_dir) / name) for name in names]
 
 
-def sample_run(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
-               params: str = 'ema', step: Optional[int] = None,
-               config: Optional[ml_collections.ConfigDict] = None) -> list[str]:
+def sample_workdir(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
+                   params: str = 'ema', step: Optional[int] = None,
+                   config: Optional[ml_collections.ConfigDict] = None) -> list[str]:
   """Samples `num` clips from the run in workdir and writes W/samples/<step>/<mode>_<i>.mp4. Joint samples cycle
   the labels; the conditional modes take the first `num` clips of `split` (labels too). config: the run's
   (default W/config.json)."""
-  run = load_run(workdir, config, params=params, step=step)
-  given = label_clips(run.config, num) if mode == 'joint' else builders.load_clips(run.config, split, num)
-  clips = generate(run, given, mode, seed)
-  return write_clips(run.config, clips, str(run_dir.RunDir(workdir).samples(run.step)), mode)
+  model = load_model(workdir, config, params=params, step=step)
+  given = label_clips(model.config, num) if mode == 'joint' else builders.load_clips(model.config, split, num)
+  clips = sample_clips(model, given, mode, seed)
+  return write_clips(model.config, clips, str(run_dir.RunDir(workdir).samples(model.step)), mode)

@@ -35,8 +35,8 @@ def _rate(fn, clips: int) -> float:
 
 
 def generator_rate(config, n: int = 40) -> float:
-  synthetic.generate(config.data.dataset, 0, config.data)
-  return _rate(lambda: [synthetic.generate(config.data.dataset, s, config.data) for s in range(n)], n)
+  synthetic.make_clip(config.data.dataset, 0, config.data)
+  return _rate(lambda: [synthetic.make_clip(config.data.dataset, s, config.data) for s in range(n)], n)
 
 
 def build_rate(config) -> float:

@@ -20,8 +20,8 @@ from avdiff import sampling
 from configs import base
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory.', required=True)
-_MODE = flags.DEFINE_enum('mode', 'joint', list(sampling.MODES), 'What to generate.')
-_NUM = flags.DEFINE_integer('num', 8, 'Clips to generate.')
+_MODE = flags.DEFINE_enum('mode', 'joint', list(sampling.MODES), 'What to sample.')
+_NUM = flags.DEFINE_integer('num', 8, 'Clips to sample.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 _SPLIT = flags.DEFINE_string('split', 'test', 'Split the conditioning clips come from.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Sampling noise seed.')
@@ -32,8 +32,8 @@ def main(argv):
   del argv
   # The run's config.json on top of configs/base.py: fields added since the run get their defaults.
   config = checkpoint.load_config(_WORKDIR.value, base.get_config())
-  paths = sampling.sample_run(_WORKDIR.value, _MODE.value, _NUM.value, _SPLIT.value, _SEED.value, _PARAMS.value,
-                              _STEP.value, config)
+  paths = sampling.sample_workdir(_WORKDIR.value, _MODE.value, _NUM.value, _SPLIT.value, _SEED.value, _PARAMS.value,
+                                  _STEP.value, config)
   console.say(f'Wrote {len(paths)} {_MODE.value} clips to {os.path.dirname(paths[0]) if paths else _WORKDIR.value}')
 
 

@@ -42,7 +42,7 @@ def test_builds_and_reads_back(data_dir, name):
   # The stored example is exactly the generator's clip for its seed.
   seed = int(example['key'])
   assert builders.SPLIT_SEED_OFFSET['validation'] <= seed < builders.SPLIT_SEED_OFFSET['test']
-  clip = synthetic.generate(name, seed, d)
+  clip = synthetic.make_clip(name, seed, d)
   np.testing.assert_array_equal(example['video'], clip['video'])
   np.testing.assert_allclose(example['audio'] / 32767.0, clip['audio'], atol=1 / 32767.0)
   np.testing.assert_allclose(example['audio_mel'], audio.log_mel(clip['audio'], d), atol=0.02)

@@ -20,7 +20,7 @@ def data_cfg():
 
 @pytest.mark.parametrize('name', synthetic.DATASETS)
 def test_contract_shapes_and_ranges(data_cfg, name):
-  clip = synthetic.generate(name, 3, data_cfg)
+  clip = synthetic.make_clip(name, 3, data_cfg)
   frames, size = config_lib.num_frames(data_cfg), data_cfg.resolution
   assert clip['video'].shape == (frames, size, size, 3) and clip['video'].dtype == np.uint8
   assert clip['audio'].shape == (config_lib.num_samples(data_cfg),) and clip['audio'].dtype == np.float32
@@ -33,7 +33,7 @@ def test_contract_shapes_and_ranges(data_cfg, name):
 
 @pytest.mark.parametrize('name', synthetic.DATASETS)
 def test_deterministic_per_seed(data_cfg, name):
-  a, b, c = (synthetic.generate(name, s, data_cfg) for s in (5, 5, 6))
+  a, b, c = (synthetic.make_clip(name, s, data_cfg) for s in (5, 5, 6))
   for key in a:
     np.testing.assert_array_equal(a[key], b[key])
   assert not np.array_equal(a['audio'], c['audio'])
@@ -41,10 +41,10 @@ def test_deterministic_per_seed(data_cfg, name):
 
 @pytest.mark.parametrize('name', synthetic.DATASETS)
 def test_fast(data_cfg, name):
-  synthetic.generate(name, 0, data_cfg)
+  synthetic.make_clip(name, 0, data_cfg)
   start = time.perf_counter()
   for seed in range(10):
-    synthetic.generate(name, seed, data_cfg)
+    synthetic.make_clip(name, seed, data_cfg)
   assert (time.perf_counter() - start) / 10 < 0.05
 
 

@@ -55,12 +55,12 @@ def test_in_loop_evaluator_returns_flat_metrics():
   evaluator = in_loop.InLoopEvaluator(config, clips=clips, modes=('joint',))
   calls = []
 
-  def generate(cl, mode, seed):
+  def sample_fn(cl, mode, seed):
     calls.append((mode, seed))
     d = config.data
     return [dict(c, audio=shift_lib.shift_audio(c['audio'], 2, d.fps, d.sample_rate)) for c in cl]
 
-  metrics = evaluator(generate, seed=7)
+  metrics = evaluator(sample_fn, seed=7)
   assert calls == [('joint', 7)]
   assert metrics['eval/ground_truth/abs_offset_frames'] == 0
   assert metrics['eval/model_joint/abs_offset_frames'] == 2

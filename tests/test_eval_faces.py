@@ -137,7 +137,7 @@ def test_keeps_the_largest_face():
 
 
 def test_no_face_in_bouncing_balls():
-  clip = synthetic.generate('impacts', 0, _data_cfg(128))
+  clip = synthetic.make_clip('impacts', 0, _data_cfg(128))
   track = faces.detect_faces(clip['video'])
   assert not track.found and track.reason.startswith('no face detected (0/'), track.reason
   assert not track.detected.any() and np.isnan(track.mouth_boxes).all()
@@ -147,7 +147,7 @@ def test_no_face_in_bouncing_balls():
 
 def test_too_few_frames_with_a_face_is_not_found():
   cfg = _data_cfg(128)
-  video = synthetic.generate('impacts', 0, cfg)['video'].copy()
+  video = synthetic.make_clip('impacts', 0, cfg)['video'].copy()
   video[:8] = synthetic.talking_clip(0, cfg)['video'][:8]  # A face in the first 8 of 32 frames.
   track = faces.detect_faces(video)
   assert not track.found and 'required' in track.reason, track.reason

@@ -28,7 +28,7 @@ def _impacts(seeds) -> np.ndarray:
   """uint8 [N, 20, 64, 64, 3] built-in impacts clips."""
   from avdiff.data import synthetic
   d = _data_cfg()
-  return np.stack([synthetic.generate('impacts', s, d)['video'] for s in seeds])
+  return np.stack([synthetic.make_clip('impacts', s, d)['video'] for s in seeds])
 
 
 def _shuffled(videos: np.ndarray) -> np.ndarray:

@@ -18,20 +18,20 @@ def _config():
   return c
 
 
-def test_workdir_mode_with_injected_generator(tmp_path, monkeypatch):
+def test_workdir_mode_with_injected_sample_fn(tmp_path, monkeypatch):
   config = _config()
   held_out = [toy.talking_like(s) for s in range(6)]
   train = [toy.talking_like(s) for s in range(100, 106)]
   monkeypatch.setattr(workdir.builders, 'load_clips',
                       lambda cfg, split, num: (held_out if split != 'train' else train)[:num])
 
-  def generate(clips, mode, seed):
+  def sample_fn(clips, mode, seed):
     if mode == 'audio_to_video':
       raise NotImplementedError('no model in this test')
     return [dict(train[i % len(train)]) for i in range(len(clips))]  # A "model" that copies training clips.
 
   config.eval.fvd, config.eval.split, config.eval.num_clips = True, 'test', 6
-  evaluation = workdir.evaluate_workdir(str(tmp_path), config, generate)
+  evaluation = workdir.evaluate_workdir(str(tmp_path), config, sample_fn)
   results.write_workdir(run_dir.RunDir(str(tmp_path)), evaluation, config)
   res = evaluation.result
   conds = res['conditions']
@@ -54,12 +54,12 @@ def test_workdir_mode_finds_mouths_of_clips_without_a_box(tmp_path, monkeypatch)
   held_out = [{k: c[k] for k in ('video', 'audio', 'label')} for c in truth]  # No mouth_box, as from a folder.
   monkeypatch.setattr(workdir.builders, 'load_clips', lambda cfg, split, num: held_out)  # Boxes are set in it.
 
-  def generate(clips, mode, seed):
+  def sample_fn(clips, mode, seed):
     del mode, seed
     return [dict(c, video=np.zeros_like(c['video'])) for c in clips]  # Blank frames: no face to find.
 
   config.eval.split, config.eval.num_clips = 'test', 4
-  res = workdir.evaluate_workdir(str(tmp_path), config, generate).result
+  res = workdir.evaluate_workdir(str(tmp_path), config, sample_fn).result
   assert res['faces']['ground_truth'] == 'mouth found in 4 of 4 clips'
   assert res['faces']['model_joint'].startswith('mouth found in 0 of 4 clips (the rest are read whole')
   for clip, known in zip(held_out, truth):
@@ -68,5 +68,5 @@ def test_workdir_mode_finds_mouths_of_clips_without_a_box(tmp_path, monkeypatch)
     assert y0 <= cy <= y1 and x0 <= cx <= x1, (clip['mouth_box'], known['mouth_box'])
   config.eval.faces = 'off'
   held_out[:] = [{k: c[k] for k in ('video', 'audio', 'label')} for c in truth]
-  res = workdir.evaluate_workdir(str(tmp_path), config, generate).result
+  res = workdir.evaluate_workdir(str(tmp_path), config, sample_fn).result
   assert res['faces']['ground_truth'].startswith('face tracking off')

@@ -5,7 +5,7 @@ in a file (also inside a function) counts.
     config_lib, console   <-  data, diffusion, parallel, models          (libraries)
     run_dir               (workdir io: the paths and files of a run, local or gs://)
     checkpoint, lease     (workdir io: config.json, Orbax, restore_params; the one-trainer-per-workdir lease)
-    sampling              (codec, the sampler cache, generate, load_run, write_clips)
+    sampling              (codec, the sampler cache, load_model, sample_clips, write_clips)
     eval/                 metrics, sync expert network, conditions, folder / workdir / in-loop evaluation,
                           results (handed a sample function)                -- never imports train/
     train/                state, step, loop + hooks, tasks/

@@ -37,8 +37,8 @@ def test_reduced_main_job_learns_audio_to_video_sync(tmp_path):
   workdir = str(tmp_path / 'run')
   loop.train(config, workdir, DiffusionTask(config), progress=False)
   held_out = builders.load_clips(config, 'test', CLIPS)
-  generated = sampling.generate(sampling.load_run(workdir, config), held_out, 'audio_to_video', seed=0)
-  m = outcomes.measure(held_out, {'audio_to_video': generated}, config.data)
+  sampled = sampling.sample_clips(sampling.load_model(workdir, config), held_out, 'audio_to_video', seed=0)
+  m = outcomes.measure(held_out, {'audio_to_video': sampled}, config.data)
   r, shuffled = m['a2v_r']['mean'], m['a2v_shuffled_r']['mean']
   print(f'audio_to_video r = {r:.3f} (shuffled audio: {shuffled:.3f}) after {STEPS} steps')
   assert m['mouth_reader_r'] >= 0.95, m  # The reader itself is right on these clips.

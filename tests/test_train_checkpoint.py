@@ -97,13 +97,13 @@ def test_changed_model_shapes_raise_naming_the_fields(saved):
 
 def test_ema_params_for_inference(saved):
   workdir, _, _, state = saved
-  run = sampling.load_run(workdir)
-  config, dit = run.config, run.dit
+  model = sampling.load_model(workdir)
+  config, dit = model.config, model.dit
   assert config.model.video_patch == (2, 8, 8) and config.mesh.shape.tensor == 2
   restored = nnx.to_pure_dict(nnx.state(dit, nnx.Param))
   for a, b in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(restored)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  raw = nnx.to_pure_dict(nnx.state(sampling.load_run(workdir, config, params='raw').dit, nnx.Param))
+  raw = nnx.to_pure_dict(nnx.state(sampling.load_model(workdir, config, params='raw').dit, nnx.Param))
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(raw)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -70,8 +70,8 @@ def test_readers_use_the_newest_readable_checkpoint(tmp_path, caplog):
   workdir = str(tmp_path)
   _train(workdir, 4)
   _damage(workdir, 4)
-  run = sampling.load_run(workdir)
-  assert run.step == 2
+  model = sampling.load_model(workdir)
+  assert model.step == 2
   assert any('step 4' in r.getMessage() and 'using the one before' in r.getMessage() for r in caplog.records)
   assert sorted(_steps(workdir)) == [2, 4]  # Readers never move anything.
 
@@ -113,7 +113,7 @@ def test_full_disk_stops_with_a_plain_message_and_keeps_the_checkpoints(tmp_path
     assert 'MiB' in message and 'rerun the same command' in message
     latest = checkpoint.latest_step(workdir)
     assert latest is not None and f'Step {latest} ' in message
-    assert sampling.load_run(workdir, config).step == latest  # The last finished checkpoint reads whole.
+    assert sampling.load_model(workdir, config).step == latest  # The last finished checkpoint reads whole.
   finally:
     subprocess.run(['umount', '-l', str(root)], check=False)  # Lazy: a writer thread may still hold a file.
 

@@ -60,7 +60,7 @@ def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
   assert steps == list(range(1, len(steps) + 1))
   saved = checkpoint.latest_step(workdir)
   assert saved == steps[-1]
-  assert sampling.load_run(workdir).step == saved
+  assert sampling.load_model(workdir).step == saved
   assert not any('cannot be read' in r.getMessage() for r in caplog.records)
   assert not glob.glob(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, '*' + checkpoint.CORRUPT_SUFFIX))
   assert len(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) == 1  # The second opened no writer.

@@ -60,12 +60,12 @@ def test_resume_continues_and_inference_restore(run):
   result = loop.train(config, workdir, DiffusionTask(config), progress=False)
   assert result['step'] == 6
   assert [r['step'] for r in metrics_lib.read_metrics(workdir)] == [1, 2, 3, 4, 5, 6]
-  run = sampling.load_run(workdir)
-  restored_config, dit = run.config, run.dit
+  model = sampling.load_model(workdir)
+  restored_config, dit = model.config, model.dit
   assert restored_config.model.video_patch == (2, 8, 8) and restored_config.train.steps == 6
   # EMA and raw params of the last checkpoint differ (ema_decay < 1 after 6 updates) and both load.
   ema = _param_leaves(dit)
-  raw = _param_leaves(sampling.load_run(workdir, restored_config, params='raw').dit)
+  raw = _param_leaves(sampling.load_model(workdir, restored_config, params='raw').dit)
   assert len(ema) == len(raw) and any(not np.allclose(a, b) for a, b in zip(ema, raw))
 
 

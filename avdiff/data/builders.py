@@ -135,7 +135,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder):
 
 
 class _SyntheticBuilder(_LocalBuilder):
-  """Clips from `synthetic.generate(<dataset>, seed, data_cfg)`; splits from disjoint seed ranges."""
+  """Clips from `synthetic.make_clip(<dataset>, seed, data_cfg)`; splits from disjoint seed ranges."""
   VERSION = tfds.core.Version('1.0.0')
   _DATASET = ''
 
@@ -171,7 +171,7 @@ class _SyntheticBuilder(_LocalBuilder):
 
   def _generate_examples(self, first_seed: int, count: int):
     for seed in range(first_seed, first_seed + count):
-      clip = synthetic.generate(self._DATASET, seed, self._data_cfg)
+      clip = synthetic.make_clip(self._DATASET, seed, self._data_cfg)
       truth = {k: clip[k] for k in ('mouth_open', 'mouth_box', 'impact') if k in clip}
       yield seed, _example(clip['video'], clip['audio'], clip['label'], str(seed), self._data_cfg, **truth)
 
@@ -450,10 +450,22 @@ def load_source(config: ml_collections.ConfigDict, split: str):
   return builder.as_data_source(split=split)
 
 
-def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[dict]:
-  """The first `num` clips of a dataset split as host clip dicts: video uint8 [T, H, W, 3], audio float32 [S] in
-  [-1, 1], label int, and mouth_box int [4] / mouth_open [T] / caption str / audio_mel [T_a, n_mels] where the
-  clip has them."""
+# One clip on the host, as datasets, samplers and evaluators pass it around (a plain dict):
+#   'video'       uint8 [T, H, W, 3]         frames at data.fps
+#   'audio'       float32 [S] in [-1, 1]     waveform at data.sample_rate
+# and, where the clip has them:
+#   'label'       int                        class / speaker id (joint sampling reads only this)
+#   'mouth_box'   int [4]                    the mouth's box in the frame (ground truth or face tracking)
+#   'mouth_open'  float32 [T]                ground-truth mouth opening per frame (talking data)
+#   'caption'     str                        text describing the clip
+#   'audio_mel'   float32 [T_a, n_mels]      normalized log-mel of `audio` (stored datasets)
+# A synthetic clip may carry its generator's other ground truth (e.g. 'impact' float32 [T]).
+Clip = dict
+
+
+def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[Clip]:
+  """The first `num` clips of a dataset split (`Clip`): video, audio, label, and mouth_box / mouth_open / caption /
+  audio_mel where the clip has them."""
   source = load_source(config, split)
   clips = []
   for i in range(min(num, len(source))):

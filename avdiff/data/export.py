@@ -59,7 +59,7 @@ def export_talking(out_dir: str, data_cfg: ml_collections.ConfigDict, num: int, 
     cfg.clip_seconds = float(seconds or data_cfg.clip_seconds)
     cfg.mel_frames_per_video_frame = 1  # No mel is made here; the generator only needs whole samples per frame.
     seed = first_seed + i
-    clip = synthetic.generate('talking', seed, cfg)
+    clip = synthetic.make_clip('talking', seed, cfg)
     wave = np.repeat(clip['audio'][:, None], proto.channels, axis=1) if proto.channels > 1 else clip['audio']
     name = f'talking_{i:05d}{proto.extension}'
     av_io.write_video(os.path.join(out_dir, name), clip['video'], wave, proto.fps, proto.sample_rate,

@@ -362,8 +362,9 @@ def num_classes(name: str, data_cfg: ml_collections.ConfigDict) -> int:
   return int(data_cfg.num_speakers if name == 'talking' else data_cfg.num_materials)
 
 
-def generate(name: str, seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
-  """Clip `seed` of built-in dataset `name` ('talking' | 'impacts'); see `talking_clip` / `impacts_clip`."""
+def make_clip(name: str, seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
+  """Clip `seed` of built-in dataset `name` ('talking' | 'impacts'), drawn procedurally (no model); see
+  `talking_clip` / `impacts_clip`."""
   if name not in _GENERATORS:
     raise ValueError(f'Unknown synthetic dataset {name!r}; expected one of {DATASETS}')
   return _GENERATORS[name](seed, data_cfg)

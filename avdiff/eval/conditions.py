@@ -26,12 +26,12 @@ from avdiff.eval import outcomes
 from avdiff.eval import scoring
 from avdiff.eval import shift as shift_lib
 
-Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], optional 'mouth_box': int [4], 'label': int}
 # offset_confidence is left out: it repeats lse_c (with a sync expert) or the estimator's peak correlation.
 HEADLINE = ('av_align', 'offset_frames', 'abs_offset_frames', 'offset_determined_rate', 'lse_c', 'lse_d',
             'envelope_peak_correlation', 'fd', 'kid', 'fvd', 'nn_dist_ratio')  # Metrics of the results tables.
 CLASSIFIER_TRAIN_CLIPS = 128  # Train clips the speaker classifier of the outcome measures is fitted on.
-SampleFn = Callable[[list[Clip], str, int], list[Clip]]  # (held-out clips, mode, seed) -> generated clips
+# The function evaluators are handed: (held-out clips, mode, seed) -> clips sampled for them.
+SampleFn = Callable[[list[builders.Clip], str, int], list[builders.Clip]]
 
 
 def protocol(config: ml_collections.ConfigDict, **extra) -> dict:
@@ -47,7 +47,7 @@ def protocol(config: ml_collections.ConfigDict, **extra) -> dict:
   return p
 
 
-def score_clips(clips: Iterable[tuple[str, Clip | Exception]], config: ml_collections.ConfigDict,
+def score_clips(clips: Iterable[tuple[str, builders.Clip | Exception]], config: ml_collections.ConfigDict,
                 expert: Optional[scoring.ExpertScorer] = None, desc: str = 'clips',
                 total: Optional[int] = None) -> tuple[dict, dict]:
   """(name -> metrics, name -> skip reason) over (name, clip) pairs; a clip given as an exception, or one that fails
@@ -73,7 +73,8 @@ def summarize(scored: dict, skipped: dict, config: ml_collections.ConfigDict) ->
                                                       config.eval.seed)}
 
 
-def baseline_conditions(clips: list[Clip], config: ml_collections.ConfigDict) -> dict[str, list[Clip]]:
+def baseline_conditions(clips: list[builders.Clip],
+                        config: ml_collections.ConfigDict) -> dict[str, list[builders.Clip]]:
   """ground_truth (upper bound), shuffled_audio (audio from another clip), shifted_audio (+shift_frames)."""
   d, ev = config.data, config.eval
   perm = shift_lib.derangement(len(clips), np.random.default_rng(ev.seed))
@@ -83,7 +84,7 @@ def baseline_conditions(clips: list[Clip], config: ml_collections.ConfigDict) ->
   return {'ground_truth': clips, 'shuffled_audio': shuffled, 'shifted_audio': shifted}
 
 
-def track_mouths(conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict) -> dict[str, str]:
+def track_mouths(conditions: dict[str, list[builders.Clip]], config: ml_collections.ConfigDict) -> dict[str, str]:
   """Finds the mouth box of every clip that has none (dlib face tracking, `avdiff.eval.faces`), in place, so that
   offsets and the sync expert read the mouth rather than the whole frame; eval.faces='off' leaves them. Returns
   {condition: 'mouth found in k of n clips' or why not}; clips without a face keep reading the whole frame."""
@@ -111,9 +112,9 @@ def track_mouths(conditions: dict[str, list[Clip]], config: ml_collections.Confi
   return found
 
 
-def score_conditions(conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict,
+def score_conditions(conditions: dict[str, list[builders.Clip]], config: ml_collections.ConfigDict,
                      expert: Optional[scoring.ExpertScorer] = None,
-                     train_clips: Optional[list[Clip]] = None, fvd_features=None) -> dict:
+                     train_clips: Optional[list[builders.Clip]] = None, fvd_features=None) -> dict:
   """{condition: summarize(...) + 'per_clip'} for each condition; adds FD / KID against ground truth, and the
   memorization check (nearest training clip) for generated conditions (names starting with 'model_').
 
@@ -123,7 +124,7 @@ def score_conditions(conditions: dict[str, list[Clip]], config: ml_collections.C
   d = config.data
   feature_fn = features_lib.expert_features(expert) if expert else features_lib.raw_features(d.fps, d.sample_rate)
 
-  def features(clips: list[Clip]) -> np.ndarray:
+  def features(clips: list[builders.Clip]) -> np.ndarray:
     return np.stack([feature_fn(c['video'], c['audio'], scoring.clip_box(config, c['video'], c.get('mouth_box')))
                      for c in clips])
 
@@ -154,7 +155,7 @@ def score_conditions(conditions: dict[str, list[Clip]], config: ml_collections.C
   return out
 
 
-def _add_fvd(out: dict, conditions: dict[str, list[Clip]], fvd_features) -> None:
+def _add_fvd(out: dict, conditions: dict[str, list[builders.Clip]], fvd_features) -> None:
   """out[name]['metrics']['fvd'] for each condition with its own videos, against conditions['ground_truth']."""
   truth = conditions['ground_truth']
   try:
@@ -171,7 +172,8 @@ def _add_fvd(out: dict, conditions: dict[str, list[Clip]], fvd_features) -> None
                                    'n': len(clips)}
 
 
-def talking_outcomes_unavailable(config: ml_collections.ConfigDict, held_out: list[Clip]) -> Optional[str]:
+def talking_outcomes_unavailable(config: ml_collections.ConfigDict,
+                                 held_out: list[builders.Clip]) -> Optional[str]:
   """None when the `talking` outcome targets apply to the held-out clips of config.data.dataset (the built-in data,
   or a folder exported from it whose sidecars carry the generator's ground truth), else why they do not."""
   generator = builders.ground_truth_generator(config)
@@ -185,8 +187,8 @@ def talking_outcomes_unavailable(config: ml_collections.ConfigDict, held_out: li
           '. AV-Align, offsets and FVD are scored instead')
 
 
-def talking_outcomes(held_out: list[Clip], conditions: dict[str, list[Clip]], config: ml_collections.ConfigDict,
-                     train_clips: Optional[list[Clip]] = None) -> dict:
+def talking_outcomes(held_out: list[builders.Clip], conditions: dict[str, list[builders.Clip]],
+                     config: ml_collections.ConfigDict, train_clips: Optional[list[builders.Clip]] = None) -> dict:
   """{'measures': avdiff.eval.outcomes.measure(...), 'verdict': target rows} for `talking` clips and the generated
   conditions among `conditions` ('model_<mode>'); the speaker classifier is fitted on train_clips, if any."""
   labelled = train_clips and all('label' in c for c in train_clips)

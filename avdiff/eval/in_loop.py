@@ -26,7 +26,7 @@ _LOGGED = ('av_align', 'abs_offset_frames', 'offset_confidence', 'lse_c', 'lse_d
 class InLoopEvaluator:
   """Scores model samples on a small fixed held-out subset every N training steps."""
 
-  def __init__(self, config: ml_collections.ConfigDict, clips: Optional[list[conditions_lib.Clip]] = None,
+  def __init__(self, config: ml_collections.ConfigDict, clips: Optional[list[builders.Clip]] = None,
                modes: tuple[str, ...] = ('joint',), expert: Optional[scoring.ExpertScorer] = None):
     self.config = copy.deepcopy(config)
     self.config.eval.bootstrap_samples = min(self.config.eval.bootstrap_samples, 100)

@@ -24,7 +24,6 @@ from avdiff.eval import conditions as conditions_lib
 from avdiff.eval import fvd as fvd_lib
 from avdiff.eval import scoring
 
-Clip = conditions_lib.Clip
 SAMPLED_MODES = ('joint', 'audio_to_video', 'video_to_audio')  # Model conditions of a workdir evaluation.
 
 
@@ -33,7 +32,7 @@ class Evaluation:
   """What a workdir evaluation produced: `result` (JSON-ready: protocol, conditions, outcomes, faces) and the
   clips of each condition it scored (for the report's videos)."""
   result: dict
-  conditions: dict[str, list[Clip]]
+  conditions: dict[str, list[builders.Clip]]
   split: str
 
 
@@ -46,11 +45,11 @@ def find_expert(config: ml_collections.ConfigDict, workdir: str = '') -> tuple[O
   return None, ''
 
 
-def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict, sample_fn: Optional[conditions_lib.SampleFn] = None,
-                     expert: Optional[scoring.ExpertScorer] = None) -> Evaluation:
+def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict,
+                     sample_fn: Optional[conditions_lib.SampleFn] = None, expert: Optional[scoring.ExpertScorer] = None) -> Evaluation:
   """Baselines and model samples on config.eval.num_clips clips of config.eval.split of the run in `workdir`.
 
-  sample_fn defaults to `avdiff.sampling.sample_fn` of the workdir's newest checkpoint (its EMA or raw params as
+  sample_fn defaults to `avdiff.sampling.sample_clips` with the workdir's newest checkpoint (its EMA or raw params as
   config.eval.params says). When the model cannot be restored or sampled, its conditions are recorded as
   unavailable with the reason. The sync expert is `expert`, else the one `find_expert` finds, if any.
   """
@@ -68,8 +67,8 @@ def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict, sample_fn:
 
     def sample_fn(clips, mode, seed):  # The run is restored on first use, once for every mode.
       nonlocal restored
-      restored = restored or sampling.load_run(workdir, config)
-      return sampling.generate(restored, clips, mode, seed)
+      restored = restored or sampling.load_model(workdir, config)
+      return sampling.sample_clips(restored, clips, mode, seed)
   for mode in SAMPLED_MODES:
     try:
       conditions[f'model_{mode}'] = sample_fn(held_out, mode, ev.seed)

@@ -80,7 +80,8 @@ _CONDITION_METRICS = {'a2v_fd': ('model_audio_to_video', 'fd'), 'joint_fd': ('mo
 
 
 @dataclasses.dataclass
-class Run:
+class RunRecord:
+  """What a finished (or running) run directory says about itself, read from its files; no model is restored."""
   path: epath.Path
   member: str
   config: object  # ml_collections.ConfigDict
@@ -92,7 +93,7 @@ class Run:
 @dataclasses.dataclass
 class Member:
   name: str
-  runs: list[Run]
+  runs: list[RunRecord]
   differences: dict  # field -> value, for the fields that differ between members
   stats: dict = dataclasses.field(default_factory=dict)  # metric -> {'mean', 'std', 'n', 'lo', 'hi'}
   marks: dict = dataclasses.field(default_factory=dict)  # metric -> 'best' | 'noise'
@@ -118,11 +119,12 @@ def find_runs(paths: Sequence[str]) -> list[tuple[epath.Path, str]]:
   return found
 
 
-def load_run(path: epath.Path, member: str) -> Run:
+def load_run_record(path: epath.Path, member: str) -> RunRecord:
+  """The run directory `path` (of sweep member `member`): config.json, metrics.jsonl, eval/<split>.json."""
   config = checkpoint.load_config(str(path))
   result_path = run_dir.RunDir(path).eval_json(config.eval.split)
   result = json.loads(result_path.read_text()) if result_path.exists() else None
-  run = Run(path, member, config, metrics_lib.read_metrics(str(path)), result)
+  run = RunRecord(path, member, config, metrics_lib.read_metrics(str(path)), result)
   run.values = run_values(run)
   return run
 
@@ -154,7 +156,7 @@ def _measure(entry) -> tuple[float, Optional[tuple[float, float]]]:
   return float(entry), None
 
 
-def run_values(run: Run) -> dict:
+def run_values(run: RunRecord) -> dict:
   """metric -> (value, interval or None) of one run."""
   out = {}
   config, rows = run.config, run.rows
@@ -188,9 +190,9 @@ def run_values(run: Run) -> dict:
 
 # ----------------------------------------------------------------------------- aggregating members
 
-def group(runs: list[Run], order: Sequence[str] = ()) -> list[Member]:
+def group(runs: list[RunRecord], order: Sequence[str] = ()) -> list[Member]:
   """Members in `order` (then first-seen order), with the config fields whose values differ between members."""
-  by_name: dict[str, list[Run]] = {name: [] for name in order}
+  by_name: dict[str, list[RunRecord]] = {name: [] for name in order}
   for run in runs:
     by_name.setdefault(run.member, []).append(run)
   by_name = {name: rs for name, rs in by_name.items() if rs}
@@ -449,7 +451,7 @@ def compare(paths: Sequence[str], out: str, title: str = '', order: Sequence[str
   """Reads the runs, writes out/{comparison.md, comparison.csv, *.png, index.html}; returns {'members',
   'metrics', 'differences', 'files'}. order: member names in table order (e.g. a sweep's); others follow.
   finished_only: leave out runs without an evaluation result (a sweep still running)."""
-  runs = [load_run(p, member) for p, member in find_runs(paths)]
+  runs = [load_run_record(p, member) for p, member in find_runs(paths)]
   if finished_only:
     runs = [run for run in runs if run.result is not None]
   members = group(runs, order)

@@ -3,6 +3,7 @@ DiT; periodic samples and in-loop sync scores through avdiff.sampling and avdiff
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import jax
@@ -70,14 +71,15 @@ class DiffusionTask(task_lib.Task):
   def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
     return config_lib.layout(config).num_tokens
 
-  def _run(self, model_def, params) -> sampling.Run:
-    return sampling.Run(self.config, model_def.merge(params), self.autoencoder(self._ae_params))
+  def _model(self, model_def, params) -> sampling.Model:
+    return sampling.Model(self.config, model_def.merge(params), self.autoencoder(self._ae_params))
 
   def write_samples(self, model_def, params, step: int, out_dir: str, mesh: jax.sharding.Mesh,
                     write: bool = True) -> list[str]:
     """`train.num_samples` joint clips (labels 0, 1, ...) from `params` -> out_dir/joint_<i>.mp4."""
     labels = sampling.label_clips(self.config, int(self.config.train.num_samples))
-    clips = sampling.generate(self._run(model_def, params), labels, 'joint', seed=self.config.seed + step, mesh=mesh)
+    clips = sampling.sample_clips(self._model(model_def, params), labels, 'joint', seed=self.config.seed + step,
+                                  mesh=mesh)
     return sampling.write_clips(self.config, clips, out_dir, 'joint', write)
 
   def score_samples(self, model_def, params, step: int) -> dict[str, float]:
@@ -85,5 +87,5 @@ class DiffusionTask(task_lib.Task):
     {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.in_loop)."""
     if self._in_loop_evaluator is None:
       self._in_loop_evaluator = in_loop.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
-    run = self._run(model_def, params)
-    return self._in_loop_evaluator(lambda clips, mode, seed: sampling.generate(run, clips, mode, seed), seed=step)
+    return self._in_loop_evaluator(functools.partial(sampling.sample_clips, self._model(model_def, params)),
+                                   seed=step)
