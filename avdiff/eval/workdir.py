@@ -46,7 +46,8 @@ def find_expert(config: ml_collections.ConfigDict, workdir: str = '') -> tuple[O
 
 
 def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict,
-                     sample_fn: Optional[conditions_lib.SampleFn] = None, expert: Optional[scoring.ExpertScorer] = None) -> Evaluation:
+                     sample_fn: Optional[conditions_lib.SampleFn] = None,
+                     expert: Optional[scoring.ExpertScorer] = None) -> Evaluation:
   """Baselines and model samples on config.eval.num_clips clips of config.eval.split of the run in `workdir`.
 
   sample_fn defaults to `avdiff.sampling.sample_clips` with the workdir's newest checkpoint (its EMA or raw params as
