@@ -120,15 +120,37 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, first_
 # ----------------------------------------------------------------------------- reading
 
 
+def centre_square(height: int, width: int) -> tuple[int, int, int]:
+  """(y0, x0, side) of the centred square crop of a height x width frame (pixels)."""
+  side = min(height, width)
+  return (height - side) // 2, (width - side) // 2, side
+
+
 def square_resize(image: np.ndarray, size: int) -> np.ndarray:
   """The centred square crop of RGB uint8 [h, w, 3] (in source pixels) resized to size x size."""
-  height, width = image.shape[:2]
-  side = min(height, width)
-  y0, x0 = (height - side) // 2, (width - side) // 2
+  y0, x0, side = centre_square(*image.shape[:2])
   square = image[y0:y0 + side, x0:x0 + side]
   if side == size:
     return np.ascontiguousarray(square)
   return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def box_in_square(box, height: int, width: int, size: int) -> tuple[int, int, int, int]:
+  """A (y0, x0, y1, x1) box in the pixels of a height x width frame, mapped into the frame `square_resize` makes of
+  it (size x size), rounded outwards and clipped to the frame; empty (y1 <= y0 or x1 <= x0) when outside it."""
+  oy, ox, side = centre_square(height, width)
+  scale = size / side
+  y0, x0 = math.floor((box[0] - oy) * scale), math.floor((box[1] - ox) * scale)
+  y1, x1 = math.ceil((box[2] - oy) * scale), math.ceil((box[3] - ox) * scale)
+  return tuple(int(min(max(v, 0), size)) for v in (y0, x0, y1, x1))
+
+
+def common_span(video_seconds: float, audio_seconds: float, fps: float, sample_rate: int,
+                max_seconds: float = math.inf) -> tuple[int, int]:
+  """(frames at fps, samples at sample_rate) of the span both streams cover from time 0 (at most max_seconds):
+  whole frames, and the samples under them."""
+  num_frames = int(math.floor(min(video_seconds, audio_seconds, max_seconds) * fps + 1e-6))
+  return num_frames, int(round(num_frames * sample_rate / fps))
 
 
 def _resize_crop(frame: av.VideoFrame, size: Optional[int]) -> np.ndarray:
@@ -320,12 +342,10 @@ def read_video(path: str, fps: Optional[float] = None, sample_rate: Optional[int
   frames += regrid.finish()
   video_seconds = float(decoded[-1][0] + regrid.last_interval())
   audio_seconds = wave.size / out_rate
-  duration = min(video_seconds, audio_seconds, max_seconds or math.inf)
-  num_frames = min(int(math.floor(duration * out_fps + 1e-6)), len(frames))
+  num_frames, num_samples = common_span(video_seconds, audio_seconds, out_fps, out_rate, max_seconds or math.inf)
   if num_frames <= 0:
     raise UnusableClipError('zero-length overlap', f'video {video_seconds:.3f} s, audio {audio_seconds:.3f} s')
-  video = np.stack(frames[:num_frames])
-  num_samples = int(round(num_frames * out_rate / out_fps))
+  video = np.stack(frames[:num_frames])  # Regrid covers video_seconds, so it holds at least num_frames.
   wave = wave[:num_samples]
   if wave.size < num_samples:  # Rounding at the very end only.
     wave = np.pad(wave, (0, num_samples - wave.size))

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from typing import Any, Optional
 
 import numpy as np
 
 from avdiff import console
+from avdiff.data import av_io
 
 CSV_NAME = 'metadata.csv'
 KNOWN_FIELDS = ('label', 'caption', 'mouth_open', 'truth_fps', 'mouth_box', 'generator')
@@ -131,12 +131,7 @@ def clip_mouth_box(meta: dict, source_height: int, source_width: int, size: int)
   box = meta.get('mouth_box')
   if box is None:
     return NO_BOX
-  side = min(source_height, source_width)
-  y_off, x_off = (source_height - side) // 2, (source_width - side) // 2
-  scale = size / side
-  y0, x0 = math.floor((box[0] - y_off) * scale), math.floor((box[1] - x_off) * scale)
-  y1, x1 = math.ceil((box[2] - y_off) * scale), math.ceil((box[3] - x_off) * scale)
-  y0, x0, y1, x1 = (int(np.clip(v, 0, size)) for v in (y0, x0, y1, x1))
+  y0, x0, y1, x1 = av_io.box_in_square(box, source_height, source_width, size)
   return NO_BOX if y1 <= y0 or x1 <= x0 else (y0, x0, y1, x1)
 
 

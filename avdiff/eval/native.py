@@ -27,16 +27,6 @@ from avdiff.eval import offsets
 from avdiff.eval import scoring
 
 
-def box_to_square(box, height: int, width: int, size: int) -> tuple[int, int, int, int]:
-  """A (y0, x0, y1, x1) box in native pixels mapped into the frame of av_io.square_resize."""
-  side = min(height, width)
-  oy, ox = (height - side) // 2, (width - side) // 2
-  s = size / side
-  y0, x0, y1, x1 = box
-  clip = lambda v: int(min(max(round(v), 0), size))
-  return clip((y0 - oy) * s), clip((x0 - ox) * s), clip((y1 - oy) * s), clip((x1 - ox) * s)
-
-
 # Grey frames kept for the mouth motion are this wide (about 21 MB per minute at 25 fps for 16:9 video).
 _MOUTH_WIDTH = 160
 
@@ -123,13 +113,12 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
   if out.num_frames < 3:
     raise av_io.UnusableClipError('too short', f'{out.num_frames} frames')
   # The scored span is what both streams cover.
-  seconds = min(out.num_frames / fps, len(out.audio) / out.sample_rate)
-  keep = int(math.floor(seconds * fps + 1e-6))
+  keep, num_samples = av_io.common_span(out.num_frames / fps, len(out.audio) / out.sample_rate, fps, out.sample_rate)
   if keep < 3:
-    raise av_io.UnusableClipError('zero-length overlap', f'{seconds:.3f} s of audio')
+    raise av_io.UnusableClipError('zero-length overlap', f'{len(out.audio) / out.sample_rate:.3f} s of audio')
   out.flow_change = out.flow_change[:keep]
   out.flow_magnitude = out.flow_magnitude[:keep - 1]
-  out.audio = out.audio[:int(round(keep * out.sample_rate / fps))]
+  out.audio = out.audio[:num_samples]
   if mouth_box:
     out.mouth_motion = np.asarray(mouth[:keep], np.float64)
   if face_tracker is not None:
@@ -205,7 +194,7 @@ def expert_windows(s: FileScan, config: ml_collections.ConfigDict, expert) -> di
   size = int(d.resolution)
   native_box = tuple(config.eval.crop_box) or (s.faces.clip_mouth_box() if s.faces is not None and s.faces.found
                                                else ())
-  box = box_to_square(native_box, s.height, s.width, size) if native_box else (0, 0, size, size)
+  box = av_io.box_in_square(native_box, s.height, s.width, size) if native_box else (0, 0, size, size)
   n = max(int(round(d.clip_seconds * d.fps)), config.eval.sync_window_frames + 1)
   results = []
   for start in range(0, len(frames) - n + 1, n):
