@@ -22,9 +22,9 @@ from avdiff.data import av_io
 from avdiff.data import synthetic
 from avdiff.eval import av_align
 from avdiff.eval import distribution
-from avdiff.eval import envelope_motion
 from avdiff.eval import features
 from avdiff.eval import lipsync
+from avdiff.eval import offsets
 from avdiff.eval import scoring
 from avdiff.eval import sync_expert
 from avdiff.eval import syncnet
@@ -52,8 +52,10 @@ def main():
   for variant in ('v1', 'v2'):
     res[f'av_align_{variant}'] = _rate(lambda c: av_align.av_align(c['video'], c['audio'], d.fps, d.sample_rate,
                                                                    variant), clips)
-  res['envelope_motion'] = _rate(lambda c: envelope_motion.envelope_motion(
-      c['video'], c['audio'], d.fps, d.sample_rate, ev.max_offset_frames, c['mouth_box']), clips)
+  res['envelope_motion'] = _rate(lambda c: offsets.estimate_offset(
+      *offsets.envelope_motion_signals(offsets.motion_energy(c['video'], c['mouth_box']), c['audio'], d.fps,
+                                       d.sample_rate), ev.max_offset_frames, offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE),
+                                 clips)
   expert = scoring.ExpertScorer(sync_expert.build_sync_expert(config, nnx.Rngs(0)), config)
   res['sync_expert_lse'] = _rate(lambda c: expert(c['video'], c['audio'], c['mouth_box']), clips)
   res['log_mel_only'] = _rate(lambda c: expert.mel_fn(c['audio']), clips)

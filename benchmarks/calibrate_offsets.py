@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from avdiff.data import sync_clips  # pylint: disable=g-import-not-at-top
 from avdiff.data import synthetic
-from avdiff.eval import envelope_motion
 from avdiff.eval import offsets
 from avdiff.eval import shift
 from benchmarks import report
@@ -35,12 +34,12 @@ def onset_motion_pairs(num_clips: int, fps: float):
   true, unrelated = [], []
   for i, c in enumerate(clips):
     for k in SHIFTS:
-      times, strengths = offsets.onset_events(shift.shift_audio(c.audio, k, fps, c.sample_rate), c.sample_rate)
-      true.append((k, offsets.onset_motion_offset(change[i], times, strengths, fps, MAX_OFFSET, -1.0)))
+      onsets = offsets.onset_events(shift.shift_audio(c.audio, k, fps, c.sample_rate), c.sample_rate, fps)
+      true.append((k, offsets.estimate_offset(change[i], onsets, MAX_OFFSET, min_confidence=None)))
     for j in (1, 2, 3):
       other = clips[(i + j) % num_clips]
-      times, strengths = offsets.onset_events(other.audio, other.sample_rate)
-      unrelated.append(offsets.onset_motion_offset(change[i], times, strengths, fps, MAX_OFFSET, -1.0))
+      onsets = offsets.onset_events(other.audio, other.sample_rate, fps)
+      unrelated.append(offsets.estimate_offset(change[i], onsets, MAX_OFFSET, min_confidence=None))
   return true, unrelated
 
 
@@ -48,21 +47,23 @@ def mouth_envelope_pairs(num_clips: int):
   from configs import tiny  # pylint: disable=g-import-not-at-top
   d = tiny.get_config().data
   clips = [synthetic.talking_clip(3_000_000 + s, d) for s in range(num_clips)]
-  motion = [envelope_motion.motion_energy(c['video'], c['mouth_box']) for c in clips]
+  motion = [offsets.motion_energy(c['video'], c['mouth_box']) for c in clips]
+  estimate = lambda i, audio: offsets.estimate_offset(
+      *offsets.envelope_motion_signals(motion[i], audio, d.fps, d.sample_rate), MAX_OFFSET, min_confidence=None)
   true, unrelated = [], []
   for i, c in enumerate(clips):
     for k in SHIFTS:
       audio = shift.shift_audio(c['audio'], k, d.fps, d.sample_rate)
-      true.append((k, offsets.mouth_envelope_offset(motion[i], audio, d.fps, d.sample_rate, MAX_OFFSET, -1.0)))
+      true.append((k, estimate(i, audio)))
     for j in (1, 2, 3):
       audio = clips[(i + j) % num_clips]['audio']
-      unrelated.append(offsets.mouth_envelope_offset(motion[i], audio, d.fps, d.sample_rate, MAX_OFFSET, -1.0))
+      unrelated.append(estimate(i, audio))
   return true, unrelated
 
 
 def sweep(true, unrelated, thresholds) -> list[str]:
   conf = np.asarray([e.confidence for _, e in true])
-  edge = np.asarray([not e.determined for _, e in true])  # With threshold -1 only the edge / no-event rules abstain.
+  edge = np.asarray([not e.determined for _, e in true])  # With no floor only the edge / no-event rules abstain.
   err = np.asarray([round(e.lag_frames) - k if np.isfinite(e.lag_frames) else 99 for k, e in true])
   uconf = np.asarray([e.confidence if e.determined else -np.inf for e in unrelated])
   rows = ['| threshold | true pairs determined | exact (of determined) | within 1 (of determined) | '

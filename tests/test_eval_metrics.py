@@ -7,9 +7,9 @@ import scipy.linalg
 import eval_toy as toy
 from avdiff.eval import av_align
 from avdiff.eval import distribution
-from avdiff.eval import envelope_motion
 from avdiff.eval import lipsync
 from avdiff.eval import memorization
+from avdiff.eval import offsets
 from avdiff.eval import shift
 
 
@@ -51,15 +51,48 @@ def test_av_align_deterministic_and_variants_differ_on_known_case():
     av_align.av_align(c['video'], c['audio'], toy.FPS, toy.SR, 'v3')
 
 
+def _mouth_envelope(video, audio, box, fps, sample_rate, min_confidence=offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE):
+  signals = offsets.envelope_motion_signals(offsets.motion_energy(video, box), audio, fps, sample_rate)
+  return offsets.estimate_offset(*signals, 6, min_confidence)
+
+
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_envelope_motion_recovers_shift(seed):
+def test_mouth_envelope_recovers_shift(seed):
   c = toy.talking_like(seed)
   for k in range(-5, 6):
     audio = shift.shift_audio(c['audio'], k, toy.FPS, toy.SR)
-    r = envelope_motion.envelope_motion(c['video'], audio, toy.FPS, toy.SR, 6, box=c['mouth_box'])
-    assert r.offset_frames == k
+    r = _mouth_envelope(c['video'], audio, c['mouth_box'], toy.FPS, toy.SR)
+    assert r.offset_frames == k and r.lag_frames == k and r.determined and r.method == 'mouth_envelope'
     if k == 0:
-      assert r.peak_correlation > 0.8
+      assert r.confidence > 0.8
+
+
+def test_estimator_abstains_with_a_reason():
+  c = toy.talking_like(0)
+  still = np.repeat(c['video'][:1], len(c['video']), axis=0)
+  r = _mouth_envelope(still, c['audio'], c['mouth_box'], toy.FPS, toy.SR)
+  assert np.isnan(r.offset_frames) and np.isnan(r.confidence) and r.reason == 'a signal is constant'
+  assert r.as_dict() == {'offset_frames': r.offset_frames, 'offset_confidence': r.confidence,
+                         'offset_method': 'mouth_envelope', 'offset_reason': 'a signal is constant'}
+  # A true shift beyond the search range: the best lag sits at the edge, and the estimate says so.
+  late = shift.shift_audio(c['audio'], 6, toy.FPS, toy.SR)
+  r = _mouth_envelope(c['video'], late, c['mouth_box'], toy.FPS, toy.SR, min_confidence=None)
+  assert np.isnan(r.offset_frames) and r.lag_frames == 6 and 'edge' in r.reason
+  # Another clip's audio: a best lag exists, but below the calibrated floor it is no answer.
+  other = toy.talking_like(1)['audio']
+  r = _mouth_envelope(c['video'], other, c['mouth_box'], toy.FPS, toy.SR)
+  assert np.isnan(r.offset_frames) and r.confidence < offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE and 'below' in r.reason
+  assert _mouth_envelope(c['video'], other, c['mouth_box'], toy.FPS, toy.SR, min_confidence=None).determined
+
+
+def test_estimator_on_known_per_frame_signals():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=60)
+  for k in (-4, 0, 3):
+    y = np.roll(x, k)  # y[t + k] = x[t]: the audio lags by k.
+    r = offsets.estimate_offset(x, y, 6, min_confidence=0.9, method='toy')
+    assert r.offset_frames == k and r.method == 'toy' and r.confidence == pytest.approx(1.0)
+  assert offsets.estimate_offset(x, np.full(60, 0.5), 6, None).reason == 'a signal is constant'
 
 
 def test_lipsync_protocol_on_known_embeddings():
@@ -138,14 +171,14 @@ def _data_cfg():
   return tiny.get_config().data
 
 
-def test_envelope_motion_recovers_shift_on_talking_clips():
+def test_mouth_envelope_recovers_shift_on_talking_clips():
   from avdiff.data import synthetic
   d = _data_cfg()
   for seed in range(2_000_000, 2_000_006):
     c = synthetic.talking_clip(seed, d)
     for k in range(-5, 6):
       audio = shift.shift_audio(c['audio'], k, d.fps, d.sample_rate)
-      r = envelope_motion.envelope_motion(c['video'], audio, d.fps, d.sample_rate, 6, box=c['mouth_box'])
+      r = _mouth_envelope(c['video'], audio, c['mouth_box'], d.fps, d.sample_rate, min_confidence=None)
       assert r.offset_frames == k, (seed, k, r)
 
 

@@ -170,17 +170,22 @@ def test_long_file_in_windows(tmp_path):
   assert sum(w['offset_frames'] == k for w in m['windows']) >= 2
 
 
+def _onset_motion(video, audio):
+  onsets = offsets.onset_events(audio, SR, 25.0)
+  return offsets.estimate_offset(offsets.flow_change_trajectory(video), onsets, 6, offsets.ONSET_MOTION_MIN_CONFIDENCE)
+
+
 def test_undetermined_when_there_is_nothing_to_align():
   clip = sync_clips.bouncing_ball(3000, fps=25.0, sample_rate=SR)
   still = np.repeat(clip.video[:1], len(clip.video), axis=0)
-  est = offsets.onset_motion_offset_clip(still, clip.audio, 25.0, SR, 6)
+  est = _onset_motion(still, clip.audio)
   assert math.isnan(est.offset_frames) and est.reason == 'no visible motion'
   hiss = np.random.default_rng(0).normal(0, 1e-3, len(clip.audio)).astype(np.float32)
-  est = offsets.onset_motion_offset_clip(clip.video, hiss, 25.0, SR, 6)
+  est = _onset_motion(clip.video, hiss)
   assert math.isnan(est.offset_frames) and est.reason
   # Audio of other clips: almost always undetermined (a determined offset here is a confident wrong number).
   others = [sync_clips.bouncing_ball(3001 + i, fps=25.0, sample_rate=SR) for i in range(8)]
-  determined = sum(offsets.onset_motion_offset_clip(o.video, others[(i + 1) % 8].audio, 25.0, SR, 6).determined
+  determined = sum(_onset_motion(o.video, others[(i + 1) % 8].audio).determined
                    for i, o in enumerate(others))
   assert determined <= 1
 

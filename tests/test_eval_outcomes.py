@@ -61,5 +61,5 @@ def test_mouth_offset_recovers_known_shifts(data_cfg, k):
   from avdiff.eval import shift as shift_lib
   for clip in _clips(data_cfg, range(300, 308)):
     audio = shift_lib.shift_audio(clip['audio'], k, data_cfg.fps, data_cfg.sample_rate)
-    assert outcomes.mouth_offset_frames(clip, data_cfg, 6, audio) == k
-    assert outcomes.offset_frames(dict(clip, audio=audio), data_cfg, 6) == k
+    assert outcomes.mouth_level_offset(clip, data_cfg, 6, audio).offset_frames == k
+    assert outcomes.energy_change_offset(clip, data_cfg, 6, audio).offset_frames == k

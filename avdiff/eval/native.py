@@ -136,9 +136,10 @@ def scan(path: str, config: ml_collections.ConfigDict, *, protocol_frames: bool 
 def _offset(change: np.ndarray, audio: np.ndarray, mouth_motion: Optional[np.ndarray], fps: float,
             sample_rate: int, max_offset: int) -> offsets.OffsetEstimate:
   if mouth_motion is not None:
-    return offsets.mouth_envelope_offset(mouth_motion, audio, fps, sample_rate, max_offset)
-  times, strengths = offsets.onset_events(audio, sample_rate)
-  return offsets.onset_motion_offset(change, times, strengths, fps, max_offset)
+    signals = offsets.envelope_motion_signals(mouth_motion, audio, fps, sample_rate)
+    return offsets.estimate_offset(*signals, max_offset, offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE)
+  return offsets.estimate_offset(change, offsets.onset_events(audio, sample_rate, fps), max_offset,
+                                 offsets.ONSET_MOTION_MIN_CONFIDENCE)
 
 
 def windows(num_frames: int, fps: float, window_seconds: float) -> list[tuple[int, int]]:

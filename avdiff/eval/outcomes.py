@@ -9,8 +9,9 @@ Weight-free readers of what a talking-face clip shows and says, at the video fra
                  RMS over the frame).
   speaker        nearest class centroid of the clip's face colour (median over the face centre and the frames);
                  fitted on the train split.
-Pearson r between two such trajectories is the sync measure; a clip whose trajectory is constant gives NaN and is
-counted, not averaged. `verdict` turns the measures into the main job's targets (value, threshold, met or not).
+Pearson r between two such trajectories is the sync measure (avdiff.eval.stats.pearson); a clip whose trajectory is
+constant gives NaN and is counted, not averaged. Offsets come from the one estimator, avdiff.eval.offsets, with no
+confidence floor. `verdict` turns the measures into the main job's targets (value, threshold, met or not).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import ml_collections
 import numpy as np
 
 from avdiff.data import synthetic
-from avdiff.eval import envelope_motion
+from avdiff.eval import offsets
 from avdiff.eval import shift as shift_lib
+from avdiff.eval import stats
 
 Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], 'label': int, ...}
 
@@ -36,15 +38,7 @@ def mouth_opening(video: np.ndarray, box: Sequence[int]) -> np.ndarray:
 
 def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
   """float [num_frames]: RMS of mono audio float [S] over each video frame [f / fps, (f + 1) / fps)."""
-  return envelope_motion.frame_rms(audio, num_frames, fps, sample_rate)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-  """Pearson correlation of two equal-length series; NaN when either is constant."""
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
-    return float('nan')
-  return float(np.corrcoef(a, b)[0, 1])
+  return offsets.frame_rms(audio, num_frames, fps, sample_rate)
 
 
 def mouth_region(clip: Clip, data_cfg: ml_collections.ConfigDict) -> np.ndarray:
@@ -63,25 +57,26 @@ def mouth_and_envelope(clip: Clip, data_cfg: ml_collections.ConfigDict,
 
 def sync_r(clip: Clip, data_cfg: ml_collections.ConfigDict, audio: Optional[np.ndarray] = None) -> float:
   """Pearson r of the clip's mouth opening with its (or the given) audio's envelope."""
-  return pearson(*mouth_and_envelope(clip, data_cfg, audio))
+  return stats.pearson(*mouth_and_envelope(clip, data_cfg, audio))
 
 
-def offset_frames(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offset: int) -> float:
-  """Weight-free sync offset (frames; + = audio late) of the envelope-motion estimator in the mouth region; NaN
-  when undecidable (a constant signal)."""
-  res = envelope_motion.envelope_motion(clip['video'], clip['audio'], data_cfg.fps, data_cfg.sample_rate, max_offset,
-                                        box=mouth_region(clip, data_cfg))
-  return float('nan') if np.isnan(res.peak_correlation) else float(res.offset_frames)
+def energy_change_offset(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
+                         audio: Optional[np.ndarray] = None) -> offsets.OffsetEstimate:
+  """The mouth_envelope estimate (frames; + = audio late) in the mouth region: motion energy vs audio energy
+  change, no confidence floor; NaN when undecidable (a constant signal, the best lag at +-max_offset)."""
+  motion = offsets.motion_energy(clip['video'], mouth_region(clip, data_cfg))
+  signals = offsets.envelope_motion_signals(motion, clip['audio'] if audio is None else audio, data_cfg.fps,
+                                            data_cfg.sample_rate)
+  return offsets.estimate_offset(*signals, max_offset, min_confidence=None)
 
 
-def mouth_offset_frames(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
-                        audio: Optional[np.ndarray] = None) -> float:
-  """Sync offset (frames; + = audio late) as the lag of the highest Pearson correlation between the mouth opening
-  and the audio envelope (levels, where the envelope-motion estimator correlates frame-to-frame changes, which
-  double any per-frame jitter of a generated mouth); NaN when undecidable."""
-  mouth, env = mouth_and_envelope(clip, data_cfg, audio)
-  corr = envelope_motion.lagged_correlations(mouth, env, max_offset)
-  return float('nan') if np.all(np.isnan(corr)) else float(np.nanargmax(corr) - max_offset)
+def mouth_level_offset(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
+                       audio: Optional[np.ndarray] = None) -> offsets.OffsetEstimate:
+  """The estimate (frames; + = audio late) from the levels of the mouth opening and the audio envelope, where
+  `energy_change_offset` correlates frame-to-frame changes, which double any per-frame jitter of a generated mouth;
+  no confidence floor; NaN when undecidable."""
+  return offsets.estimate_offset(*mouth_and_envelope(clip, data_cfg, audio), max_offset, min_confidence=None,
+                                 method='mouth_level')
 
 
 def reader_validation(clips: Sequence[Clip], data_cfg: ml_collections.ConfigDict) -> dict:
@@ -90,8 +85,8 @@ def reader_validation(clips: Sequence[Clip], data_cfg: ml_collections.ConfigDict
   mouth_r, env_r = [], []
   for c in clips:
     mouth, env = mouth_and_envelope(c, data_cfg)
-    mouth_r.append(pearson(mouth, c['mouth_open']))
-    env_r.append(pearson(env, c['mouth_open']))
+    mouth_r.append(stats.pearson(mouth, c['mouth_open']))
+    env_r.append(stats.pearson(env, c['mouth_open']))
   return {'mouth_reader_r': float(np.nanmean(mouth_r)), 'envelope_reader_r': float(np.nanmean(env_r))}
 
 
@@ -131,10 +126,12 @@ class SpeakerClassifier:
 # ----------------------------------------------------------------------------- outcomes and verdict
 
 def _summary(values) -> dict:
-  v = np.asarray(values, np.float64)
-  ok = v[np.isfinite(v)]
-  return {'mean': float(ok.mean()) if len(ok) else float('nan'), 'std': float(ok.std()) if len(ok) else float('nan'),
-          'n': int(len(ok)), 'undecided': int(len(v) - len(ok))}
+  return stats.summarize(values).outcome_dict()
+
+
+def _within_1(estimates: Sequence[offsets.OffsetEstimate]) -> float:
+  """Fraction of estimates with |offset| <= 1 frame (an undetermined one is not)."""
+  return float(np.mean([abs(e.offset_frames) <= 1 for e in estimates]))
 
 
 def measure(held_out: Sequence[Clip], generated: dict, data_cfg: ml_collections.ConfigDict,
@@ -148,17 +145,16 @@ def measure(held_out: Sequence[Clip], generated: dict, data_cfg: ml_collections.
     data_cfg: config.data (fps, sample_rate, resolution, num_speakers).
     classifier: speaker classifier for joint samples (None: not measured).
     max_offset: offsets searched, -K..K frames.
-    seed: the derangement that pairs each clip with another clip's audio.
+    seed: the pairing of each clip with another clip's audio (avdiff.eval.shift.shuffled_audio).
   Returns:
     {measure name: {'mean', 'std', 'n', 'undecided'} or a float}: ground_truth_r, shuffled_ground_truth_r, and per
-    available mode a2v_r, a2v_shuffled_r, a2v_offset_within_1 (fraction of clips within one frame by the
-    envelope-motion estimator; a2v_mouth_offset_within_1 by `mouth_offset_frames`), joint_r, joint_speaker_accuracy, v2a_r;
+    available mode a2v_r, a2v_shuffled_r, a2v_offset_within_1 (fraction of clips within one frame by
+    `energy_change_offset`; a2v_mouth_offset_within_1 by `mouth_level_offset`), joint_r, joint_speaker_accuracy, v2a_r;
     plus the reader validation when the clips carry mouth_open.
   """
-  perm = shift_lib.derangement(len(held_out), np.random.default_rng(seed))
+  others = shift_lib.shuffled_audio(held_out, seed)
   out = {'ground_truth_r': _summary([sync_r(c, data_cfg) for c in held_out]),
-         'shuffled_ground_truth_r': _summary([sync_r(c, data_cfg, held_out[j]['audio'])
-                                              for c, j in zip(held_out, perm)])}
+         'shuffled_ground_truth_r': _summary([sync_r(c, data_cfg, a) for c, a in zip(held_out, others)])}
   if all('mouth_open' in c for c in held_out):
     out.update(reader_validation(held_out, data_cfg))
   if classifier is not None:
@@ -166,12 +162,11 @@ def measure(held_out: Sequence[Clip], generated: dict, data_cfg: ml_collections.
   gen = generated.get('audio_to_video')
   if gen is not None:
     out['a2v_r'] = _summary([sync_r(g, data_cfg, h['audio']) for g, h in zip(gen, held_out)])
-    out['a2v_shuffled_r'] = _summary([sync_r(g, data_cfg, held_out[j]['audio']) for g, j in zip(gen, perm)])
-    offs = np.asarray([offset_frames(dict(g, audio=h['audio']), data_cfg, max_offset)
-                       for g, h in zip(gen, held_out)])
-    out['a2v_offset_within_1'] = float(np.mean(np.abs(np.nan_to_num(offs, nan=np.inf)) <= 1))
-    offs = np.asarray([mouth_offset_frames(g, data_cfg, max_offset, h['audio']) for g, h in zip(gen, held_out)])
-    out['a2v_mouth_offset_within_1'] = float(np.mean(np.abs(np.nan_to_num(offs, nan=np.inf)) <= 1))
+    out['a2v_shuffled_r'] = _summary([sync_r(g, data_cfg, a) for g, a in zip(gen, others)])
+    out['a2v_offset_within_1'] = _within_1([energy_change_offset(g, data_cfg, max_offset, h['audio'])
+                                            for g, h in zip(gen, held_out)])
+    out['a2v_mouth_offset_within_1'] = _within_1([mouth_level_offset(g, data_cfg, max_offset, h['audio'])
+                                                  for g, h in zip(gen, held_out)])
   gen = generated.get('joint')
   if gen is not None:
     out['joint_r'] = _summary([sync_r(g, data_cfg) for g in gen])
@@ -179,8 +174,9 @@ def measure(held_out: Sequence[Clip], generated: dict, data_cfg: ml_collections.
       out['joint_speaker_accuracy'] = classifier.accuracy(gen)
   gen = generated.get('video_to_audio')
   if gen is not None:
-    out['v2a_r'] = _summary([pearson(mouth_opening(h['video'], mouth_region(h, data_cfg)),
-                                     audio_envelope(g['audio'], len(h['video']), data_cfg.fps, data_cfg.sample_rate))
+    out['v2a_r'] = _summary([stats.pearson(mouth_opening(h['video'], mouth_region(h, data_cfg)),
+                                           audio_envelope(g['audio'], len(h['video']), data_cfg.fps,
+                                                          data_cfg.sample_rate))
                              for g, h in zip(gen, held_out)])
   return out
 

@@ -19,10 +19,10 @@ from avdiff import checkpoint
 from avdiff.data import audio as audio_lib
 from avdiff.data import builders
 from avdiff.eval import av_align as av_align_lib
-from avdiff.eval import envelope_motion
 from avdiff.eval import lipsync
 from avdiff.eval import offsets
 from avdiff.eval import shift as shift_lib
+from avdiff.eval import stats
 from avdiff.eval import sync_expert as se_lib
 
 
@@ -84,9 +84,13 @@ def score_clip(video: np.ndarray, audio: np.ndarray, config: ml_collections.Conf
                expert: Optional[ExpertScorer] = None) -> dict:
   """All metrics of one clip (dict of floats / ints / str). Raises UnscorableClip.
 
+  envelope_offset_frames / envelope_peak_correlation: the best lag and its correlation of motion energy in the
+  measured region vs audio energy change (avdiff.eval.offsets, mouth_envelope signals), whether or not the estimator
+  decides (0 and NaN when a signal is constant).
   offset_frames / offset_confidence come from the sync expert (LSE-C) when one is given, else from the weight-free
-  estimators of avdiff.eval.offsets: mouth_envelope where a mouth region is known (the clip's box or crop_box),
-  onset_motion otherwise; those give NaN and an `offset_reason` when they cannot decide. `offset_source` says which.
+  estimator of avdiff.eval.offsets: that same mouth_envelope estimate where a mouth region is known (the clip's box or
+  crop_box), onset_motion otherwise; those give NaN and an `offset_reason` when they cannot decide. `offset_source`
+  says which.
   """
   d, ev = config.data, config.eval
   if video is None or len(video) == 0:
@@ -101,45 +105,31 @@ def score_clip(video: np.ndarray, audio: np.ndarray, config: ml_collections.Conf
     raise UnscorableClip('silent audio')
   box = clip_box(config, video, mouth_box)
   out = av_align_lib.av_align(video, audio, d.fps, d.sample_rate, ev.av_align_variant).as_dict()
-  env = envelope_motion.envelope_motion(video, audio, d.fps, d.sample_rate, ev.max_offset_frames, box)
-  out.update(env.as_dict())
+  signals = offsets.envelope_motion_signals(offsets.motion_energy(video, box), audio, d.fps, d.sample_rate)
+  env = offsets.estimate_offset(*signals, ev.max_offset_frames, offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE)
+  out['envelope_offset_frames'] = int(env.lag_frames) if math.isfinite(env.lag_frames) else 0
+  out['envelope_peak_correlation'] = env.confidence
   if expert is not None:
     out.update(expert(video, audio, box).as_dict())
     out['offset_source'] = 'sync_expert'
   else:
     if mouth_box is not None or ev.crop_box:
-      est = offsets.mouth_envelope_offset(envelope_motion.motion_energy(video, box), audio, d.fps, d.sample_rate,
-                                          ev.max_offset_frames)
+      est = env
     else:
-      est = offsets.onset_motion_offset_clip(video, audio, d.fps, d.sample_rate, ev.max_offset_frames)
+      onsets = offsets.onset_events(audio, d.sample_rate, d.fps)
+      est = offsets.estimate_offset(offsets.flow_change_trajectory(video), onsets, ev.max_offset_frames,
+                                    offsets.ONSET_MOTION_MIN_CONFIDENCE)
     out.update(est.as_dict())
     out['offset_source'] = est.method
   out['abs_offset_frames'] = abs(out['offset_frames'])
   return out
 
 
-def bootstrap_ci(values: np.ndarray, num_samples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-  """Percentile bootstrap confidence interval of the mean of `values` [N]."""
-  v = np.asarray(values, np.float64)
-  if len(v) == 0:
-    return math.nan, math.nan
-  rng = np.random.default_rng(seed)
-  means = v[rng.integers(0, len(v), (num_samples, len(v)))].mean(1)
-  lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-  return float(lo), float(hi)
-
-
 def aggregate(per_clip: list[dict], num_bootstrap: int, seed: int) -> dict:
-  """metric -> {mean, median, ci95, n} over clips, for every numeric metric (NaN values skipped and counted)."""
+  """metric -> {mean, median, ci95, n, n_nan} over clips (avdiff.eval.stats.summarize), for every numeric metric
+  (NaN values skipped and counted)."""
   keys = sorted({k for r in per_clip for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-  out = {}
-  for k in keys:
-    vals = np.asarray([r[k] for r in per_clip if k in r], np.float64)
-    ok = vals[np.isfinite(vals)]
-    lo, hi = bootstrap_ci(ok, num_bootstrap, seed)
-    out[k] = {'mean': float(ok.mean()) if len(ok) else math.nan,
-              'median': float(np.median(ok)) if len(ok) else math.nan,
-              'ci95': [lo, hi], 'n': int(len(ok)), 'n_nan': int(len(vals) - len(ok))}
+  out = {k: stats.summarize([r[k] for r in per_clip if k in r], num_bootstrap, seed).metric_dict() for k in keys}
   offs = np.asarray([r['offset_frames'] for r in per_clip if 'offset_frames' in r], np.float64)
   if len(offs):
     determined = offs[np.isfinite(offs)]
@@ -171,9 +161,9 @@ def shift_recovery(expert, config: ml_collections.ConfigDict, split: str = 'vali
       exact += r.offset_frames == k
       near += abs(r.offset_frames - k) <= 1
       total += 1
-  perm = shift_lib.derangement(len(clips), np.random.default_rng(config.eval.seed))
   true = [scorer(c['video'], c['audio'], c['mouth_box']) for c in clips]
-  shuf = [scorer(c['video'], clips[j]['audio'], c['mouth_box']) for c, j in zip(clips, perm)]
+  others = shift_lib.shuffled_audio(clips, config.eval.seed)
+  shuf = [scorer(c['video'], a, c['mouth_box']) for c, a in zip(clips, others)]
   mean = lambda results, key: float(np.mean([getattr(r, key) for r in results]))
   return {'exact': exact / total, 'within_one': near / total, 'num_clips': len(clips),
           'lse_c_true': mean(true, 'lse_c'), 'lse_c_shuffled': mean(shuf, 'lse_c'),

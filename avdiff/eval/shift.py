@@ -6,6 +6,8 @@ sound of what is shown at frame t is heard at frame t + k). `shift_audio(audio, 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 
@@ -35,3 +37,12 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     p = rng.permutation(n)
     if not np.any(p == np.arange(n)):
       return p
+
+
+def shuffled_audio(clips: Sequence[dict], seed: int) -> list[np.ndarray]:
+  """Clip i's partner audio float [S]: the 'audio' of clip perm[i], perm a derangement seeded by `seed` (n >= 2).
+
+  Every audio-shuffle baseline pairs clips with this list, so one seed gives one pairing everywhere.
+  """
+  perm = derangement(len(clips), np.random.default_rng(seed))
+  return [clips[j]['audio'] for j in perm]

@@ -29,7 +29,6 @@ from typing import Optional, Sequence
 
 import jax
 import numpy as np
-import scipy.stats
 from etils import epath
 from flax import nnx
 from matplotlib.figure import Figure
@@ -39,6 +38,7 @@ from avdiff import config_lib
 from avdiff import models
 from avdiff import run_dir
 from avdiff.eval import html_report
+from avdiff.eval import stats
 from avdiff.train import metrics as metrics_lib
 
 # Seeds differ in these fields only; paths say where data lives, not what was run.
@@ -149,10 +149,7 @@ def _measure(entry) -> tuple[float, Optional[tuple[float, float]]]:
     mean, std, n = entry.get('mean'), entry.get('std'), entry.get('n', 0)
     if mean is None:
       return math.nan, None
-    if std is not None and n and n > 1:
-      half = 1.96 * std / math.sqrt(n)
-      return float(mean), (mean - half, mean + half)
-    return float(mean), None
+    return float(mean), (stats.normal_interval(mean, std, n) if std is not None else None)
   return float(entry), None
 
 
@@ -209,17 +206,10 @@ def aggregate(member: Member) -> None:
     pairs = [run.values[name] for run in member.runs if name in run.values and math.isfinite(run.values[name][0])]
     if not pairs:
       continue
-    values = np.asarray([v for v, _ in pairs])
-    mean, n = float(values.mean()), len(values)
-    std = float(values.std(ddof=1)) if n > 1 else 0.0
-    if n > 1:
-      half = float(scipy.stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-      lo, hi = mean - half, mean + half
-    elif pairs[0][1] is not None:
-      lo, hi = pairs[0][1]
-    else:
-      lo = hi = None
-    member.stats[name] = {'mean': mean, 'std': std, 'n': n, 'lo': lo, 'hi': hi}
+    s = stats.seed_interval([v for v, _ in pairs])
+    if s['n'] == 1 and pairs[0][1] is not None:  # One seed: the run's own per-clip interval.
+      s['lo'], s['hi'] = pairs[0][1]
+    member.stats[name] = s
 
 
 def mark(members: list[Member], metrics: Sequence[Metric]) -> None:
