@@ -77,8 +77,7 @@ def baseline_conditions(clips: list[builders.Clip],
                         config: ml_collections.ConfigDict) -> dict[str, list[builders.Clip]]:
   """ground_truth (upper bound), shuffled_audio (audio from another clip), shifted_audio (+shift_frames)."""
   d, ev = config.data, config.eval
-  perm = shift_lib.derangement(len(clips), np.random.default_rng(ev.seed))
-  shuffled = [dict(c, audio=clips[j]['audio']) for c, j in zip(clips, perm)]
+  shuffled = [dict(c, audio=audio) for c, audio in zip(clips, shift_lib.shuffled_audio(clips, ev.seed))]
   shifted = [dict(c, audio=shift_lib.shift_audio(c['audio'], ev.shift_frames, d.fps, d.sample_rate))
              for c in clips]
   return {'ground_truth': clips, 'shuffled_audio': shuffled, 'shifted_audio': shifted}
