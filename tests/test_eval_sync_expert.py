@@ -48,7 +48,7 @@ def _check(config, workdir, num_held_out):
   hist = metrics_lib.read_metrics(workdir)
   assert hist[-1]['loss'] < hist[0]['loss']
   scorer = scoring.load_scorer(workdir, config)
-  assert not scorer.fixed_box  # Trained on each clip's own mouth box, so it scores with each clip's box.
+  assert not scorer.crop_box  # Trained on each clip's own mouth box, so it scores with each clip's box.
   held_out = _clips(config, range(HELD_OUT_SEED, HELD_OUT_SEED + num_held_out))
   res = scoring.shift_recovery(scorer, config, clips=held_out, max_shift=5)
   # Known answer: audio shifted by k in -5..5 frames -> offset k.
@@ -83,7 +83,7 @@ def test_train_and_check_with_fixed_crop(tmp_path):
                           int(boxes[:, 3].max()))
   workdir = str(tmp_path / 'sync_expert')
   res = sync_expert.train_and_check(config, workdir, check_clips=8, progress=False)['shift_recovery']
-  assert scoring.load_scorer(workdir, config).fixed_box == tuple(config.eval.crop_box)
+  assert scoring.load_scorer(workdir, config).crop_box == tuple(config.eval.crop_box)
   assert res['exact'] >= 0.9 and res['within_one'] >= 0.98, res
   assert res['lse_c_true'] > res['lse_c_shuffled'], res
   # Rerunning the same command resumes: nothing left to train.

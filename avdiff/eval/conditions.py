@@ -124,7 +124,7 @@ def score_conditions(conditions: dict[str, list[builders.Clip]], config: ml_coll
   feature_fn = features_lib.expert_features(expert) if expert else features_lib.raw_features(d.fps, d.sample_rate)
 
   def features(clips: list[builders.Clip]) -> np.ndarray:
-    return np.stack([feature_fn(c['video'], c['audio'], scoring.clip_box(config, c['video'], c.get('mouth_box')))
+    return np.stack([feature_fn(c['video'], c['audio'], scoring.sync_box(config, c['video'], c.get('mouth_box')))
                      for c in clips])
 
   feats, out = {}, {}

@@ -110,14 +110,14 @@ def _score_files(paths: list[str], config: ml_collections.ConfigDict, expert, tr
       yield name, scoring.UnscorableClip(f'{type(e).__name__}: {e}'), None
 
 
-def syncnet_metrics(path: str, model, crop_box=()) -> dict:
+def syncnet_metrics(path: str, model, face_box=()) -> dict:
   """Public-SyncNet LSE-C / LSE-D / offset of one file, read at 25 fps / 16 kHz (SyncNet's clock).
 
-  crop_box: (y0, x0, y1, x1) face box in the file's native pixels; () = the file is already a face crop.
+  face_box: (y0, x0, y1, x1) in the file's native pixels; () = the file is already a face crop.
   """
   video, audio, _ = av_io.read_video(path, fps=syncnet.FPS, sample_rate=syncnet.SAMPLE_RATE)
-  if crop_box:
-    y0, x0, y1, x1 = crop_box
+  if face_box:
+    y0, x0, y1, x1 = face_box
     video = video[:, y0:y1, x0:x1]
   frames = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_AREA)[..., ::-1] for f in video])
   v, a = syncnet.clip_embeddings(model, frames, audio)

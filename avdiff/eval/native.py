@@ -193,9 +193,9 @@ def expert_windows(s: FileScan, config: ml_collections.ConfigDict, expert) -> di
   audio = librosa.resample(s.audio, orig_sr=s.sample_rate, target_sr=d.sample_rate) if s.sample_rate != \
       d.sample_rate else s.audio
   size = int(d.resolution)
-  native_box = tuple(config.eval.crop_box) or (s.faces.clip_mouth_box() if s.faces is not None and s.faces.found
+  sync_box = tuple(config.eval.crop_box) or (s.faces.clip_mouth_box() if s.faces is not None and s.faces.found
                                                else ())
-  box = av_io.box_in_square(native_box, s.height, s.width, size) if native_box else (0, 0, size, size)
+  box = av_io.box_in_square(sync_box, s.height, s.width, size) if sync_box else (0, 0, size, size)
   n = max(int(round(d.clip_seconds * d.fps)), config.eval.sync_window_frames + 1)
   results = []
   for start in range(0, len(frames) - n + 1, n):

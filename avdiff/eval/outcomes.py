@@ -22,13 +22,11 @@ from typing import Optional, Sequence
 import ml_collections
 import numpy as np
 
+from avdiff.data import builders
 from avdiff.data import synthetic
 from avdiff.eval import offsets
 from avdiff.eval import shift as shift_lib
 from avdiff.eval import stats
-
-Clip = dict  # {'video': uint8 [T, H, W, 3], 'audio': float32 [S], 'label': int, ...}
-
 
 def mouth_opening(video: np.ndarray, box: Sequence[int]) -> np.ndarray:
   """float [T]: mean 1 - G / 255 over box (y0, x0, y1, x1) of video uint8 [T, H, W, 3]."""
@@ -41,36 +39,36 @@ def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: 
   return offsets.frame_rms(audio, num_frames, fps, sample_rate)
 
 
-def mouth_region(clip: Clip, data_cfg: ml_collections.ConfigDict) -> np.ndarray:
+def reader_box(clip: builders.Clip, data_cfg: ml_collections.ConfigDict) -> np.ndarray:
   """The box the mouth is read in: the speaker's mouth region over every head position (a generated clip's own
   geometry is unknown, so ground truth and samples are read in the same box)."""
   return synthetic.talking_mouth_region(int(clip['label']), data_cfg)
 
 
-def mouth_and_envelope(clip: Clip, data_cfg: ml_collections.ConfigDict,
+def mouth_and_envelope(clip: builders.Clip, data_cfg: ml_collections.ConfigDict,
                        audio: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
   """(mouth opening [T], audio envelope [T]) of a clip; `audio` replaces the clip's own waveform."""
   video = clip['video']
   env = audio_envelope(clip['audio'] if audio is None else audio, len(video), data_cfg.fps, data_cfg.sample_rate)
-  return mouth_opening(video, mouth_region(clip, data_cfg)), env
+  return mouth_opening(video, reader_box(clip, data_cfg)), env
 
 
-def sync_r(clip: Clip, data_cfg: ml_collections.ConfigDict, audio: Optional[np.ndarray] = None) -> float:
+def sync_r(clip: builders.Clip, data_cfg: ml_collections.ConfigDict, audio: Optional[np.ndarray] = None) -> float:
   """Pearson r of the clip's mouth opening with its (or the given) audio's envelope."""
   return stats.pearson(*mouth_and_envelope(clip, data_cfg, audio))
 
 
-def energy_change_offset(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
+def energy_change_offset(clip: builders.Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
                          audio: Optional[np.ndarray] = None) -> offsets.OffsetEstimate:
   """The mouth_envelope estimate (frames; + = audio late) in the mouth region: motion energy vs audio energy
   change, no confidence floor; NaN when undecidable (a constant signal, the best lag at +-max_offset)."""
-  motion = offsets.motion_energy(clip['video'], mouth_region(clip, data_cfg))
+  motion = offsets.motion_energy(clip['video'], reader_box(clip, data_cfg))
   signals = offsets.envelope_motion_signals(motion, clip['audio'] if audio is None else audio, data_cfg.fps,
                                             data_cfg.sample_rate)
   return offsets.estimate_offset(*signals, max_offset, min_confidence=None)
 
 
-def mouth_level_offset(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
+def mouth_level_offset(clip: builders.Clip, data_cfg: ml_collections.ConfigDict, max_offset: int,
                        audio: Optional[np.ndarray] = None) -> offsets.OffsetEstimate:
   """The estimate (frames; + = audio late) from the levels of the mouth opening and the audio envelope, where
   `energy_change_offset` correlates frame-to-frame changes, which double any per-frame jitter of a generated mouth;
@@ -79,7 +77,7 @@ def mouth_level_offset(clip: Clip, data_cfg: ml_collections.ConfigDict, max_offs
                                  method='mouth_level')
 
 
-def reader_validation(clips: Sequence[Clip], data_cfg: ml_collections.ConfigDict) -> dict:
+def reader_validation(clips: Sequence[builders.Clip], data_cfg: ml_collections.ConfigDict) -> dict:
   """How well the mouth reader follows the dataset's `mouth_open` and the envelope reader the audio, on ground-truth
   clips carrying `mouth_open` [T]: {'mouth_reader_r', 'envelope_reader_r'} (means over clips)."""
   mouth_r, env_r = [], []
@@ -109,7 +107,7 @@ class SpeakerClassifier:
   classes: np.ndarray  # [num_classes] labels
 
   @classmethod
-  def fit(cls, clips: Sequence[Clip]) -> 'SpeakerClassifier':
+  def fit(cls, clips: Sequence[builders.Clip]) -> 'SpeakerClassifier':
     feats = np.stack([_face_colour(c['video']) for c in clips])
     labels = np.asarray([int(c['label']) for c in clips])
     classes = np.unique(labels)
@@ -119,7 +117,7 @@ class SpeakerClassifier:
     d = np.square(self.centroids - _face_colour(video)[None]).sum(-1)
     return int(self.classes[int(np.argmin(d))])
 
-  def accuracy(self, clips: Sequence[Clip]) -> float:
+  def accuracy(self, clips: Sequence[builders.Clip]) -> float:
     return float(np.mean([self.predict(c['video']) == int(c['label']) for c in clips]))
 
 
@@ -134,7 +132,7 @@ def _within_1(estimates: Sequence[offsets.OffsetEstimate]) -> float:
   return float(np.mean([abs(e.offset_frames) <= 1 for e in estimates]))
 
 
-def measure(held_out: Sequence[Clip], generated: dict, data_cfg: ml_collections.ConfigDict,
+def measure(held_out: Sequence[builders.Clip], generated: dict, data_cfg: ml_collections.ConfigDict,
             classifier: Optional[SpeakerClassifier] = None, max_offset: int = 6, seed: int = 0) -> dict:
   """Outcome measures of generated clips against the held-out clips they were conditioned on.
 
@@ -174,10 +172,7 @@ def measure(held_out: Sequence[Clip], generated: dict, data_cfg: ml_collections.
       out['joint_speaker_accuracy'] = classifier.accuracy(gen)
   gen = generated.get('video_to_audio')
   if gen is not None:
-    out['v2a_r'] = _summary([stats.pearson(mouth_opening(h['video'], mouth_region(h, data_cfg)),
-                                           audio_envelope(g['audio'], len(h['video']), data_cfg.fps,
-                                                          data_cfg.sample_rate))
-                             for g, h in zip(gen, held_out)])
+    out['v2a_r'] = _summary([sync_r(h, data_cfg, g['audio']) for g, h in zip(gen, held_out)])  # Given mouth.
   return out
 
 

@@ -42,10 +42,10 @@ class ExpertScorer:
   """Scores clips with a trained sync expert under the SyncNet protocol (jit-compiled embedding, functional form)."""
 
   def __init__(self, model: se_lib.SyncExpert, config: ml_collections.ConfigDict, mel_fn: Optional[MelFn] = None,
-               fixed_box=()):
-    """fixed_box: (y0, x0, y1, x1) used instead of each clip's box (an expert trained on one fixed crop)."""
+               crop_box=()):
+    """crop_box: (y0, x0, y1, x1) used instead of each clip's box (an expert trained on one fixed crop)."""
     self.config = config
-    self.fixed_box = tuple(fixed_box)
+    self.crop_box = tuple(crop_box)
     self.mel_fn = mel_fn or default_mel_fn(config.data)
     graphdef, state = nnx.split(model)
     self._state = state
@@ -58,7 +58,7 @@ class ExpertScorer:
     mel = self.mel_fn(audio)
     need = len(video) * d.mel_frames_per_video_frame
     mel = mel[:need] if len(mel) >= need else np.pad(mel, ((0, need - len(mel)), (0, 0)), constant_values=-1.0)
-    box = self.fixed_box or box
+    box = self.crop_box or box
     v, a = self._embed(self._state, jnp.asarray(video), jnp.asarray(mel), jnp.asarray(box, jnp.int32))
     return np.asarray(v), np.asarray(a)
 
@@ -71,7 +71,7 @@ def full_box(video: np.ndarray) -> tuple[int, int, int, int]:
   return (0, 0, video.shape[1], video.shape[2])
 
 
-def clip_box(config: ml_collections.ConfigDict, video: np.ndarray, mouth_box=None) -> tuple[int, int, int, int]:
+def sync_box(config: ml_collections.ConfigDict, video: np.ndarray, mouth_box=None) -> tuple[int, int, int, int]:
   """The region sync is measured in: the clip's mouth box, else config.eval.crop_box, else the whole frame."""
   if mouth_box is not None:
     return tuple(int(b) for b in mouth_box)
@@ -103,7 +103,7 @@ def score_clip(video: np.ndarray, audio: np.ndarray, config: ml_collections.Conf
     raise UnscorableClip(f'too short: {len(video)} frames < {min_frames}')
   if not np.any(np.abs(audio) > 1e-6):
     raise UnscorableClip('silent audio')
-  box = clip_box(config, video, mouth_box)
+  box = sync_box(config, video, mouth_box)
   out = av_align_lib.av_align(video, audio, d.fps, d.sample_rate, ev.av_align_variant).as_dict()
   signals = offsets.envelope_motion_signals(offsets.motion_energy(video, box), audio, d.fps, d.sample_rate)
   env = offsets.estimate_offset(*signals, ev.max_offset_frames, offsets.MOUTH_ENVELOPE_MIN_CONFIDENCE)
@@ -143,7 +143,7 @@ def load_scorer(workdir: str, config: Optional[ml_collections.ConfigDict] = None
   """ExpertScorer of the sync expert trained in workdir, scoring clips on the data clock of `config` (default: the
   expert's own). An expert trained on one fixed crop (its config's eval.crop_box) scores with that crop too."""
   own = checkpoint.load_config(workdir)
-  return ExpertScorer(se_lib.load(workdir, own), config or own, fixed_box=tuple(own.eval.crop_box))
+  return ExpertScorer(se_lib.load(workdir, own), config or own, crop_box=tuple(own.eval.crop_box))
 
 
 def shift_recovery(expert, config: ml_collections.ConfigDict, split: str = 'validation', num_clips: int = 32,

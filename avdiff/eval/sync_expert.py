@@ -109,19 +109,19 @@ def embed_clip(model: SyncExpert, video: jax.Array, mel: jax.Array, box: jax.Arr
   return model.embed_video(vw), model.embed_audio(aw)
 
 
-def batch_boxes(batch: dict, fixed_box=()) -> jax.Array:
-  """Crop boxes int32 [B, 4] (y0, x0, y1, x1) of a batch: `fixed_box` for every clip when given (an expert for
+def batch_boxes(batch: dict, crop_box=()) -> jax.Array:
+  """Crop boxes int32 [B, 4] (y0, x0, y1, x1) of a batch: `crop_box` for every clip when given (an expert for
   real clips with one known mouth region, config.eval.crop_box), else the batch's per-clip `mouth_box`, else whole
   frames."""
   b, _, h, w, _ = batch['video'].shape
-  if fixed_box:
-    return jnp.tile(jnp.asarray([tuple(fixed_box)], jnp.int32), (b, 1))
+  if crop_box:
+    return jnp.tile(jnp.asarray([tuple(crop_box)], jnp.int32), (b, 1))
   if 'mouth_box' in batch:
     return jnp.asarray(batch['mouth_box'], jnp.int32)
   return jnp.tile(jnp.asarray([(0, 0, h, w)], jnp.int32), (b, 1))
 
 
-def contrastive_loss(model: SyncExpert, batch: dict, temperature: float, fixed_box=()) -> tuple[jax.Array, dict]:
+def contrastive_loss(model: SyncExpert, batch: dict, temperature: float, crop_box=()) -> tuple[jax.Array, dict]:
   """InfoNCE over a batch: every video window of every clip against every audio window of the batch; its own
   in-sync audio window is the positive, the same clip's audio at every other time shift and all other clips'
   windows are the negatives. logits = -||v - a||^2 / temperature, cross-entropy in both directions.
@@ -129,7 +129,7 @@ def contrastive_loss(model: SyncExpert, batch: dict, temperature: float, fixed_b
   batch: video [B, T, H, W, 3] (uint8 or [-1, 1]), audio_mel [B, T_a, F], optional mouth_box int [B, 4].
   """
   windows = jax.vmap(clip_windows, in_axes=(0, 0, 0, None, None, None))
-  vw, aw = windows(jnp.asarray(batch['video']), jnp.asarray(batch['audio_mel']), batch_boxes(batch, fixed_box),
+  vw, aw = windows(jnp.asarray(batch['video']), jnp.asarray(batch['audio_mel']), batch_boxes(batch, crop_box),
                    model.window, model.mel_per_frame, model.crop)
   b, n = vw.shape[:2]
   v = model.embed_video(vw.reshape(b * n, *vw.shape[2:]))
