@@ -344,16 +344,11 @@ def write_report(out_dir: str, result: dict, clips: dict[str, list[dict]], data_
 
   outcomes = result.get('outcomes') or {}
   parts = [f'<h1>{escape(title)}</h1>']
-  if outcomes.get('verdict'):
-    parts.append(_verdict_html(outcomes['verdict']))
-  if result.get('conditions'):
-    parts.append(_conditions_html(result['conditions']))
-  if outcomes.get('measures'):
-    parts.append(_measures_html(outcomes['measures']))
-  if result.get('protocol'):
-    parts.append(_protocol_html(result['protocol']))
-  if sheets:
-    parts.append(_sheets_html(sheets))
+  for section, render in ((outcomes.get('verdict'), _verdict_html), (result.get('conditions'), _conditions_html),
+                          (outcomes.get('measures'), _measures_html), (result.get('protocol'), _protocol_html),
+                          (sheets, _sheets_html)):
+    if section:
+      parts.append(render(section))
   if paths:
     parts.append(_videos_html(clips, paths, order))
   page = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

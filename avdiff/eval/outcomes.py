@@ -161,10 +161,9 @@ def measure(held_out: Sequence[builders.Clip], generated: dict, data_cfg: ml_col
   if gen is not None:
     out['a2v_r'] = _summary([sync_r(g, data_cfg, h['audio']) for g, h in zip(gen, held_out)])
     out['a2v_shuffled_r'] = _summary([sync_r(g, data_cfg, a) for g, a in zip(gen, others)])
-    out['a2v_offset_within_1'] = _within_1([energy_change_offset(g, data_cfg, max_offset, h['audio'])
-                                            for g, h in zip(gen, held_out)])
-    out['a2v_mouth_offset_within_1'] = _within_1([mouth_level_offset(g, data_cfg, max_offset, h['audio'])
-                                                  for g, h in zip(gen, held_out)])
+    for name, offset in (('a2v_offset_within_1', energy_change_offset),
+                         ('a2v_mouth_offset_within_1', mouth_level_offset)):
+      out[name] = _within_1([offset(g, data_cfg, max_offset, h['audio']) for g, h in zip(gen, held_out)])
   gen = generated.get('joint')
   if gen is not None:
     out['joint_r'] = _summary([sync_r(g, data_cfg) for g in gen])
