@@ -234,6 +234,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   _choice(m.remat, REMATS, 'model.remat')
   _choice(m.dtype, DTYPES, 'model.dtype')
   _choice(m.param_dtype, DTYPES, 'model.param_dtype')
+  if m.av_time_bias < 0:
+    raise ConfigError(f'model.av_time_bias={m.av_time_bias} is negative: it is a penalty (logits per second)')
   if m.width % m.num_heads:
     raise ConfigError(f'model.width={m.width} is not divisible by model.num_heads={m.num_heads}')
   head_dim = m.width // m.num_heads

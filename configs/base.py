@@ -59,6 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
   m.abs_positions = 'sincos'
   m.sequence_order = 'blocks'  # 'blocks' (all video then all audio) | 'interleaved' (per latent frame).
   m.rope_theta = 10000.0  # RoPE base frequency.
+  # Cross-modal time locality (0 = off): attention logits between a video and an audio token get
+  # -slope_h * |time difference in s|, slopes av_time_bias * 2^(-8 h / heads) (ALiBi's), so steep heads read the
+  # other modality at the same moment and shallow ones stay global (avdiff.models.attention.TimeBias).
+  m.av_time_bias = 0.0
   m.num_classes = 8  # Label classes; index num_classes is the "no label" token used for CFG.
   m.text_embed_dim = 0  # >0: accept precomputed text embeddings [B, L, text_embed_dim] as extra tokens.
   m.dtype = 'bfloat16'  # Compute dtype.

@@ -84,3 +84,22 @@ def test_projections_remat_saves_attention_residuals():
   loops = {p: _count_head_loops(jax.make_jaxpr(jax.grad(loss(p), (0, 1, 2)))(q, k, v).jaxpr)
            for p in ('projections', 'full')}
   assert loops == {'projections': 2, 'full': 3}, loops  # forward + backward; 'full' also recomputes the forward.
+
+
+def test_time_bias_matches_xla_values_and_gradients():
+  """A TimeBias gives the chunked form the values and gradients of XLA's attention with the [H, Nq, Nk] logits."""
+  nv, na, h, d = 6, 5, 3, 8
+  times = np.concatenate([np.arange(nv) * 0.1, np.arange(na) * 0.12]).astype(np.float32)
+  groups = np.asarray([0] * nv + [1] * na)
+  bias = attn_lib.TimeBias(attn_lib.alibi_slopes(h, 20.0), times, times, groups, groups)
+  logits = bias.logits()
+  assert logits.shape == (h, nv + na, nv + na) and logits[:, :nv, :nv].max() == 0  # No bias within a modality.
+  assert logits[0, 0, nv + 1] == pytest.approx(-20.0 * 0.12)  # Video at 0 s, audio at 0.12 s, steepest head.
+  keys = jax.random.split(jax.random.key(0), 3)
+  q, k, v = (jax.random.normal(key, (2, nv + na, h, d)) for key in keys)
+  loss = lambda kind: lambda q, k, v: jnp.sum(jnp.sin(attn_lib.attention(q, k, v, kind, bias)))
+  for want, got in zip(jax.value_and_grad(loss('xla'), argnums=(0, 1, 2))(q, k, v),
+                       jax.value_and_grad(loss('chunked'), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+  unbiased = attn_lib.attention(q, k, v, 'chunked')
+  assert not np.allclose(np.asarray(unbiased), np.asarray(attn_lib.attention(q, k, v, "chunked", bias)))

@@ -264,3 +264,24 @@ def test_bf16_compute_keeps_fp32_params_and_output():
     assert out[k].dtype == jnp.float32
     err = float(jnp.abs(out[k] - ref[k]).max())
     assert 0 < err < 0.05 * float(jnp.abs(ref[k]).max()) + 1e-3
+
+
+@pytest.mark.parametrize('fusion', ['joint', 'dual_tower'])
+def test_av_time_bias_changes_only_cross_modal_attention(fusion):
+  """model.av_time_bias adds no parameters, changes the prediction, and gives the same output on the xla and chunked
+  attention backends (with text tokens, which have no time and get no bias)."""
+  text = jnp.ones((2, 3, 8))
+  plain = small_config(fusion=fusion, text_embed_dim=8)
+  biased = small_config(fusion=fusion, text_embed_dim=8, av_time_bias=40.0)
+  x, t, label = make_inputs(plain)
+  model = perturbed(build_dit(plain, nnx.Rngs(0)), scale=0.2)
+  graphdef, state = nnx.split(model)
+  assert jax.tree.structure(state) == jax.tree.structure(nnx.split(build_dit(biased, nnx.Rngs(0)))[1])
+  outs = {}
+  for kind in ('xla', 'chunked'):
+    biased.model.attention = kind
+    outs[kind] = apply(nnx.merge(nnx.split(build_dit(biased, nnx.Rngs(0)))[0], state), x, t, label, text)
+  base = apply(model, x, t, label, text)
+  for k in ('video', 'audio'):
+    np.testing.assert_allclose(np.asarray(outs['chunked'][k]), np.asarray(outs['xla'][k]), rtol=2e-2, atol=2e-3)
+    assert np.abs(np.asarray(outs['xla'][k]) - np.asarray(base[k])).max() > 1e-3

@@ -1,12 +1,17 @@
 """Multi-head dot-product attention with a backend switch: XLA, cuDNN flash attention, or a CPU-friendly chunked form.
 
-All take q [B, Nq, H, Dh], k / v [B, Nk, H, Dh] and return [B, Nq, H, Dh]; full (bidirectional) attention, no mask.
+All take q [B, Nq, H, Dh], k / v [B, Nk, H, Dh] and return [B, Nq, H, Dh]; full (bidirectional) attention, no mask,
+optionally with a `TimeBias` added to the logits (the chunked form computes it per head, never [H, Nq, Nk] at once).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 
@@ -22,14 +27,46 @@ def resolve(kind: str, dtype) -> str:
   return 'xla'
 
 
-def _scores(q, k):
-  """[Nq, Dh] x [Nk, Dh] -> scaled float32 logits [Nq, Nk]."""
-  return jnp.dot(q, k.T, preferred_element_type=jnp.float32) * (q.shape[-1] ** -0.5)
+@dataclasses.dataclass(frozen=True)
+class TimeBias:
+  """Additive attention logits -slope[h] * |t_q - t_k| (t in seconds) between a query and a key of different
+  groups (video and audio tokens); 0 within a group and for tokens without a time (NaN, e.g. text).
+
+  With ALiBi's geometric slopes, steep heads attend across modalities to what happens at the same moment and
+  shallow heads stay global: a prior that sound and picture at one time belong together, which the shared rotary
+  clock leaves to be discovered. All fields are static numpy (part of the compiled program).
+  """
+  slopes: np.ndarray  # [H] logits per second of |time difference|.
+  time_q: np.ndarray  # [Nq] seconds, NaN for no time.
+  time_k: np.ndarray  # [Nk]
+  group_q: np.ndarray  # [Nq] int (modality)
+  group_k: np.ndarray  # [Nk]
+
+  def distance(self) -> np.ndarray:
+    """[Nq, Nk] float32: |t_q - t_k| seconds between groups, 0 otherwise."""
+    d = np.abs(self.time_q[:, None] - self.time_k[None, :])
+    d = np.where(self.group_q[:, None] != self.group_k[None, :], d, 0.0)
+    return np.nan_to_num(d, nan=0.0).astype(np.float32)
+
+  def logits(self) -> np.ndarray:
+    """[H, Nq, Nk] float32 bias of every head."""
+    return -self.slopes.astype(np.float32)[:, None, None] * self.distance()[None]
 
 
-def _forward_one(q, k, v):
+def alibi_slopes(heads: int, steepest: float) -> np.ndarray:
+  """[heads] float32: steepest * 2^(-8 h / heads), ALiBi's geometric sequence (Press et al. 2022) scaled."""
+  return (steepest * 2.0 ** (-8.0 * np.arange(heads) / heads)).astype(np.float32)
+
+
+def _scores(q, k, slope=None, distance=None):
+  """[Nq, Dh] x [Nk, Dh] -> scaled float32 logits [Nq, Nk], minus slope * distance [Nq, Nk] when given."""
+  s = jnp.dot(q, k.T, preferred_element_type=jnp.float32) * (q.shape[-1] ** -0.5)
+  return s if slope is None else s - slope * distance
+
+
+def _forward_one(q, k, v, slope=None, distance=None):
   """One head: (output [Nq, Dh], log-sum-exp of the logits [Nq] in float32)."""
-  s = _scores(q, k)
+  s = _scores(q, k, slope, distance)
   m = jax.lax.stop_gradient(s.max(-1, keepdims=True))
   p = jnp.exp(s - m)
   l = p.sum(-1, keepdims=True)
@@ -38,15 +75,16 @@ def _forward_one(q, k, v):
 
 
 @jax.custom_vjp
-def _chunked_heads(q, k, v):
-  """q [BH, Nq, Dh], k / v [BH, Nk, Dh] -> [BH, Nq, Dh], one head at a time through lax.map."""
-  return jax.lax.map(lambda a: _forward_one(*a)[0], (q, k, v))
+def _chunked_heads(q, k, v, slopes, distance):
+  """q [BH, Nq, Dh], k / v [BH, Nk, Dh] -> [BH, Nq, Dh], one head at a time through lax.map; logits biased by
+  -slopes[i] * distance for head i (slopes [BH], distance [Nq, Nk]; constants, no gradient; both None: no bias)."""
+  return jax.lax.map(lambda a: _forward_one(*a[:3], a[3], distance)[0], (q, k, v, slopes))
 
 
-def _chunked_fwd(q, k, v):
-  out, lse = jax.lax.map(lambda a: _forward_one(*a), (q, k, v))
+def _chunked_fwd(q, k, v, slopes, distance):
+  out, lse = jax.lax.map(lambda a: _forward_one(*a[:3], a[3], distance), (q, k, v, slopes))
   # Named so that a remat policy can keep the residuals instead of re-running this forward in the backward pass.
-  res = tuple(checkpoint_name(x, 'attention_residuals') for x in (q, k, v, out, lse))
+  res = tuple(checkpoint_name(x, 'attention_residuals') for x in (q, k, v, out, lse)) + (slopes, distance)
   return out, res
 
 
@@ -54,11 +92,11 @@ def _chunked_bwd(res, d_out):
   """Flash-attention style backward: recompute each head's probabilities from the saved log-sum-exp instead of
   keeping [BH, Nq, Nk] of them from the forward pass (one extra [Nq, Dh] x [Dh, Nk] product per head, no N^2
   residuals written to and read back from memory)."""
-  q, k, v, out, lse = res
+  q, k, v, out, lse, slopes, distance = res
 
   def one(a):
-    qi, ki, vi, oi, lse_i, do = a
-    p = jnp.exp(_scores(qi, ki) - lse_i[:, None])  # [Nq, Nk] float32
+    qi, ki, vi, oi, lse_i, do, slope = a
+    p = jnp.exp(_scores(qi, ki, slope, distance) - lse_i[:, None])  # [Nq, Nk] float32
     do32 = do.astype(jnp.float32)
     dv = jnp.dot(p.T.astype(do.dtype), do, preferred_element_type=jnp.float32)
     dp = jnp.dot(do, vi.T, preferred_element_type=jnp.float32)
@@ -68,27 +106,36 @@ def _chunked_bwd(res, d_out):
     dk = jnp.dot(ds.T, qi, preferred_element_type=jnp.float32)
     return dq.astype(qi.dtype), dk.astype(ki.dtype), dv.astype(vi.dtype)
 
-  return jax.lax.map(one, (q, k, v, out, lse, d_out))
+  dq, dk, dv = jax.lax.map(one, (q, k, v, out, lse, d_out, slopes))
+  if slopes is None:
+    return dq, dk, dv, None, None
+  return dq, dk, dv, jnp.zeros_like(slopes), jnp.zeros_like(distance)
 
 
 _chunked_heads.defvjp(_chunked_fwd, _chunked_bwd)
 
 
-def _chunked(q, k, v):
+def _chunked(q, k, v, bias: Optional[TimeBias] = None):
   """Attention head by head (batch * heads steps of lax.map): each step's [Nq, Nk] scores stay small enough for the
   cache, and the custom backward recomputes them rather than storing all of them (memory O(N) per head, not N^2)."""
   b, nq, h, d = q.shape
   nk = k.shape[1]
   to_bh = lambda x, n: x.transpose(0, 2, 1, 3).reshape(b * h, n, d)
-  out = _chunked_heads(to_bh(q, nq), to_bh(k, nk), to_bh(v, nk))
+  slopes = distance = None
+  if bias is not None:
+    slopes, distance = jnp.asarray(np.tile(bias.slopes.astype(np.float32), b)), jnp.asarray(bias.distance())
+  out = _chunked_heads(to_bh(q, nq), to_bh(k, nk), to_bh(v, nk), slopes, distance)
   return out.reshape(b, h, nq, d).transpose(0, 2, 1, 3)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, kind: str = 'auto') -> jax.Array:
-  """Softmax attention; `kind` in 'auto' | 'xla' | 'cudnn' | 'chunked' (config.model.attention)."""
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, kind: str = 'auto',
+              bias: Optional[TimeBias] = None) -> jax.Array:
+  """Softmax attention; `kind` in 'auto' | 'xla' | 'cudnn' | 'chunked' (config.model.attention); `bias` adds its
+  logits (the xla / cudnn forms take it as a [1, H, Nq, Nk] constant)."""
   kind = resolve(kind, q.dtype)
   if kind == 'chunked':
-    return _chunked(q, k, v)
+    return _chunked(q, k, v, bias)
   if kind in ('xla', 'cudnn'):
-    return jax.nn.dot_product_attention(q, k, v, implementation=kind)
+    logits = None if bias is None else jnp.asarray(bias.logits()[None], q.dtype)
+    return jax.nn.dot_product_attention(q, k, v, bias=logits, implementation=kind)
   raise ValueError(f'model.attention={kind!r}')

@@ -30,6 +30,7 @@ class Context:
   parts: per-stream token indices (np int arrays or slices) into the sequence, for per-modality weights.
   merge_index: sequence permutation that turns concat(parts) back into sequence order (None: identity).
   attention: backend kind ('auto' | 'xla' | 'cudnn' | 'chunked').
+  bias: attention logits added by time distance between modalities (None: none).
   """
   cos: Optional[jax.Array]
   sin: Optional[jax.Array]
@@ -37,6 +38,7 @@ class Context:
   parts: Optional[tuple]
   merge_index: Optional[np.ndarray]
   attention: str
+  bias: Optional[attn_lib.TimeBias] = None
 
   def split(self, x: jax.Array) -> list:
     if self.parts is None:
@@ -104,7 +106,7 @@ class Block(nnx.Module):
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if ctx.cos is not None:
       q, k = positions.apply_rope(q, ctx.cos, ctx.sin), positions.apply_rope(k, ctx.cos, ctx.sin)
-    o = ctx.split(checkpoint_name(attn_lib.attention(q, k, v, ctx.attention), 'attention'))
+    o = ctx.split(checkpoint_name(attn_lib.attention(q, k, v, ctx.attention, ctx.bias), 'attention'))
     hs = [x + m(2) * checkpoint_name(s.out(oi), 'attention_out') for x, m, s, oi in zip(hs, mods, self.streams, o)]
     hs = [x + m(5) * s.mlp(layers.modulate(layers.layer_norm(x), m(3), m(4)))
           for x, m, s in zip(hs, mods, self.streams)]
@@ -122,15 +124,16 @@ class CrossWeights(nnx.Module):
     self.kv = layers.Dense(width, (2, heads, hd), ('embed', None, 'heads', 'kv'), **kw)
     self.out = layers.Dense((heads, hd), width, ('heads', 'kv', 'embed'), **kw)
 
-  def __call__(self, hq, hkv, cond, rope_q, rope_k, kind: str) -> jax.Array:
-    """hq [B, Nq, C] attends to hkv [B, Nk, C]; cond [B, C]; rope_* = (cos, sin) or None. Returns updated hq."""
+  def __call__(self, hq, hkv, cond, rope_q, rope_k, kind: str, bias: Optional[attn_lib.TimeBias] = None) -> jax.Array:
+    """hq [B, Nq, C] attends to hkv [B, Nk, C]; cond [B, C]; rope_* = (cos, sin) or None; bias: added logits.
+    Returns updated hq."""
     m = self.ada(jax.nn.silu(cond))[:, None]  # [B, 1, 3, C]
     q = checkpoint_name(self.q(layers.modulate(layers.layer_norm(hq), m[:, :, 0], m[:, :, 1])), 'qkv')
     kv = checkpoint_name(self.kv(layers.layer_norm(hkv)), 'qkv')
     k, v = kv[:, :, 0], kv[:, :, 1]
     if rope_q is not None:
       q, k = positions.apply_rope(q, *rope_q), positions.apply_rope(k, *rope_k)
-    o = checkpoint_name(attn_lib.attention(q, k, v, kind), 'attention')
+    o = checkpoint_name(attn_lib.attention(q, k, v, kind, bias), 'attention')
     return hq + m[:, :, 2] * checkpoint_name(self.out(o), 'attention_out')
 
 
@@ -141,8 +144,9 @@ class CrossBlock(nnx.Module):
     self.video_from_audio = CrossWeights(width, heads, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
     self.audio_from_video = CrossWeights(width, heads, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
 
-  def __call__(self, hv, ha, cv, ca, rope_v, rope_a, kind: str):
-    """hv [B, N_v, C], ha [B, N_a, C], cv / ca [B, C]. Both directions read the inputs of this layer."""
-    nv = self.video_from_audio(hv, ha, cv, rope_v, rope_a, kind)
-    na = self.audio_from_video(ha, hv, ca, rope_a, rope_v, kind)
+  def __call__(self, hv, ha, cv, ca, rope_v, rope_a, kind: str, biases=(None, None)):
+    """hv [B, N_v, C], ha [B, N_a, C], cv / ca [B, C]; biases: TimeBias of (video <- audio, audio <- video) or
+    None. Both directions read the inputs of this layer."""
+    nv = self.video_from_audio(hv, ha, cv, rope_v, rope_a, kind, biases[0])
+    na = self.audio_from_video(ha, hv, ca, rope_a, rope_v, kind, biases[1])
     return nv, na

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from avdiff import config_lib
-from avdiff.models import encoder as encoder_lib, layers, patching
+from avdiff.models import attention as attn_lib, encoder as encoder_lib, layers, patching, tokens
 
 
 class FinalLayer(nnx.Module):
@@ -53,6 +53,7 @@ class DiT(nnx.Module):
     self.depth = m.depth
     self.heads, self.width = m.num_heads, m.width
     self.rope_theta = m.rope_theta
+    self.av_time_bias = float(m.av_time_bias)
     self.attention, self.remat, self.scan = m.attention, m.remat, bool(m.scan_layers)
     self.text_dim = m.text_embed_dim
     # {stack name: pure dict of one layer's parameter shardings}, set by the train step for FSDP (see
@@ -99,6 +100,20 @@ class DiT(nnx.Module):
     pad = lambda cs: (np.concatenate([cs[0], np.ones((num_text, cs[0].shape[1]), np.float32)]),
                       np.concatenate([cs[1], np.zeros((num_text, cs[1].shape[1]), np.float32)]))
     return {k: pad(v) for k, v in tables.items()}
+
+  def _time_bias(self, query: str, key: str, num_text: int) -> Optional[attn_lib.TimeBias]:
+    """The cross-modal TimeBias between token sets 'sequence' (configured order), 'video' or 'audio', each with
+    num_text text tokens appended (no time: no bias); None when model.av_time_bias is 0."""
+    if not self.av_time_bias:
+      return None
+    tok = self.encoder.token_layout
+    sets = {'video': (tok.video_time, np.full(len(tok.video_time), tokens.VIDEO)),
+            'audio': (tok.audio_time, np.full(len(tok.audio_time), tokens.AUDIO)),
+            'sequence': (np.concatenate([tok.video_time, tok.audio_time])[tok.perm], tok.modality)}
+    pad = lambda tg: (np.concatenate([tg[0], np.full(num_text, np.nan)]),
+                      np.concatenate([tg[1], np.full(num_text, tokens.TEXT)]))
+    (tq, gq), (tk, gk) = pad(sets[query]), pad(sets[key])
+    return attn_lib.TimeBias(attn_lib.alibi_slopes(self.heads, self.av_time_bias), tq, tk, gq, gk)
 
   def _layer_shardings(self, *stacks: str):
     """Per named stack, one layer's parameter shardings (None unless the train step set `layer_shardings`)."""

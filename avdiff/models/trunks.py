@@ -38,14 +38,15 @@ class JointDiT(dit.DiT):
     modality = np.concatenate([tok.modality, np.full(num_text, tokens.TEXT)])
     cos, sin = rope.get('sequence', (None, None))
     n_mod = 3 if self.text_embed is not None else 2
+    bias = self._time_bias('sequence', 'sequence', num_text)
     if not self.modality_specific:
-      return blocks.Context(cos, sin, modality, None, None, self.attention)
+      return blocks.Context(cos, sin, modality, None, None, self.attention, bias)
     if tok.is_identity_order:
       nv = self.layout.num_video_tokens
       parts = [slice(0, nv), slice(nv, n)] + ([slice(n, n + num_text)] if n_mod == 3 else [])
-      return blocks.Context(cos, sin, None, tuple(parts), None, self.attention)
+      return blocks.Context(cos, sin, None, tuple(parts), None, self.attention, bias)
     parts = [np.nonzero(modality == i)[0] for i in range(n_mod)]
-    return blocks.Context(cos, sin, None, tuple(parts), np.argsort(np.concatenate(parts)), self.attention)
+    return blocks.Context(cos, sin, None, tuple(parts), np.argsort(np.concatenate(parts)), self.attention, bias)
 
   def _trunk(self, v: jax.Array, a: jax.Array, txt: Optional[jax.Array], cv: jax.Array, ca: jax.Array,
              ct: jax.Array, rope: dict) -> tuple[jax.Array, jax.Array]:
@@ -87,6 +88,8 @@ class DualTowerDiT(dit.DiT):
       a = jnp.concatenate([a, txt.astype(a.dtype)], axis=1)
     ctx_v, ctx_a = self._context('video', rope), self._context('audio', rope)
     rope_v, rope_a = rope.get('video'), rope.get('audio')
+    num_text = 0 if txt is None else txt.shape[1]
+    biases = (self._time_bias('video', 'audio', num_text), self._time_bias('audio', 'video', num_text))
     cond_v, cond_a = cv[:, None], ca[:, None]
 
     def group(carry, mods):
@@ -95,7 +98,7 @@ class DualTowerDiT(dit.DiT):
       for i in range(self.every):
         hv = stacks.layer(vb, i)(hv, cond_v, ctx_v)
         ha = stacks.layer(ab, i)(ha, cond_a, ctx_a)
-      return stacks.layer(xb, 0)(hv, ha, cv, ca, rope_v, rope_a, self.attention)
+      return stacks.layer(xb, 0)(hv, ha, cv, ca, rope_v, rope_a, self.attention, biases)
 
     v, a = stacks.run_stack((self.video_blocks, self.audio_blocks, self.cross_blocks), (v, a), group, scan=self.scan,
                             remat=self.remat, groups=self.depth // self.every,
