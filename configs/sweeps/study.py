@@ -22,6 +22,7 @@ def get_sweep():
           'positions_learned': 'configs/ablations/positions_learned.py',
           'order_interleaved': 'configs/ablations/order_interleaved.py',
           'shared_noise_level': 'configs/ablations/shared_noise_level.py',
+          'av_time_bias': 'configs/ablations/av_time_bias.py',
           'objective_flow': 'configs/ablations/objective_flow.py',
           'objective_eps': 'configs/ablations/objective_eps.py',
           'encoder_separate_ae': 'configs/ablations/encoder_separate_ae.py',
