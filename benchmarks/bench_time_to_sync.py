@@ -82,16 +82,16 @@ def lever_rows(levers: dict[str, list[str]], workdir: str, seeds: list[int], unt
   return rows, curves
 
 
-def plot(curves: dict, path: str, threshold: float) -> None:
+def plot(curves: dict, seeds: list[int], until_step: int, path: str, threshold: float) -> None:
   """a2v r against step, one panel per lever, one line per seed."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   fig = Figure(figsize=(4 * len(curves), 3), dpi=100)
   for i, (name, runs) in enumerate(curves.items()):
     ax = fig.add_subplot(1, len(curves), i + 1)
-    for seed, points in enumerate(runs):
-      ax.plot([p['step'] for p in points], [p['a2v_r'] for p in points], marker='.', label=f'run {seed + 1}')
+    for seed, points in zip(seeds, runs):
+      ax.plot([p['step'] for p in points], [p['a2v_r'] for p in points], marker='.', label=f'seed {seed}')
     ax.axhline(threshold, color='grey', lw=0.8, ls='--')
-    ax.set(title=name, xlabel='step', ylabel='eval/a2v_r', ylim=(-0.2, 1.0))
+    ax.set(title=name, xlabel='step', ylabel='eval/a2v_r', xlim=(0, until_step), ylim=(-0.2, 1.0))
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path)
@@ -132,7 +132,7 @@ def main():
     if args.out:
       with open(args.out, 'w') as f:
         f.write(text)
-      plot(curves, os.path.splitext(args.out)[0] + '.png', args.threshold)
+      plot(curves, seeds, args.until_step, os.path.splitext(args.out)[0] + '.png', args.threshold)
     return
   workdirs = [os.path.join(args.workdir, f'seed{s}') for s in seeds] or [args.workdir]
   if args.train:
