@@ -4,6 +4,8 @@ JSON sidecars, built into a folder dataset (resampled to the training protocol),
 
     python -m benchmarks.files_outcome --workdir=runs/files --seeds=0,1,2      # ~15 min per seed alone on 2 cores
     python -m benchmarks.files_outcome --workdir=runs/files --seeds=0,1,2 --table_only
+    python -m benchmarks.files_outcome --workdir=runs/files_tb --train_args=--config.model.av_time_bias=20 \
+        --out=benchmarks/files_outcome_time_bias.md                          # the same with a config change
 
 Steps already done are skipped (the export, the build, a finished seed), so the command resumes. The table goes
 to stdout and to --out (default benchmarks/files_outcome.md): one column per seed, mean +- sd over seeds.
@@ -62,8 +64,11 @@ def table(seeds: list[str]) -> list[str]:
   if not results:
     return ['no finished runs']
   done = list(results)
-  lines = [f'Written by `python -m benchmarks.files_outcome --workdir={_WORKDIR.value} --seeds={",".join(seeds)} '
-           '--table_only` from each run\'s eval/test.json (held-out files of the exported `talking` folder).', '',
+  extra = ''.join(f' --{f.name}={",".join(f.value) if isinstance(f.value, list) else f.value}'
+                  for f in (_TRAIN_ARGS, _OUT) if f.value != f.default)
+  lines = [f'Written by `python -m benchmarks.files_outcome --workdir={_WORKDIR.value} --seeds={",".join(seeds)}'
+           f'{extra} --table_only` from each run\'s eval/test.json (held-out files of the exported `talking` '
+           'folder).', '',
            '| target | threshold | ' + ' | '.join(f'seed {s}' for s in done) + ' | mean +- sd | met |',
            '|---|---|' + '---|' * len(done) + '---|---|']
   for key, first in results[done[0]].items():
