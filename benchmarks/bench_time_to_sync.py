@@ -71,14 +71,16 @@ def lever_rows(levers: dict[str, list[str]], workdir: str, seeds: list[int], unt
       points = [p for p in curve(os.path.join(workdir, name, f'seed{s}'))[0] if p['step'] <= until_step]
       curves[name].append(points)
       hit = [p['step'] for p in points if p['a2v_r'] >= threshold]
-      onsets.append(hit[0] if hit else np.inf)
       last = points[-1] if points and points[-1]['step'] == until_step else None
+      onsets.append(np.nan if last is None and not hit else hit[0] if hit else np.inf)  # NaN: not run that far.
       finals.append(last['a2v_r'] if last else np.nan)
       shuffled.append(last['a2v_shuffled_r'] if last else np.nan)
-    fmt = lambda v: f'>{until_step}' if np.isinf(v) else f'{v:.0f}'
+    done = [v for v in onsets if not np.isnan(v)]
+    fmt = lambda v: '-' if np.isnan(v) else f'>{until_step}' if np.isinf(v) else f'{v:.0f}'
+    num = lambda v, spec: '-' if np.isnan(v) else format(v, spec)
     rows.append(f"| {name} | {', '.join(overrides) or '(main job)'} | {' / '.join(fmt(v) for v in onsets)} | "
-                f'{fmt(np.median(onsets))} | {fmt(max(onsets))} | '
-                f"{' / '.join(f'{v:.2f}' for v in finals)} | {' / '.join(f'{v:+.2f}' for v in shuffled)} |")
+                f"{fmt(np.median(done)) if done else '-'} | {fmt(max(done)) if done else '-'} | "
+                f"{' / '.join(num(v, '.2f') for v in finals)} | {' / '.join(num(v, '+.2f') for v in shuffled)} |")
   return rows, curves
 
 
