@@ -178,9 +178,11 @@ def _excepthook(exc_type, exc, tb):
   os._exit(USAGE_EXIT_CODE)  # pylint: disable=protected-access  (the interpreter is already unwinding)
 
 
-def run(main) -> None:
+def run(main, takes_arguments: bool = False) -> None:
   """absl's app.run for the command-line tools, with user errors (see `UserError`; also config errors, bad flag
-  values, missing files) printed as one line and exit status 2. Tracebacks are for bugs only."""
+  values, missing files) printed as one line and exit status 2. Tracebacks are for bugs only. A tool that does not
+  take positional arguments refuses them (a config override written without its `--config.` would otherwise be
+  dropped without a word)."""
   def parse(argv):
     try:
       return absl_flags.FLAGS(argv)
@@ -188,6 +190,9 @@ def run(main) -> None:
       _fail(str(e))
 
   def checked(argv):
+    if not takes_arguments and len(argv) > 1:
+      _fail(f'unexpected argument {argv[1]!r}: options are flags, --name=value (config fields: '
+            '--config.<section>.<field>=value)')
     try:
       return main(argv)
     except Exception as e:  # pylint: disable=broad-except  (re-raised unless it is a user error)

@@ -29,4 +29,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  console.run(main)
+  console.run(main, takes_arguments=True)

@@ -101,6 +101,8 @@ def test_flag_misuse():
   _assert_user_error(proc, '--clips', '--workdir')
   proc = _run('experiments.compare', '--out=/tmp/x', '/nonexistent/run')
   _assert_user_error(proc, '/nonexistent/run')
+  proc = _run('experiments.train', '--workdir=/tmp/x', 'model.av_time_bias=20')  # Without its --config.
+  _assert_user_error(proc, "unexpected argument 'model.av_time_bias=20'", '--config.<section>.<field>=value')
 
 
 def test_missing_optional_dependency(tmp_path):
