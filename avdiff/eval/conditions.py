@@ -47,16 +47,13 @@ def protocol(config: ml_collections.ConfigDict, **extra) -> dict:
   return p
 
 
-def score_clips(clips: Iterable[tuple[str, builders.Clip | Exception]], config: ml_collections.ConfigDict,
+def score_clips(clips: Iterable[tuple[str, builders.Clip]], config: ml_collections.ConfigDict,
                 expert: Optional[scoring.ExpertScorer] = None, desc: str = 'clips',
                 total: Optional[int] = None) -> tuple[dict, dict]:
-  """(name -> metrics, name -> skip reason) over (name, clip) pairs; a clip given as an exception, or one that fails
-  to score, is skipped with its reason, never fatal."""
+  """(name -> metrics, name -> skip reason) over (name, clip) pairs; a clip that fails to score is skipped with its
+  reason, never fatal."""
   scored, skipped = {}, {}
   for name, clip in tqdm.tqdm(clips, desc=desc, total=total, leave=False):
-    if isinstance(clip, Exception):
-      skipped[name] = str(clip) or type(clip).__name__
-      continue
     try:
       scored[name] = scoring.score_clip(clip['video'], clip['audio'], config, clip.get('mouth_box'), expert)
     except scoring.UnscorableClip as e:
