@@ -86,7 +86,7 @@ def main():
   parser.add_argument("--clips", type=int, default=32)
   parser.add_argument('--out', default='')
   args = parser.parse_args()
-  lines = []
+  lines = ['Written by `python -m benchmarks.calibrate_offsets ' + ' '.join(sys.argv[1:]) + '` (synthetic clips).']
   for fps in (25.0, 30.0):
     lines += [f'\n### onset_motion, bouncing ball at {fps:g} fps ({args.clips} clips x 11 shifts; '
               f'{3 * args.clips} unrelated pairs)\n']

@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from avdiff.study import verdicts
 from benchmarks import report
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/files', 'Folder of the files, their dataset and the runs.')
@@ -55,30 +56,12 @@ def run_seed(seed: str) -> None:
 
 
 def table(seeds: list[str]) -> list[str]:
-  results = {}
-  for seed in seeds:
-    path = os.path.join(_seed_dir(seed), 'eval', 'test.json')
-    if os.path.exists(path):
-      with open(path) as f:
-        results[seed] = {r['name'] + ' ' + r['what']: r for r in json.load(f)['outcomes']['verdict']}
-  if not results:
-    return ['no finished runs']
-  done = list(results)
   extra = ''.join(f' --{f.name}={",".join(f.value) if isinstance(f.value, list) else f.value}'
                   for f in (_TRAIN_ARGS, _OUT) if f.value != f.default)
-  lines = [f'Written by `python -m benchmarks.files_outcome --workdir={_WORKDIR.value} --seeds={",".join(seeds)}'
-           f'{extra} --table_only` from each run\'s eval/test.json (held-out files of the exported `talking` '
-           'folder).', '',
-           '| target | threshold | ' + ' | '.join(f'seed {s}' for s in done) + ' | mean +- sd | met |',
-           '|---|---|' + '---|' * len(done) + '---|---|']
-  for key, first in results[done[0]].items():
-    rows = [results[s].get(key) for s in done]
-    values = np.asarray([r['value'] for r in rows if r is not None], np.float64)
-    met = sum(bool(r and r['met']) for r in rows)
-    lines.append(f"| {first['what'].replace('|', chr(92) + '|')} | {first['op']} {first['threshold']:g} | " +
-                 ' | '.join(f"{r['value']:.3f}" if r else '' for r in rows) +
-                 f' | {values.mean():.3f} +- {values.std():.3f} | {"all" if met == len(done) else met} of {len(done)} |')
-  return lines
+  command = (f'python -m benchmarks.files_outcome --workdir={_WORKDIR.value} --seeds={",".join(seeds)}{extra} '
+             '--table_only')
+  return verdicts.seeds_table([_seed_dir(s) for s in seeds], command,
+                              source='held-out files of the exported `talking` folder')
 
 
 def truth_measures(seeds: list[str]) -> list[str]:

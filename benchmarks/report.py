@@ -1,4 +1,20 @@
-"""Output of the benchmark scripts: the result text on stdout, and in a file when one is named."""
+"""Output of the benchmark scripts: the result text on stdout, and in a file when one is named; and the copies of
+those files inside the READMEs.
+
+A README carries a generated table between `<!-- NAME -->` and `<!-- /NAME -->`; the block holds exactly the text of
+benchmarks/NAME.md, which the command named on its first line wrote. After regenerating a table:
+
+    python -m benchmarks.report        # copies every benchmarks/NAME.md into the README blocks named NAME
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+READMES = ('README.md', 'benchmarks/README.md')
+BLOCK = re.compile(r'<!-- ([\w.-]+) -->\n(.*?)<!-- /\1 -->\n', re.S)
 
 
 def emit(lines: list[str], out: str = '') -> str:
@@ -9,3 +25,36 @@ def emit(lines: list[str], out: str = '') -> str:
     with open(out, 'w') as f:
       f.write(text + '\n')
   return text
+
+
+def blocks(readme_text: str) -> dict[str, str]:
+  """{NAME: the text between <!-- NAME --> and <!-- /NAME -->} of a README."""
+  return {m.group(1): m.group(2) for m in BLOCK.finditer(readme_text)}
+
+
+def table_file(name: str) -> str:
+  return os.path.join(REPO, 'benchmarks', f'{name}.md')
+
+
+def sync_readmes(repo: str = REPO) -> list[str]:
+  """Replaces every README block by its benchmarks/NAME.md; returns the names of the blocks that changed."""
+  changed = []
+  for readme in READMES:
+    path = os.path.join(repo, readme)
+    with open(path) as f:
+      text = f.read()
+
+    def fill(m):
+      with open(table_file(m.group(1))) as f:
+        body = f.read()
+      if body != m.group(2):
+        changed.append(m.group(1))
+      return f'<!-- {m.group(1)} -->\n{body}<!-- /{m.group(1)} -->\n'
+
+    with open(path, 'w') as f:
+      f.write(BLOCK.sub(fill, text))
+  return changed
+
+
+if __name__ == '__main__':
+  print('Updated blocks:', ', '.join(sync_readmes()) or 'none')

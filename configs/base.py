@@ -105,6 +105,13 @@ def get_config() -> ml_collections.ConfigDict:
   df.clean_video_prob = 0.1  # P(video left clean, t=0): teaches video -> audio.
   df.clean_audio_prob = 0.1  # P(audio left clean, t=0): teaches audio -> video.
   df.label_dropout = 0.1  # P(label replaced by the null label): classifier-free guidance.
+  # Auxiliary audio-visual sync loss (0 = off): the trunk's output tokens of each video token step (mean over the
+  # step's tokens) and of the audio in the same span are projected by two linear heads (the DiT's `sync_video`,
+  # `sync_audio`, created only when this is > 0) and an InfoNCE loss pairs them among all steps of all clips in the
+  # batch, both directions, weighted per clip by 1 - t_video * t_audio (a pair with both modalities pure noise
+  # cannot be matched). It rewards tokens that carry what the other modality does at the same moment.
+  df.sync_loss_weight = 0.0
+  df.sync_loss_temperature = 0.1  # Softmax temperature of the InfoNCE logits (cosine similarities).
   df.sampler = 'euler'  # 'ddpm' | 'ddim' | 'dpmpp_2m' | 'euler' | 'heun'.
   df.num_sampling_steps = 50
   df.ddim_eta = 0.0

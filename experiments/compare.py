@@ -2,6 +2,10 @@
 
     python -m experiments.compare runs/a runs/b ... --out=reports/ab
     python -m experiments.compare runs/NAME --out=reports/NAME          # a sweep workdir (members x seeds)
+    python -m experiments.compare runs/tiny runs/tiny_s1 runs/tiny_s2 --seeds_table=benchmarks/main_job.md
+
+With --seeds_table the runs are taken as seeds of one recipe and only their verdict table is written (stdout and
+the file; avdiff.study.verdicts), headed by this command line.
 
 Run directories may be on a bucket (gs://...). See avdiff.study.compare for the columns, the interval rule and
 the 'within noise' marks.
@@ -11,19 +15,34 @@ from avdiff import console
 
 console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 
+import sys
+
 from absl import app, flags
 
 from avdiff.study import compare
+from avdiff.study import verdicts
 
-_OUT = flags.DEFINE_string('out', None, 'Output folder (comparison.md / .csv, PNGs, index.html).', required=True)
+_OUT = flags.DEFINE_string('out', '', 'Output folder (comparison.md / .csv, PNGs, index.html).')
 _TITLE = flags.DEFINE_string('title', '', 'Page title (default: Comparison).')
 _FINISHED_ONLY = flags.DEFINE_bool('finished_only', False, 'Leave out runs that have no evaluation result yet.')
+_SEEDS_TABLE = flags.DEFINE_string('seeds_table', '', 'Markdown file: the verdict table of the runs as seeds of one '
+                                   'recipe (instead of the comparison).')
 
 
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError('give one or more run directories or sweep workdirs')
-  summary = compare.compare(argv[1:], _OUT.value, _TITLE.value, finished_only=_FINISHED_ONLY.value)
+  if _SEEDS_TABLE.value:
+    command = 'python -m experiments.compare ' + ' '.join(sys.argv[1:])
+    text = '\n'.join(verdicts.seeds_table(argv[1:], command))
+    print(text)
+    with open(_SEEDS_TABLE.value, 'w') as f:
+      f.write(text + '\n')
+    return
+  if not _OUT.value:
+    raise app.UsageError('--out=FOLDER is required (or --seeds_table=FILE)')
+  summary = compare.compare(argv[1:], _OUT.value, _TITLE.value, finished_only=_FINISHED_ONLY.value,
+                            command='python -m experiments.compare ' + ' '.join(sys.argv[1:]))
   console.say(f"Compared {len(summary['members'])} members ({', '.join(summary['members'])}); "
               f"differences: {', '.join(summary['differences']) or 'none'}; {_OUT.value}/index.html")
 

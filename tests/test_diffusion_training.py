@@ -19,7 +19,8 @@ def cfg(objective='flow', schedule='flow', **kw):
   c = ml_collections.ConfigDict(dict(
       objective=objective, schedule=schedule, flow_shift=1.0, num_train_timesteps=1000, loss_weight_video=1.0,
       loss_weight_audio=1.0, independent_t_prob=0.5, clean_video_prob=0.1, clean_audio_prob=0.1, label_dropout=0.1,
-      time_sampling='uniform', logit_normal_mean=0.0, logit_normal_std=1.0))
+      time_sampling='uniform', logit_normal_mean=0.0, logit_normal_std=1.0, sync_loss_weight=0.0,
+      sync_loss_temperature=0.1))
   c.update(kw)
   return c
 
@@ -64,6 +65,49 @@ def test_clean_modality_loss_is_masked_and_labels_dropped():
                                      cfg(clean_video_prob=1.0, clean_audio_prob=0.0, loss_weight_audio=0.0),
                                      NUM_CLASSES)
   assert float(loss) > 0.1 and float(loss0) == 0.0
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_sync_loss_pairs_the_same_moment():
+  """InfoNCE over all clips and steps: near 0 when each video step's embedding equals its audio partner's, about
+  log(B T) for unrelated embeddings, large when the audio is moved one step; clips with both modalities at pure
+  noise carry no weight, and the weighting is the per-clip mean of the two directions' cross-entropies."""
+  rng = np.random.default_rng(0)
+  b, steps, dim = 4, 5, 32
+  v = _unit(rng.normal(size=(b, steps, dim))).astype(np.float32)
+  clean = {'video': jnp.zeros(b), 'audio': jnp.zeros(b)}
+  loss = lambda a, t=clean, temp=0.05: float(loss_lib.sync_loss({'video': jnp.asarray(v), 'audio': jnp.asarray(a)},
+                                                                 t, temp))
+  assert loss(v) < 0.01
+  unrelated = loss(_unit(rng.normal(size=v.shape)).astype(np.float32), temp=1.0)
+  assert abs(unrelated - np.log(b * steps)) < 0.2
+  assert loss(np.roll(v, 1, axis=1)) > 10.0
+  assert loss(v, {'video': jnp.ones(b), 'audio': jnp.ones(b)}) == 0.0
+  # Against a direct computation: clip 0 half noised in both modalities, clip 1 at pure noise.
+  a = _unit(rng.normal(size=v.shape)).astype(np.float32)
+  t = {'video': jnp.asarray([0.5, 1.0, 0.2, 0.0]), 'audio': jnp.asarray([1.0 / 1.5 * 0.75, 1.0, 0.0, 0.9])}
+  logits = v.reshape(-1, dim) @ a.reshape(-1, dim).T / 0.1
+  log_softmax = lambda z: z - np.log(np.exp(z).sum(1, keepdims=True))
+  ce = -0.5 * (np.diag(log_softmax(logits)) + np.diag(log_softmax(logits.T)))
+  w = np.repeat(1.0 - np.asarray(t['video']) * np.asarray(t['audio']), steps)
+  np.testing.assert_allclose(loss(a, t, 0.1), np.sum(w * ce) / np.sum(w), rtol=1e-4)
+
+
+def test_training_loss_adds_the_weighted_sync_loss():
+  """With sync_loss_weight > 0 the network also returns sync embeddings: the loss gains weight * loss_sync."""
+  x0 = DATA.sample(jax.random.key(0), 8)
+  emb = {m: jnp.asarray(_unit(np.random.default_rng(i).normal(size=(8, 3, 4))), jnp.float32)
+         for i, m in enumerate(('video', 'audio'))}
+  with_emb = lambda x, t, label: ({k: jnp.zeros_like(v) for k, v in x.items()}, emb)
+  label = jnp.ones((8,), jnp.int32)
+  plain, _ = diffusion.training_loss(recording_pred_fn({}), x0, label, jax.random.key(2), cfg(), NUM_CLASSES)
+  both, metrics = diffusion.training_loss(with_emb, x0, label, jax.random.key(2), cfg(sync_loss_weight=0.5),
+                                          NUM_CLASSES)
+  assert float(metrics['loss_sync']) > 1.0
+  np.testing.assert_allclose(float(both), float(plain) + 0.5 * float(metrics['loss_sync']), rtol=1e-5)
 
 
 @pytest.mark.parametrize('objective,schedule', [('eps', 'cosine'), ('v', 'linear'), ('flow', 'flow'),

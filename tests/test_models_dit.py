@@ -285,3 +285,26 @@ def test_av_time_bias_changes_only_cross_modal_attention(fusion):
   for k in ('video', 'audio'):
     np.testing.assert_allclose(np.asarray(outs['chunked'][k]), np.asarray(outs['xla'][k]), rtol=2e-2, atol=2e-3)
     assert np.abs(np.asarray(outs['xla'][k]) - np.asarray(base[k])).max() > 1e-3
+
+
+def test_sync_heads_add_embeddings_and_change_nothing_else():
+  """diffusion.sync_loss_weight > 0 adds the two sync heads after every other parameter (same initial values, same
+  prediction) and returns unit-norm embeddings [B, video token steps, SYNC_DIM]; without the heads, asking for
+  embeddings is an error."""
+  plain = small_config()
+  synced = small_config()
+  synced.diffusion.sync_loss_weight = 0.1
+  x, t, label = make_inputs(plain)
+  base = nnx.to_pure_dict(nnx.split(build_dit(plain, nnx.Rngs(0)))[1])
+  model = build_dit(synced, nnx.Rngs(0))
+  state = nnx.to_pure_dict(nnx.split(model)[1])
+  assert set(state) - set(base) == {'sync_video', 'sync_audio'}
+  jax.tree.map(np.testing.assert_array_equal, {k: state[k] for k in base}, base)
+  pred, emb = model(x, t, label, sync_embeddings=True)
+  ref = build_dit(plain, nnx.Rngs(0))(x, t, label)
+  for k in ('video', 'audio'):
+    np.testing.assert_array_equal(np.asarray(pred[k]), np.asarray(ref[k]))
+    assert emb[k].shape == (2, config_lib.layout(plain).video_grid[0], 64)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(emb[k]), axis=-1), 1.0, rtol=1e-5)
+  with pytest.raises(ValueError, match='sync_loss_weight'):
+    build_dit(plain, nnx.Rngs(0))(x, t, label, sync_embeddings=True)

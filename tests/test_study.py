@@ -60,7 +60,8 @@ def compared(tmp_path_factory):
     flow.seed = seed
     _fake_run(str(root / 'sweep' / 'flow' / f'seed{seed}'), flow, a2v, loss=0.3, gains=(0.2, 0.6))
   out = str(root / 'report')
-  summary = compare.compare([str(root / 'sweep')], out, title='x vs flow')
+  summary = compare.compare([str(root / 'sweep')], out, title='x vs flow',
+                            command='python -m experiments.compare SWEEP --out=OUT')
   return out, summary
 
 
@@ -76,6 +77,8 @@ def test_compare_writes_every_file_with_the_right_columns(compared):
   with open(os.path.join(out, 'comparison.csv')) as f:
     rows = {r['member']: r for r in csv.DictReader(f)}
   assert set(rows) == {'x', 'flow'}
+  with open(os.path.join(out, 'comparison.md')) as f:
+    assert f.readline().startswith('Written by `python -m experiments.compare SWEEP --out=OUT` from the runs')
   header = list(rows['x'])
   assert 'diffusion.objective' in header and 'model.width' not in header and 'seed' not in header
   assert rows['x']['diffusion.objective'] == 'x' and rows['flow']['diffusion.objective'] == 'flow'
@@ -140,6 +143,23 @@ def test_the_study_sweeps_load():
   assert sweep_lib.member_config(short, 'dual_tower', 0).model.fusion == 'dual_tower'
   assert sweep_lib.member_config(short, 'baseline', 0).train.steps == 1500
   assert list(short.members) == ['baseline', 'shared_noise_level', 'dual_tower']
+
+
+def test_command_line_overrides_reach_every_member():
+  """ablate --override / --seeds: a smoke test of a whole sweep at a few steps without editing the sweep file."""
+  short = sweep_lib.load_sweep('configs/sweeps/study_short.py')
+  smoke = sweep_lib.with_overrides(short, ['train.steps=50', 'train.eval_every=25', "model.attention='xla'",
+                                           'data.dataset=talking'], ['0', '2'])
+  assert smoke.seeds == (0, 2) and short.seeds != smoke.seeds
+  for member in smoke.members:
+    config = sweep_lib.member_config(smoke, member, 2)
+    assert (config.train.steps, config.train.eval_every, config.model.attention) == (50, 25, 'xla')
+    assert config.data.dataset == 'talking' and config.seed == 2
+  assert sweep_lib.member_config(smoke, 'dual_tower', 0).model.fusion == 'dual_tower'  # The delta stays.
+  with pytest.raises(ValueError, match="not 'section.field=value'"):
+    sweep_lib.with_overrides(short, ['train.steps'])
+  with pytest.raises(ValueError, match="no field 'stpes'"):
+    sweep_lib.member_config(sweep_lib.with_overrides(short, ['train.stpes=5']), 'baseline', 0)
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ shared time is used for both. Then, with probability `clean_video_prob` the vide
 masked out), else with probability `clean_audio_prob` the audio is (the two events are exclusive). Training on
 these cases is what lets one model sample jointly, audio -> video and video -> audio: at sampling time the given
 modality is fed clean at t = 0, a situation the model has seen. Labels are replaced by the null label
-`num_classes` with probability `label_dropout` (classifier-free guidance).
+`num_classes` with probability `label_dropout` (classifier-free guidance). With `sync_loss_weight` > 0 an
+auxiliary InfoNCE loss (`sync_loss`) pairs the network's video and audio features of the same moment.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from avdiff.diffusion import objectives, schedules
 
@@ -58,13 +60,37 @@ def sample_times(rng: jax.Array, batch: int, diffusion_cfg: ml_collections.Confi
   return t, mask
 
 
+def sync_loss(emb: dict, t: dict, temperature: float) -> jax.Array:
+  """The auxiliary sync loss: symmetric InfoNCE between video and audio embeddings of the same clip and time step.
+
+  Args:
+    emb: unit-norm {'video': [B, T, D], 'audio': [B, T, D]}, one per token time step (the DiT's sync embeddings).
+    t: the training times {'video': [B], 'audio': [B]} in [0, 1] (1 = pure noise).
+    temperature: softmax temperature of the cosine-similarity logits.
+  Returns:
+    Scalar: cross-entropy of finding each step's partner among all B * T steps of the other modality (both
+    directions, averaged), weighted per clip by 1 - t_video * t_audio: a clip with both modalities near pure noise
+    carries nothing to match.
+  """
+  b, steps, dim = emb['video'].shape
+  v = emb['video'].reshape(b * steps, dim)
+  a = emb['audio'].reshape(b * steps, dim)
+  logits = (v @ a.T) / temperature  # [B T, B T]: video step i against audio step j.
+  target = jnp.arange(b * steps)
+  ce = 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, target)
+              + optax.softmax_cross_entropy_with_integer_labels(logits.T, target))
+  w = jnp.repeat(1.0 - t['video'] * t['audio'], steps)
+  return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-6)
+
+
 def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
                   diffusion_cfg: ml_collections.ConfigDict, num_classes: int) -> tuple[jax.Array, dict]:
   """Mean-squared error of the network output against the objective's target, per modality, weighted (for the x
   objective: the error of the flow velocity it implies, see `objectives.loss_weight`).
 
   Args:
-    pred_fn: (x_t: dict, t: dict of [B], label [B]) -> dict of raw predictions, same shapes as x_t.
+    pred_fn: (x_t: dict, t: dict of [B], label [B]) -> dict of raw predictions, same shapes as x_t; with
+      diffusion.sync_loss_weight > 0, (that dict, sync embeddings as in `sync_loss`).
     x0: clean latents {'video': [B, ...], 'audio': [B, ...]}.
     label: int32 [B] in [0, num_classes).
     rng: PRNG key.
@@ -73,7 +99,8 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
   Returns:
     (loss, metrics). loss = sum_m w_m * sum_b mask_mb * mse_mb / B (masked examples contribute zero, so the
     gradient scale does not depend on how many were left clean). metrics: 'loss_video' / 'loss_audio' (mean MSE
-    over the examples where that modality was noised), 'clean_video_frac', 'clean_audio_frac'.
+    over the examples where that modality was noised), 'clean_video_frac', 'clean_audio_frac', and 'loss_sync'
+    (unweighted) when the sync loss is on.
   """
   df = diffusion_cfg
   schedule = schedules.from_config(df)
@@ -94,9 +121,13 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
     loss_w[m] = objectives.loss_weight(df.objective, alpha, sigma).reshape(batch)
 
   pred = pred_fn(x_t, t, label)
-  weights = {'video': df.loss_weight_video, 'audio': df.loss_weight_audio}
-  loss = 0.0
   metrics = {}
+  loss = 0.0
+  if df.sync_loss_weight > 0:
+    pred, emb = pred
+    metrics['loss_sync'] = sync_loss(emb, t, df.sync_loss_temperature)
+    loss = df.sync_loss_weight * metrics['loss_sync']
+  weights = {'video': df.loss_weight_video, 'audio': df.loss_weight_audio}
   for m in MODALITIES:
     err = jnp.square(pred[m].astype(jnp.float32) - targets[m])
     mse = loss_w[m] * jnp.mean(err.reshape(batch, -1), axis=1)  # [B]

@@ -2,6 +2,8 @@
 
     dit(x={'video': [B, T_l, H_l, W_l, C_v], 'audio': [B, T_al, F_l, C_a]}, t={'video': [B], 'audio': [B]},
         label=int32 [B], text=None | [B, L, text_embed_dim]) -> float32 dict with the shapes of x.
+    dit(..., sync_embeddings=True) -> (that dict, {'video': [B, T, 64], 'audio': [B, T, 64]}): per video token step,
+        unit-norm embeddings of the trunk's output for the auxiliary sync loss (diffusion.sync_loss_weight > 0).
 
 `DiT` holds what every fusion shares: the conditioning (timestep, label and text embeddings), the token I/O (shared
 AV encoder in, one zero-initialized final layer per modality out) and the rotary tables. Each token is modulated by
@@ -23,6 +25,9 @@ from flax import nnx
 
 from avdiff import config_lib
 from avdiff.models import attention as attn_lib, encoder as encoder_lib, layers, patching, tokens
+
+
+SYNC_DIM = 64  # Width of the sync loss embeddings.
 
 
 class FinalLayer(nnx.Module):
@@ -73,6 +78,12 @@ class DiT(nnx.Module):
     self._build_trunk(m, rngs, kw)
     self.final_video = FinalLayer(w, self.layout.video_patch_dim, rngs=rngs, **kw)
     self.final_audio = FinalLayer(w, self.layout.audio_patch_dim, rngs=rngs, **kw)
+    # Heads of the auxiliary sync loss (diffusion.sync_loss_weight); created last, so that turning the loss on
+    # leaves the initial values of every other parameter unchanged.
+    self.sync_heads = config.diffusion.sync_loss_weight > 0
+    if self.sync_heads:
+      self.sync_video = layers.Dense(w, SYNC_DIM, ('embed', None), rngs=rngs, **kw)
+      self.sync_audio = layers.Dense(w, SYNC_DIM, ('embed', None), rngs=rngs, **kw)
 
   # --------------------------------------------------------------------------- trunk (subclasses)
 
@@ -121,9 +132,25 @@ class DiT(nnx.Module):
       return None
     return [self.layer_shardings[name] for name in stacks]
 
+  def _sync_embeddings(self, v: jax.Array, a: jax.Array) -> dict:
+    """Trunk output tokens v [B, N_v, width], a [B, N_a, width] (raster order) -> unit-norm float32 embeddings
+    {'video': [B, T, SYNC_DIM], 'audio': [B, T, SYNC_DIM]}, one per video token step (T = video_grid[0]): the mean
+    of the step's tokens, audio over the audio token steps in the same span."""
+    b = v.shape[0]
+    steps = self.layout.video_grid[0]
+    pooled = {'video': v.reshape(b, steps, -1, v.shape[-1]).mean(2),
+              'audio': a.reshape(b, steps, -1, a.shape[-1]).mean(2)}
+    heads = {'video': self.sync_video, 'audio': self.sync_audio}
+    out = {}
+    for m, h in pooled.items():
+      e = heads[m](layers.layer_norm(h)).astype(jnp.float32)
+      out[m] = e * jax.lax.rsqrt(jnp.sum(jnp.square(e), -1, keepdims=True) + 1e-12)
+    return out
+
   # --------------------------------------------------------------------------- forward
 
-  def __call__(self, x: dict, t: dict, label: jax.Array, text: Optional[jax.Array] = None) -> dict:
+  def __call__(self, x: dict, t: dict, label: jax.Array, text: Optional[jax.Array] = None,
+               sync_embeddings: bool = False):
     lay = self.layout
     cv_t = self.t_embed(t['video'])
     ca_t = self.t_embed(t['audio'])
@@ -143,4 +170,9 @@ class DiT(nnx.Module):
     v, a = self._trunk(v, a, txt, cv, ca, ct, rope)
     out_v = patching.unpatchify_video(self.final_video(v, cv), lay.video_patch, lay.video_latent)
     out_a = patching.unpatchify_audio(self.final_audio(a, ca), lay.audio_patch, lay.audio_latent)
-    return {'video': out_v, 'audio': out_a}
+    pred = {'video': out_v, 'audio': out_a}
+    if not sync_embeddings:
+      return pred
+    if not self.sync_heads:
+      raise ValueError('sync embeddings asked for, but diffusion.sync_loss_weight = 0 (the model has no sync heads)')
+    return pred, self._sync_embeddings(v, a)

@@ -437,10 +437,11 @@ def html_page(members: list[Member], metrics: list[Metric], images: list[tuple[s
 
 
 def compare(paths: Sequence[str], out: str, title: str = '', order: Sequence[str] = (),
-            finished_only: bool = False) -> dict:
+            finished_only: bool = False, command: str = '') -> dict:
   """Reads the runs, writes out/{comparison.md, comparison.csv, *.png, index.html}; returns {'members',
   'metrics', 'differences', 'files'}. order: member names in table order (e.g. a sweep's); others follow.
-  finished_only: leave out runs without an evaluation result (a sweep still running)."""
+  finished_only: leave out runs without an evaluation result (a sweep still running). command: the command line
+  that asked for the comparison, quoted on the first line of comparison.md."""
   runs = [load_run_record(p, member) for p, member in find_runs(paths)]
   if finished_only:
     runs = [run for run in runs if run.result is not None]
@@ -451,7 +452,8 @@ def compare(paths: Sequence[str], out: str, title: str = '', order: Sequence[str
   mark(members, metrics)
   out_dir = epath.Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / 'comparison.md').write_text(markdown(members, metrics))
+  head = f'Written by `{command}` from the runs\' metrics.jsonl and eval/<split>.json.\n\n' if command else ''
+  (out_dir / 'comparison.md').write_text(head + markdown(members, metrics))
   (out_dir / 'comparison.csv').write_text(csv_text(members, metrics))
   images = []
   plots = (('loss.png', 'Training loss', lambda p: plot_curves(members, 'loss', 'loss', 'training loss', p, True)),

@@ -13,11 +13,12 @@ checkpoint, so rerunning a sweep repeats no finished work.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib.util
 import os
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import ml_collections
 from absl import logging
@@ -87,6 +88,22 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
       raise config_lib.ConfigError(f'override {key!r}: the config has no field {parts[-1]!r}')
     node[parts[-1]] = tuple(value) if isinstance(value, list) else value
   return config
+
+
+def with_overrides(sweep: Sweep, assignments: Sequence[str] = (), seeds: Optional[Sequence[str]] = None) -> Sweep:
+  """The sweep with 'section.field=value' assignments added to its overrides (applied to every member last;
+  values read as Python literals, else taken as strings) and, when given, other seeds."""
+  overrides = dict(sweep.overrides)
+  for text in assignments:
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+      raise config_lib.ConfigError(f"override {text!r} is not 'section.field=value'")
+    try:
+      overrides[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      overrides[key] = value
+  seeds = tuple(int(s) for s in seeds) if seeds else sweep.seeds
+  return dataclasses.replace(sweep, overrides=overrides, seeds=seeds)
 
 
 def member_config(sweep: Sweep, member: str, seed: int) -> ml_collections.ConfigDict:

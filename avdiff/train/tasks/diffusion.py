@@ -53,8 +53,9 @@ class DiffusionTask(task_lib.Task):
   def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
     """batch: video float32 [B, T, H, W, 3] in [-1, 1], audio_mel [B, T_a, n_mels], label int32 [B]."""
     x0 = sampling.to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
-    return diffusion.training_loss(lambda x, t, label: model(x, t, label), x0, batch['label'], rng, self.config.diffusion,
-                                   self.config.model.num_classes)
+    sync = self.config.diffusion.sync_loss_weight > 0
+    return diffusion.training_loss(lambda x, t, label: model(x, t, label, sync_embeddings=sync), x0,
+                                   batch['label'], rng, self.config.diffusion, self.config.model.num_classes)
 
   def eval_loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
     """`loss` plus the denoising gain per noise level (x0 error over predict-the-mean error, per modality; see
