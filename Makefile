@@ -14,13 +14,20 @@ EVAL_CLIPS ?= 0
 # 'Host memory'). Other C libraries and kernels without THP ignore it.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: setup main test test-slow
+.PHONY: setup setup-dev main test test-slow
+# The main job needs requirements.txt only; the tests and benchmarks also need requirements-dev.txt (pytest,
+# torch for the reference implementations, the GCS emulator).
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 main: setup
@@ -29,8 +36,8 @@ main: setup
 	$(PY) -m experiments.sample --workdir=$(WORKDIR) --mode=audio_to_video --num=4
 	$(PY) -m experiments.evaluate --workdir=$(WORKDIR) --split=test --num_clips=$(EVAL_CLIPS)
 
-test: setup
+test: setup-dev
 	$(PY) -m pytest -q
 
-test-slow: setup
+test-slow: setup-dev
 	$(PY) -m pytest -q -m slow
