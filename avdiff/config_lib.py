@@ -270,6 +270,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
       raise ConfigError(f'diffusion.{field}={df[field]} is not a probability')
   if df.clean_video_prob + df.clean_audio_prob > 1.0:
     raise ConfigError('diffusion.clean_video_prob + clean_audio_prob must be <= 1')
+  if df.motion_loss_weight < 0:
+    raise ConfigError(f'diffusion.motion_loss_weight={df.motion_loss_weight} must be >= 0 (0: uniform weights)')
   if df.sync_loss_weight < 0 or df.sync_loss_temperature <= 0:
     raise ConfigError(f'diffusion.sync_loss_weight={df.sync_loss_weight} must be >= 0 and '
                       f'diffusion.sync_loss_temperature={df.sync_loss_temperature} positive')

@@ -110,6 +110,10 @@ def get_config() -> ml_collections.ConfigDict:
   # `sync_audio`, created only when this is > 0) and an InfoNCE loss pairs them among all steps of all clips in the
   # batch, both directions, weighted per clip by 1 - t_video * t_audio (a pair with both modalities pure noise
   # cannot be matched). It rewards tokens that carry what the other modality does at the same moment.
+  # Motion-weighted video loss (0 = off): each element's squared error is weighted by (1 + s * d) / (1 + s), d its
+  # distance from the clip's mean over time relative to the clip's mean distance (avdiff.diffusion.loss
+  # .motion_weights; weights average 1 per clip). It moves the video loss towards the moving parts, e.g. a mouth.
+  df.motion_loss_weight = 0.0
   df.sync_loss_weight = 0.0
   df.sync_loss_temperature = 0.1  # Softmax temperature of the InfoNCE logits (cosine similarities).
   df.sampler = 'euler'  # 'ddpm' | 'ddim' | 'dpmpp_2m' | 'euler' | 'heun'.

@@ -20,7 +20,7 @@ def cfg(objective='flow', schedule='flow', **kw):
       objective=objective, schedule=schedule, flow_shift=1.0, num_train_timesteps=1000, loss_weight_video=1.0,
       loss_weight_audio=1.0, independent_t_prob=0.5, clean_video_prob=0.1, clean_audio_prob=0.1, label_dropout=0.1,
       time_sampling='uniform', logit_normal_mean=0.0, logit_normal_std=1.0, sync_loss_weight=0.0,
-      sync_loss_temperature=0.1))
+      sync_loss_temperature=0.1, motion_loss_weight=0.0))
   c.update(kw)
   return c
 
@@ -94,6 +94,28 @@ def test_sync_loss_pairs_the_same_moment():
   ce = -0.5 * (np.diag(log_softmax(logits)) + np.diag(log_softmax(logits.T)))
   w = np.repeat(1.0 - np.asarray(t['video']) * np.asarray(t['audio']), steps)
   np.testing.assert_allclose(loss(a, t, 0.1), np.sum(w * ce) / np.sum(w), rtol=1e-4)
+
+
+def test_motion_weights_favour_what_moves():
+  """A clip that is static but for one pixel: weights average 1 per clip, the moving pixel gets (1 + s d) / (1 + s)
+  with d its share of all motion, still pixels 1 / (1 + s); strength 0 is uniform; the video loss scales by them."""
+  video = np.zeros((2, 4, 3, 3, 2), np.float32)
+  video[:, :, 1, 2, :] = np.asarray([1.0, -1.0, 1.0, -1.0])[None, :, None]  # One blinking pixel.
+  w = np.asarray(loss_lib.motion_weights(jnp.asarray(video), 3.0))
+  assert w.shape == (2, 4, 3, 3, 1)
+  np.testing.assert_allclose(w.mean(axis=(1, 2, 3, 4)), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(w[:, :, 1, 2], (1.0 + 3.0 * 9.0) / 4.0, rtol=1e-6)  # d = 9: all motion in 1 of 9.
+  np.testing.assert_allclose(w[:, :, 0, 0], 0.25, rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(loss_lib.motion_weights(jnp.asarray(video), 0.0)), 1.0)
+  x0 = {'video': jnp.asarray(video), 'audio': jnp.zeros((2, 3, 1))}
+  label = jnp.zeros((2,), jnp.int32)
+  ones = lambda x, t, lab: {k: jnp.ones_like(v) for k, v in x.items()}  # Error concentrated where the target is 0.
+  c = dict(objective='x', clean_video_prob=0.0, clean_audio_prob=0.0, label_dropout=0.0)
+  _, plain = diffusion.training_loss(ones, x0, label, jax.random.key(0), cfg(**c), NUM_CLASSES)
+  _, weighted = diffusion.training_loss(ones, x0, label, jax.random.key(0), cfg(motion_loss_weight=3.0, **c),
+                                        NUM_CLASSES)
+  assert float(weighted['loss_video']) != pytest.approx(float(plain['loss_video']), rel=1e-3)
+  np.testing.assert_allclose(float(weighted['loss_audio']), float(plain['loss_audio']), rtol=1e-6)
 
 
 def test_training_loss_adds_the_weighted_sync_loss():

@@ -6,7 +6,8 @@ masked out), else with probability `clean_audio_prob` the audio is (the two even
 these cases is what lets one model sample jointly, audio -> video and video -> audio: at sampling time the given
 modality is fed clean at t = 0, a situation the model has seen. Labels are replaced by the null label
 `num_classes` with probability `label_dropout` (classifier-free guidance). With `sync_loss_weight` > 0 an
-auxiliary InfoNCE loss (`sync_loss`) pairs the network's video and audio features of the same moment.
+auxiliary InfoNCE loss (`sync_loss`) pairs the network's video and audio features of the same moment. With
+`motion_loss_weight` > 0 the video error is weighted towards what moves within the clip (`motion_weights`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def sample_times(rng: jax.Array, batch: int, diffusion_cfg: ml_collections.Confi
   t = {m: jnp.where(clean[m], 0.0, schedule.train_time(u[m])) for m in MODALITIES}
   mask = {m: (~clean[m]).astype(jnp.float32) for m in MODALITIES}
   return t, mask
+
+
+def motion_weights(video: jax.Array, strength: float) -> jax.Array:
+  """Per-element weights of the video loss that favour what moves: [B, T, H, W, C] clean video (or its latent) ->
+  [B, T, H, W, 1] weights (1 + strength * d) / (1 + strength), where d is the mean over channels of |x - the clip's
+  mean over time|, divided by its mean over the clip. Each clip's weights average 1, so the video loss keeps its
+  scale; strength 0 gives all ones. In a talking face almost only the mouth moves: its few pixels are where the
+  picture depends on the sound, and uniform weights leave them a few percent of the loss."""
+  d = jnp.mean(jnp.abs(video - jnp.mean(video, axis=1, keepdims=True)), axis=-1, keepdims=True)
+  d = d / jnp.maximum(jnp.mean(d, axis=(1, 2, 3, 4), keepdims=True), 1e-6)
+  return (1.0 + strength * d) / (1.0 + strength)
 
 
 def sync_loss(emb: dict, t: dict, temperature: float) -> jax.Array:
@@ -130,6 +142,8 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
   weights = {'video': df.loss_weight_video, 'audio': df.loss_weight_audio}
   for m in MODALITIES:
     err = jnp.square(pred[m].astype(jnp.float32) - targets[m])
+    if m == 'video' and df.motion_loss_weight > 0:
+      err = err * jax.lax.stop_gradient(motion_weights(x0[m].astype(jnp.float32), df.motion_loss_weight))
     mse = loss_w[m] * jnp.mean(err.reshape(batch, -1), axis=1)  # [B]
     loss = loss + weights[m] * jnp.sum(mask[m] * mse) / batch
     metrics[f'loss_{m}'] = jnp.sum(mask[m] * mse) / jnp.maximum(jnp.sum(mask[m]), 1.0)
