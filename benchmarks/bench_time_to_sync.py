@@ -87,10 +87,14 @@ def lever_rows(levers: dict[str, list[str]], workdir: str, seeds: list[int], unt
 def plot(curves: dict, seeds: list[int], until_step: int, path: str, threshold: float) -> None:
   """a2v r against step, one panel per lever, one line per seed."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=(4 * len(curves), 3), dpi=100)
+  cols = min(3, len(curves))
+  rows = -(-len(curves) // cols)
+  fig = Figure(figsize=(4 * cols, 3 * rows), dpi=100)
   for i, (name, runs) in enumerate(curves.items()):
-    ax = fig.add_subplot(1, len(curves), i + 1)
+    ax = fig.add_subplot(rows, cols, i + 1)
     for seed, points in zip(seeds, runs):
+      if not points:
+        continue
       ax.plot([p['step'] for p in points], [p['a2v_r'] for p in points], marker='.', label=f'seed {seed}')
     ax.axhline(threshold, color='grey', lw=0.8, ls='--')
     ax.set(title=name, xlabel='step', ylabel='eval/a2v_r', xlim=(0, until_step), ylim=(-0.2, 1.0))

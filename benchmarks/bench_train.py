@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks import report
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -168,6 +170,18 @@ def bench_memory(config_name: str, devices: int, overrides: str = '') -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_table(rows: list[dict], command: str) -> list[str]:
+  """Markdown of the cpu rows: per config its step time, the ratio to the first row's and the MFU."""
+  first = rows[0]['step_s']
+  lines = [f'Written by `{command}` (median over the timed steps, one process, synthetic batches).', '',
+           '| config | params (M) | step (s) | step / first row\'s | model GFLOP/s | matmul GFLOP/s | MFU |',
+           '|---|---|---|---|---|---|---|']
+  for r in rows:
+    lines.append(f"| {r['config']} | {r['params_M']} | {r['step_s']:.3f} | {r['step_s'] / first:.2f} | "
+                 f"{r['achieved_gflops']} | {r['matmul_gflops']} | {r['mfu']} |")
+  return lines
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--part', default='all', choices=['all', 'cpu', 'memory', 'memory_child'])
@@ -180,6 +194,8 @@ def main():
   parser.add_argument('--devices', default='8,64')
   parser.add_argument('--memory_overrides', default='',
                       help="Config overrides for the memory part, e.g. 'model.remat=full;train.global_batch_size=64'.")
+  parser.add_argument('--out', default='', help='Markdown file for the cpu rows (step time relative to the first '
+                      'config, MFU against the same-run matmul rate).')
   args = parser.parse_args()
   if args.part == 'memory_child':
     print(json.dumps(bench_memory_child(args.memory_config, args.memory_overrides)))
@@ -190,6 +206,8 @@ def main():
     for name in args.configs.split(','):
       rows.append(bench_cpu(name, args.steps, args.batch, args.cpu_overrides))
       print(json.dumps(rows[-1]), flush=True)
+  if args.out and rows:
+    report.emit(cpu_table(rows, 'python -m benchmarks.bench_train ' + ' '.join(sys.argv[1:])), args.out)
   if args.part in ('all', 'memory'):
     for n in (int(x) for x in args.devices.split(',')):
       rows.append(bench_memory(args.memory_config, n, args.memory_overrides))

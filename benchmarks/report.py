@@ -32,27 +32,32 @@ def blocks(readme_text: str) -> dict[str, str]:
   return {m.group(1): m.group(2) for m in BLOCK.finditer(readme_text)}
 
 
-def table_file(name: str) -> str:
-  return os.path.join(REPO, 'benchmarks', f'{name}.md')
+def table_file(name: str, repo: str = REPO) -> str:
+  return os.path.join(repo, 'benchmarks', f'{name}.md')
 
 
 def sync_readmes(repo: str = REPO) -> list[str]:
-  """Replaces every README block by its benchmarks/NAME.md; returns the names of the blocks that changed."""
-  changed = []
+  """Replaces every README block by its benchmarks/NAME.md; returns the names of the blocks that changed. A block
+  whose file is missing raises FileNotFoundError before any README is written."""
+  changed, filled = [], {}
   for readme in READMES:
     path = os.path.join(repo, readme)
     with open(path) as f:
       text = f.read()
 
     def fill(m):
-      with open(table_file(m.group(1))) as f:
+      if not os.path.exists(table_file(m.group(1), repo)):
+        raise FileNotFoundError(f'{readme} has a block {m.group(1)!r} but there is no benchmarks/{m.group(1)}.md')
+      with open(table_file(m.group(1), repo)) as f:
         body = f.read()
       if body != m.group(2):
         changed.append(m.group(1))
       return f'<!-- {m.group(1)} -->\n{body}<!-- /{m.group(1)} -->\n'
 
+    filled[path] = BLOCK.sub(fill, text)
+  for path, text in filled.items():
     with open(path, 'w') as f:
-      f.write(BLOCK.sub(fill, text))
+      f.write(text)
   return changed
 
 

@@ -38,6 +38,9 @@ def test_workdir_mode_with_injected_sample_fn(tmp_path, monkeypatch):
   assert conds['model_joint']['metrics']['fvd']['mean'] > 0 and res['protocol']['fvd']['frames'] == 16
   assert 'fvd' not in conds['shifted_audio']['metrics']  # Same videos as the ground truth.
   assert res['protocol']['split'] == 'test' and res['protocol']['num_clips'] == 6
+  df = config.diffusion
+  assert res['protocol']['sampler'] == {'sampler': df.sampler, 'steps': df.num_sampling_steps,
+                                        'guidance_video': df.guidance_video, 'guidance_audio': df.guidance_audio}
   assert conds['model_joint']['metrics']['nn_dist_ratio']['mean'] < 0.05  # Copies are flagged.
   assert conds['model_audio_to_video']['unavailable'].startswith('NotImplementedError')
   saved = json.load(open(tmp_path / 'eval' / 'test.json'))

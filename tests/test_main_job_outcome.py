@@ -1,7 +1,8 @@
-"""The main job learns lip-sync: a reduced configs/tiny.py run (fewer steps, no in-loop evaluation), then
-audio_to_video samples of its EMA params on held-out clips, read with the weight-free mouth and envelope readers.
+"""The main job learns lip-sync: configs/tiny.py's training (its 1000 steps, no in-loop evaluation or periodic
+samples), then audio_to_video samples of its EMA params on 16 held-out clips, read with the weight-free mouth and
+envelope readers, held to the main job's targets (a2v r >= 0.8, shuffled-audio |r| <= 0.15).
 
-Slow (about 8 minutes on 2 cores); `.ci/run` runs it. Seeded: the same run every time.
+Slow (about 6 minutes on 2 cores); `.ci/run` runs it. Seeded: the same run every time.
 """
 
 import os
@@ -16,7 +17,7 @@ from avdiff.train.tasks import DiffusionTask
 from avdiff.train import loop
 from configs import tiny
 
-STEPS = int(os.environ.get('AVDIFF_OUTCOME_STEPS', '1500'))
+STEPS = int(os.environ.get('AVDIFF_OUTCOME_STEPS', str(tiny.get_config().train.steps)))
 CLIPS = 16
 
 
@@ -42,5 +43,5 @@ def test_reduced_main_job_learns_audio_to_video_sync(tmp_path):
   r, shuffled = m['a2v_r']['mean'], m['a2v_shuffled_r']['mean']
   print(f'audio_to_video r = {r:.3f} (shuffled audio: {shuffled:.3f}) after {STEPS} steps')
   assert m['mouth_reader_r'] >= 0.95, m  # The reader itself is right on these clips.
-  assert r >= 0.5 and abs(shuffled) <= 0.2 and r - abs(shuffled) >= 0.4, m
+  assert r >= 0.8 and abs(shuffled) <= 0.15, m
   assert np.isfinite(m['a2v_r']['std'])

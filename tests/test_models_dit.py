@@ -292,6 +292,7 @@ def test_sync_heads_add_embeddings_and_change_nothing_else():
   prediction) and returns unit-norm embeddings [B, video token steps, SYNC_DIM]; without the heads, asking for
   embeddings is an error."""
   plain = small_config()
+  plain.diffusion.sync_loss_weight = 0.0
   synced = small_config()
   synced.diffusion.sync_loss_weight = 0.1
   x, t, label = make_inputs(plain)

@@ -12,7 +12,7 @@ from avdiff.study import verdicts
 from benchmarks import report
 from configs import tiny
 
-VERDICT_TABLES = ('files_outcome', 'files_outcome_time_bias')
+VERDICT_TABLES = ('files_outcome', 'files_outcome_old_recipe', 'files_outcome_time_bias', 'main_job')
 
 
 def _read(path):
@@ -34,6 +34,21 @@ def test_readme_blocks_are_the_generated_files(readme):
   for name, body in found.items():
     assert body == _read(report.table_file(name)), (
         f'{readme} block {name} differs from benchmarks/{name}.md: run python -m benchmarks.report')
+
+
+def test_sync_copies_the_files_and_leaves_the_readme_whole_when_one_is_missing(tmp_path):
+  (tmp_path / 'benchmarks').mkdir()
+  (tmp_path / 'benchmarks' / 'a.md').write_text('Written by `python -m x`.\n\n| t |\n')
+  readme = 'intro\n<!-- a -->\nold\n<!-- /a -->\nend\n'
+  (tmp_path / 'README.md').write_text(readme)
+  (tmp_path / 'benchmarks' / 'README.md').write_text('<!-- b -->\n<!-- /b -->\n')
+  with pytest.raises(FileNotFoundError, match="no benchmarks/b.md"):
+    report.sync_readmes(str(tmp_path))
+  assert (tmp_path / 'benchmarks' / 'README.md').read_text() == '<!-- b -->\n<!-- /b -->\n'
+  (tmp_path / 'benchmarks' / 'README.md').write_text('no blocks\n')
+  assert report.sync_readmes(str(tmp_path)) == ['a']
+  assert (tmp_path / 'README.md').read_text() == 'intro\n<!-- a -->\nWritten by `python -m x`.\n\n| t |\n<!-- /a -->\nend\n'
+  assert report.sync_readmes(str(tmp_path)) == []
 
 
 def test_every_table_file_names_its_command():

@@ -141,8 +141,11 @@ def test_the_study_sweeps_load():
       config_lib.validate(config)  # Shapes and clocks; mesh checks need the target device count.
   short = sweep_lib.load_sweep('configs/sweeps/study_short.py')
   assert sweep_lib.member_config(short, 'dual_tower', 0).model.fusion == 'dual_tower'
-  assert sweep_lib.member_config(short, 'baseline', 0).train.steps == 1500
-  assert list(short.members) == ['baseline', 'shared_noise_level', 'dual_tower']
+  assert sweep_lib.member_config(short, 'baseline', 0).train.eval_every == 100
+  assert short.seeds == (0, 1, 2, 3, 4) and set(short.members) < set(sweep_lib.load_sweep('configs/sweeps/study.py')
+                                                                      .members)
+  levers = sweep_lib.member_config(short, 'no_sync_levers', 0)
+  assert (levers.model.av_time_bias, levers.diffusion.sync_loss_weight, levers.diffusion.motion_loss_weight) == (0, 0, 0)
 
 
 def test_command_line_overrides_reach_every_member():

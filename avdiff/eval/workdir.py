@@ -45,6 +45,14 @@ def find_expert(config: ml_collections.ConfigDict, workdir: str = '') -> tuple[O
   return None, ''
 
 
+def sampler_settings(config: ml_collections.ConfigDict) -> dict:
+  """How the evaluated samples were drawn (sampler, steps, guidance scales): read from the evaluation's config,
+  which may override the run's own (e.g. --config.diffusion.guidance_video)."""
+  df = config.diffusion
+  return {'sampler': df.sampler, 'steps': df.num_sampling_steps, 'guidance_video': df.guidance_video,
+          'guidance_audio': df.guidance_audio}
+
+
 def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict,
                      sample_fn: Optional[conditions_lib.SampleFn] = None,
                      expert: Optional[scoring.ExpertScorer] = None) -> Evaluation:
@@ -89,7 +97,8 @@ def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict,
     scores[name] = {'unavailable': why}
   result = {'protocol': conditions_lib.protocol(config, mode='workdir', workdir=str(run_dir.RunDir(workdir)),
                                                 sync_expert=expert is not None, sync_expert_workdir=expert_dir,
-                                                params=ev.params, fvd=fvd_lib.PROTOCOL if ev.fvd else None),
+                                                params=ev.params, fvd=fvd_lib.PROTOCOL if ev.fvd else None,
+                                                sampler=sampler_settings(config)),
             'conditions': scores}
   why_not = conditions_lib.talking_outcomes_unavailable(config, held_out)
   result['outcomes'] = ({'unavailable': why_not} if why_not is not None else

@@ -1,12 +1,13 @@
-r"""The ablation study of the README ('Ablation study'): one delta of configs/tiny.py per member, 3 seeds each, at
-the main job's scale (2500 steps, 32 held-out clips, FVD on).
+r"""The ablation study of the README ('Sweeps and comparisons'): one delta of configs/tiny.py per member, 3 seeds
+each, at the main job's scale (1000 steps, 32 held-out clips, FVD on).
 
     python -m experiments.ablate --sweep=configs/sweeps/study.py --workdir=runs/study
 
-Each run costs about a main job (13 minutes alone on 2 cores), so the whole study is about 6 hours on one such
-machine; on a cluster run one job per member x seed (README 'Sweeps on a cluster'). configs/sweeps/study_short.py
-is the reduced version whose table is in the README. The two latent-encoder members need a stage-1 autoencoder
-first (model.autoencoder_workdir; `python -m experiments.train_autoencoder`, about 21 minutes each).
+Each run costs about a main job (~10 minutes alone on 2 cores with its evaluation), so the 16 members x 3 seeds are
+about 8 hours on one such machine; on a cluster run one job per member x seed (README 'Sweeps on a cluster').
+configs/sweeps/study_short.py is the version without the latent encoders, with 5 seeds. The two latent-encoder
+members need a stage-1 autoencoder first (model.autoencoder_workdir; `python -m experiments.train_autoencoder`,
+about 21 minutes each). The `no_*` members each remove one of the main job's sync levers (README 'Diffusion').
 """
 
 
@@ -22,9 +23,13 @@ def get_sweep():
           'positions_learned': 'configs/ablations/positions_learned.py',
           'order_interleaved': 'configs/ablations/order_interleaved.py',
           'shared_noise_level': 'configs/ablations/shared_noise_level.py',
-          'av_time_bias': 'configs/ablations/av_time_bias.py',
+          'no_time_bias': 'configs/ablations/no_time_bias.py',
+          'no_sync_loss': 'configs/ablations/no_sync_loss.py',
+          'no_motion_weight': 'configs/ablations/no_motion_weight.py',
+          'no_sync_levers': 'configs/ablations/no_sync_levers.py',
           'objective_flow': 'configs/ablations/objective_flow.py',
           'objective_eps': 'configs/ablations/objective_eps.py',
+          'objective_v': 'configs/ablations/objective_v.py',
           'encoder_separate_ae': 'configs/ablations/encoder_separate_ae.py',
           'encoder_joint_ae': 'configs/ablations/encoder_joint_ae.py',
       },
