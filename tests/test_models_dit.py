@@ -89,6 +89,8 @@ def expected_params(c) -> int:
   else:
     cross = dense(w, 3 * w) + dense(w, w) + dense(w, 2 * w) + dense(w, w)
     n += 2 * d * stream + (d // m.cross_attention_every) * 2 * cross
+  if c.diffusion.sync_loss_weight > 0:
+    n += 2 * dense(w, 64)  # The sync loss heads.
   return n
 
 
