@@ -12,7 +12,6 @@ not part of the time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from avdiff.study import verdicts
 from benchmarks import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,8 +42,7 @@ def main():
   seconds = time.perf_counter() - start
   if proc.returncode:
     raise SystemExit(f'make main failed with exit code {proc.returncode} in {clone}')
-  with open(os.path.join(clone, 'runs', 'tiny', 'eval', 'test.json')) as f:
-    verdict = json.load(f)['outcomes']['verdict']
+  verdict = verdicts.run_verdict(os.path.join(clone, 'runs', 'tiny'))
   met = sum(r['met'] for r in verdict)
   missed = [r['name'] for r in verdict if not r['met']]
   lines = [f'Written by `python -m benchmarks.time_make_main {" ".join(sys.argv[1:])}` (a clean clone of {head}, '

@@ -67,12 +67,13 @@ def seeds_table(runs: Sequence[str], command: str, split: str = 'test', source: 
     rows = [v.get(first['name']) for v in by_name]
     values = np.asarray([r['value'] for r in rows if r is not None], np.float64)
     met = sum(bool(r and r['met']) for r in rows)
+    count = 'all' if met == len(done) else met
     lines.append(f"| {_escape(first['what'])} | {first['op']} {first['threshold']:g} | "
                  + ' | '.join(f"{r['value']:.3f}" if r else '' for r in rows)
-                 + f' | {values.mean():.3f} +- {values.std():.3f} | {"all" if met == len(done) else met} of {len(done)} |')
+                 + f' | {values.mean():.3f} +- {values.std():.3f} | {count} of {len(done)} |')
   minutes = np.asarray([_train_minutes(run) for run in done])
-  lines.append('| training wall time, minutes (not a target: depends on machine load) |  | ' + ' | '.join(f'{m:.1f}' for m in minutes)
-               + f' | {np.nanmean(minutes):.1f} +- {np.nanstd(minutes):.1f} |  |')
+  lines.append('| training wall time, minutes (not a target: depends on machine load) |  | '
+               + ' | '.join(f'{m:.1f}' for m in minutes) + f' | {np.nanmean(minutes):.1f} +- {np.nanstd(minutes):.1f} |  |')
   missing = [run for run in runs if not verdicts[run]]
   if missing:
     lines += ['', 'Not evaluated yet: ' + ', '.join(missing) + '.']
