@@ -204,6 +204,12 @@ def data_parallel_size(config: ml_collections.ConfigDict, num_devices: int) -> i
   return math.prod(shape[a] for a in config.mesh.data_axes)
 
 
+def text_encoder(config: ml_collections.ConfigDict) -> str:
+  """model.text.encoder: '' for a model without text, including runs saved before the text section existed."""
+  text = config.model.get('text')
+  return text.encoder if text is not None else ''
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = None,
              num_processes: int = 1) -> Layout:
   """Checks a config before anything compiles; raises ConfigError naming the offending field.
@@ -243,6 +249,20 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     raise ConfigError(f'model.num_heads: head dim {head_dim} must be even for rotary positions')
   if m.depth <= 0:
     raise ConfigError(f'model.depth must be positive, got {m.depth}')
+  if text_encoder(config):
+    _choice(m.text.encoder, ('bytes', 'precomputed'), 'model.text.encoder')
+    _choice(m.text.fusion, ('tokens', 'cross_attention'), 'model.text.fusion')
+    if m.text.fusion == 'cross_attention' and m.fusion != 'joint':
+      raise ConfigError("model.text.fusion='cross_attention' needs model.fusion='joint' (the dual tower takes the "
+                        "text as tokens in each tower: model.text.fusion='tokens')")
+    for field in ('max_bytes', 'width', 'depth', 'num_heads', 'num_tokens'):
+      if m.text[field] <= 0:
+        raise ConfigError(f'model.text.{field} must be positive, got {m.text[field]}')
+    if m.text.width % m.text.num_heads:
+      raise ConfigError(f'model.text.width={m.text.width} is not divisible by model.text.num_heads={m.text.num_heads}')
+    if m.text.encoder == 'precomputed' and (m.text.embed_dim <= 0 or m.text.embed_len <= 0):
+      raise ConfigError("model.text.encoder='precomputed' needs model.text.embed_dim and embed_len (the stored "
+                        'embeddings, from experiments.embed_text)')
   if m.fusion == 'dual_tower' and (m.cross_attention_every <= 0 or m.depth % m.cross_attention_every):
     raise ConfigError(f'model.cross_attention_every={m.cross_attention_every} must divide model.depth={m.depth}')
   if m.encoder != 'patch':
@@ -265,7 +285,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if df.objective != 'x' and (df.objective == 'flow') != (df.schedule == 'flow'):
     raise ConfigError(f'diffusion.schedule={df.schedule!r} does not fit diffusion.objective={df.objective!r}: '
                       'flow matching uses the flow schedule, eps/v use cosine or linear (x fits any)')
-  for field in ('independent_t_prob', 'clean_video_prob', 'clean_audio_prob', 'label_dropout'):
+  for field in ('independent_t_prob', 'clean_video_prob', 'clean_audio_prob', 'label_dropout', 'text_dropout'):
     if not 0.0 <= df[field] <= 1.0:
       raise ConfigError(f'diffusion.{field}={df[field]} is not a probability')
   if df.clean_video_prob + df.clean_audio_prob > 1.0:

@@ -25,6 +25,7 @@ both modalities given).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Optional
 
@@ -44,6 +45,8 @@ from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import builders
 from avdiff.data import frames
+from avdiff.data import tokenizer
+from avdiff.models import text as text_lib
 
 MODES = diffusion.MODES  # joint, audio_to_video, video_to_audio, continuation
 
@@ -70,9 +73,10 @@ def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], la
 
 def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optional[nnx.Module], label: jax.Array,
                  rng: jax.Array, mode: str = 'joint', cond_video: Optional[jax.Array] = None,
-                 cond_mel: Optional[jax.Array] = None):
+                 cond_mel: Optional[jax.Array] = None, text: Optional[text_lib.Text] = None):
   """Pure, jittable. label int32 [B]; for the conditional modes cond_video float [B, T, H, W, 3] in [-1, 1] and
-  cond_mel [B, T_a, n_mels] -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
+  cond_mel [B, T_a, n_mels]; text: the prompts of a text model (byte ids int32 [B, L]) -> (video float
+  [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
   if mode not in MODES:
     raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
   lay = config_lib.layout(config)
@@ -84,8 +88,9 @@ def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
     cond_frames = lay.video_latent[0] // 2 if mode == 'continuation' else 0
   num = label.shape[0]
   shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
-  latents = diffusion.sample(dit, shapes, label, rng, config.diffusion, mode=mode,
-                             cond=cond, cond_frames=cond_frames, null_label=config.model.num_classes)
+  null_text = None if text is None else text_lib.null_like(text)
+  latents = diffusion.sample(dit, shapes, label, rng, config.diffusion, mode=mode, cond=cond, cond_frames=cond_frames,
+                             null_label=config.model.num_classes, text=text, null_text=null_text)
   return from_latents(config, ae, latents)
 
 
@@ -98,7 +103,7 @@ _MAX_SAMPLERS = 8
 def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
                         mesh: Optional[jax.sharding.Mesh] = None):
   """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3] | None, cond mel [B, T_a, n_mels] |
-  None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]); replicated on `mesh` when given (the
+  None, prompts [B, L] | None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]); replicated on `mesh` when given (the
   training loop's mesh, whose params may be sharded over processes), so every process can read the result.
 
   Built once per (model structure, config, mode, mesh) and kept: evaluation samples each condition, and the
@@ -108,9 +113,9 @@ def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mod
   if key in _SAMPLERS:
     return _SAMPLERS[key]
 
-  def run(st, ae_st, label, rng, cond_video, cond_mel):
+  def run(st, ae_st, label, rng, cond_video, cond_mel, text):
     auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
-    return sample_batch(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel)
+    return sample_batch(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel, text)
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
     _SAMPLERS.pop(next(iter(_SAMPLERS)))
@@ -136,6 +141,34 @@ def label_clips(config: ml_collections.ConfigDict, num: int) -> list[builders.Cl
   return [{'label': i % config.model.num_classes} for i in range(num)]
 
 
+def prompt_clips(prompts: list[str], config: ml_collections.ConfigDict) -> list[builders.Clip]:
+  """Conditioning clips from prompts (no label: the null label), validated before anything compiles: raises
+  tokenizer.PromptError for an empty, over-long or non-string prompt, or when the model takes no text."""
+  encoder = config_lib.text_encoder(config)
+  if encoder != 'bytes':
+    raise tokenizer.PromptError(
+        'this model takes no prompts (model.text.encoder is empty)' if not encoder else
+        "model.text.encoder='precomputed' samples from the stored embeddings of dataset clips, not from prompts")
+  for i, p in enumerate(prompts):
+    if not isinstance(p, str) or not p.strip():
+      raise tokenizer.PromptError(f'prompt {i} is empty: give a description (the null prompt is what guidance '
+                                  'compares against, not something to sample from)')
+  tokenizer.tokenize(prompts, int(config.model.text.max_bytes))  # Raises for over-long prompts, naming the limit.
+  return [{'caption': p} for p in prompts]
+
+
+def _prompts(config: ml_collections.ConfigDict, chunk: list[builders.Clip]) -> Optional[np.ndarray]:
+  """Byte ids [b, L] of the clips' captions for a 'bytes' text model (a clip without one: the null prompt);
+  None for a model without text."""
+  encoder = config_lib.text_encoder(config)
+  if not encoder:
+    return None
+  if encoder == 'precomputed':
+    raise NotImplementedError("sampling a model.text.encoder='precomputed' model: embed the prompts with "
+                              'experiments.embed_text first')
+  return tokenizer.tokenize([c.get('caption', '') for c in chunk], int(config.model.text.max_bytes))
+
+
 def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int, batch_size: int = 8,
                  mesh: Optional[jax.sharding.Mesh] = None) -> list[builders.Clip]:
   """One sample per clip: video uint8 [T, H, W, 3] + waveform float32 [S] + label (+ the clip's mouth_box).
@@ -155,18 +188,25 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
   rng = jax.random.key(seed)
   for s in range(0, len(clips), batch_size):
     chunk = clips[s:s + batch_size]
-    label = jnp.asarray([c['label'] for c in chunk], jnp.int32)
+    # A clip without a label (a prompt) gets the null label, and so does every clip of a model trained with
+    # label_dropout 1 (a text-only model never saw another).
+    null = config.model.num_classes
+    label = jnp.asarray([null if config.diffusion.label_dropout >= 1.0 else c.get('label', null) for c in chunk],
+                        jnp.int32)
     cond_video = cond_mel = None
     if mode != 'joint':
       cond_video = frames.to_float(np.stack([c['video'] for c in chunk]))
       cond_mel = np.stack([c['audio_mel'] if 'audio_mel' in c else audio_lib.log_mel(c['audio'], config.data)
                            for c in chunk]).astype(np.float32)
-    video, mel = jax.device_get(sample(state, ae_state, label, jax.random.fold_in(rng, s), cond_video, cond_mel))
+    video, mel = jax.device_get(sample(state, ae_state, label, jax.random.fold_in(rng, s), cond_video, cond_mel,
+                                       _prompts(config, chunk)))
     video, mel = frames.to_uint8(video), np.asarray(mel)
     for i, c in enumerate(chunk):
       audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(mel[i], config.data)
       gen = {'video': c['video'] if mode == 'video_to_audio' else video[i],
-             'audio': np.asarray(audio, np.float32), 'label': c['label']}
+             'audio': np.asarray(audio, np.float32), 'label': c.get('label', config.model.num_classes)}
+      if 'caption' in c:
+        gen['caption'] = c['caption']
       if 'mouth_box' in c:
         gen['mouth_box'] = c['mouth_box']  # The model draws each speaker's face where the data does.
       out.append(gen)
@@ -202,7 +242,8 @@ def load_model(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
 
 def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], out_dir: str, prefix: str,
                 write: bool = True) -> list[str]:
-  """Clips (uint8 frames, waveform) -> out_dir/<prefix>_<i>.mp4 (h264 + AAC at data.fps / data.sample_rate).
+  """Clips (uint8 frames, waveform) -> out_dir/<prefix>_<i>.mp4 (h264 + AAC at data.fps / data.sample_rate), and
+  <prefix>_<i>.mp4.json with the clip's caption (its prompt) where it has one.
   out_dir may be on a bucket (gs://...): PyAV writes a local file, so the clips are staged in a temporary folder and
   copied up. write=False returns the paths only (processes other than the first in a multi-process run)."""
   names = [f'{prefix}_{i}.mp4' for i in range(len(clips))]
@@ -211,16 +252,36 @@ def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], o
       for name, clip in zip(names, clips):
         wave = np.clip(np.nan_to_num(np.asarray(clip['audio'], np.float32)), -1.0, 1.0)
         av_io.write_video(os.path.join(local, name), clip['video'], wave, config.data.fps, config.data.sample_rate)
+        if clip.get('caption'):  # The prompt, as the sidecar a folder dataset reads (avdiff.data.sidecar).
+          with open(os.path.join(local, name + '.json'), 'w', encoding='utf-8') as f:
+            json.dump({'caption': clip['caption']}, f)
   return [str(epath.Path(out_dir) / name) for name in names]
 
 
 def sample_workdir(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
                    params: str = 'ema', step: Optional[int] = None,
-                   config: Optional[ml_collections.ConfigDict] = None) -> list[str]:
-  """Samples `num` clips from the run in workdir and writes W/samples/<step>/<mode>_<i>.mp4. Joint samples cycle
-  the labels; the conditional modes take the first `num` clips of `split` (labels too). config: the run's
-  (default W/config.json)."""
+                   config: Optional[ml_collections.ConfigDict] = None,
+                   prompts: Optional[list[str]] = None) -> list[str]:
+  """Samples clips from the run in workdir and writes W/samples/<step>/<mode>_<i>.mp4 (and <mode>_<i>.mp4.json with
+  the prompt, for a text model). config: the run's (default W/config.json).
+
+  Joint samples: `num` per prompt of `prompts` when given (a text model); else a text model takes the captions of
+  the first `num` clips of `split`, and a label model cycles the labels. The conditional modes take the first `num`
+  clips of `split` (labels too), each with the prompt prompts[i % len(prompts)] instead of its caption when given.
+  Prompts are checked (`prompt_clips`) before the model loads.
+  """
+  config = config if config is not None else checkpoint.load_config(workdir)
+  asked = prompt_clips(prompts, config) if prompts is not None else None
   model = load_model(workdir, config, params=params, step=step)
-  given = label_clips(model.config, num) if mode == 'joint' else builders.load_clips(model.config, split, num)
+  if mode == 'joint' and asked is not None:
+    given = [dict(c) for c in asked for _ in range(num)]
+  elif mode == 'joint' and not config_lib.text_encoder(config):
+    given = label_clips(model.config, num)
+  else:
+    given = builders.load_clips(model.config, split, num)
+    if mode == 'joint':  # A text model: the clips' captions (and labels) only.
+      given = [{k: c[k] for k in ('label', 'caption', 'mouth_box') if k in c} for c in given]
+    for i, c in enumerate(given if asked is not None else ()):
+      c['caption'] = asked[i % len(asked)]['caption']
   clips = sample_clips(model, given, mode, seed)
   return write_clips(model.config, clips, str(run_dir.RunDir(workdir).samples(model.step)), mode)

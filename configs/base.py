@@ -31,10 +31,16 @@ def get_config() -> ml_collections.ConfigDict:
   d.fmax = 8000.0  # Highest mel band edge, Hz (<= sample_rate / 2).
   d.mel_db_floor = -80.0  # Log-mel floor in dB; normalized mel = (dB - floor/2) / (-floor/2), roughly [-1, 1].
   d.num_speakers = 8  # `talking`: number of speakers (= label classes).
+  # `talking`: 'speaker' (label = speaker sets face colour, shape and voice) | 'independent' (face colour, face
+  # shape, voice pitch, speaking rate and syllable count drawn independently; label = the (colour, shape, pitch)
+  # combination, 16 classes; clips carry captions; a `test_novel` split holds the colour-pitch pairs held out of
+  # train/validation/test: avdiff.data.synthetic.HELD_OUT_PAIRS). Needs clip_seconds >= 1.88.
+  d.attributes = 'speaker'
   d.num_materials = 4  # `impacts`: number of materials (= label classes).
   d.num_train = 512  # Clips in the train split of a built-in dataset.
   d.num_validation = 64  # Clips in the validation split.
   d.num_test = 64  # Clips in the test (held-out) split.
+  d.num_test_novel = 64  # Clips in the `test_novel` split (attributes='independent').
   d.shuffle = True  # Shuffle training examples (seeded by `seed`); eval splits are never shuffled.
   d.num_epochs = -1  # Passes over the train split; -1 = repeat forever.
   d.worker_count = 0  # grain worker processes; 0 = read in the main process.
@@ -64,7 +70,22 @@ def get_config() -> ml_collections.ConfigDict:
   # other modality at the same moment and shallow ones stay global (avdiff.models.attention.TimeBias).
   m.av_time_bias = 0.0
   m.num_classes = 8  # Label classes; index num_classes is the "no label" token used for CFG.
-  m.text_embed_dim = 0  # >0: accept precomputed text embeddings [B, L, text_embed_dim] as extra tokens.
+  # Text prompts (avdiff.models.text). The encoder's K output tokens enter the DiT by `fusion`, and its pooled vector
+  # is added to every modality's conditioning.
+  m.text = tx = ml_collections.ConfigDict()
+  # '' (no text) | 'bytes' (byte-level transformer trained with the DiT) | 'precomputed' (a frozen pretrained
+  # encoder's embeddings, stored in the dataset by `python -m experiments.embed_text`).
+  tx.encoder = ''
+  # 'tokens' (K text tokens appended to the joint sequence, or to each tower) | 'cross_attention' (after every
+  # self-attention block the audio-video tokens attend to the K text tokens; `joint` fusion).
+  tx.fusion = 'tokens'
+  tx.max_bytes = 96  # Longest prompt, UTF-8 bytes ('bytes'; a longer one is an error, never cut).
+  tx.width = 128  # Text encoder width.
+  tx.depth = 2  # 'bytes': transformer layers over the bytes.
+  tx.num_heads = 4
+  tx.num_tokens = 8  # K: text tokens handed to the DiT (learned queries over the encoder outputs).
+  tx.embed_dim = 0  # 'precomputed': width D of the stored embeddings (set by experiments.embed_text's dataset).
+  tx.embed_len = 0  # 'precomputed': stored tokens per caption L.
   m.dtype = 'bfloat16'  # Compute dtype.
   m.param_dtype = 'float32'  # Parameter dtype.
   m.attention = 'auto'  # 'auto' | 'xla' | 'cudnn' | 'chunked' (lax.map over heads; fastest on CPU).
@@ -105,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
   df.clean_video_prob = 0.1  # P(video left clean, t=0): teaches video -> audio.
   df.clean_audio_prob = 0.1  # P(audio left clean, t=0): teaches audio -> video.
   df.label_dropout = 0.1  # P(label replaced by the null label): classifier-free guidance.
+  df.text_dropout = 0.1  # P(prompt replaced by the null (empty) prompt): text classifier-free guidance.
   # Auxiliary audio-visual sync loss (0 = off): the trunk's output tokens of each video token step (mean over the
   # step's tokens) and of the audio in the same span are projected by two linear heads (the DiT's `sync_video`,
   # `sync_audio`, created only when this is > 0) and an InfoNCE loss pairs them among all steps of all clips in the
@@ -121,6 +143,8 @@ def get_config() -> ml_collections.ConfigDict:
   df.ddim_eta = 0.0
   df.guidance_video = 1.0  # CFG scale for video tokens (1 = conditional model).
   df.guidance_audio = 1.0  # CFG scale for audio tokens.
+  # CFG scale of the prompt (text models), on top of the label scales: pred + (s - 1) (pred - pred(null prompt)).
+  df.guidance_text = 1.0
 
   # ------------------------------------------------------------------ training
   c.train = t = ml_collections.ConfigDict()

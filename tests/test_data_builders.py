@@ -50,6 +50,12 @@ def test_builds_and_reads_back(data_dir, name):
   truth = ('mouth_open', 'mouth_box') if name == 'talking' else ('impact',)
   for key in truth:
     np.testing.assert_array_equal(example[key], clip[key])
+  # Built-in clips in the default mode carry a caption naming their label, and no attributes.
+  label = int(example['label'])
+  assert example['caption'].decode() == (f'speaker {label}' if name == 'talking' else
+                                         f'{synthetic.MATERIALS[label].name} balls')
+  assert 'attributes' not in example and builders.NOVEL_SPLIT not in builders.get_builder(config).info.splits
+  assert builders.load_clips(config, 'validation', 1)[0]['caption'] == example['caption'].decode()
 
 
 def test_splits_are_disjoint(data_dir):
@@ -67,10 +73,13 @@ def test_splits_are_disjoint(data_dir):
 def test_config_change_never_reads_a_stale_dataset(data_dir):
   base = _config(data_dir, 'talking')
   names = {builders.config_name(base.data, 'talking')}
-  for field, value in (('n_mels', 16), ('num_train', 8), ('fps', 5), ('mel_db_floor', -60.0), ('num_speakers', 4)):
+  for field, value in (('n_mels', 16), ('num_train', 8), ('fps', 5), ('mel_db_floor', -60.0), ('num_speakers', 4),
+                       ('attributes', 'independent')):
     changed = _config(data_dir, 'talking', **{field: value})
     names.add(builders.config_name(changed.data, 'talking'))
-  assert len(names) == 6
+  assert len(names) == 7
+  # num_test_novel makes clips only with independent attributes.
+  assert builders.config_name(_config(data_dir, 'talking', num_test_novel=3).data, 'talking') in names
   # Fields that do not change examples (shuffling, batch sizes) keep the name.
   other = _config(data_dir, 'talking', shuffle=False, prefetch=7)
   assert builders.config_name(other.data, 'talking') == builders.config_name(base.data, 'talking')

@@ -1,6 +1,8 @@
 """Procedural `talking` and `impacts` clips: contract shapes, determinism and exact synchrony ground truth."""
 
 
+import hashlib
+
 import librosa
 import numpy as np
 import pytest
@@ -130,3 +132,19 @@ def test_impacts_motion_rises_to_each_contact_and_stops(data_cfg):
     for f in hits:
       np.testing.assert_array_equal(video[f + 1], video[f])
       assert change[f - 1] > change[f - 2] > 0, (seed, f, change)
+
+
+def test_speaker_mode_clips_are_unchanged(data_cfg):
+  """attributes='speaker' (the default) draws exactly the clips it drew before independent attributes existed: the
+  main job's measured results were made on them. sha1 of video, audio, mouth_open and mouth_box bytes."""
+  expected = {0: (4, 'e888b36bda5dbeacc28d95f89cfc21e973179fd3'), 1: (4, '1cceb3e5b02a5871a9eb7cf62130346957d9f3fc'),
+              1_000_007: (0, '58d794224813088ff585987b3e6693237d709630')}
+  assert synthetic.attribute_mode(data_cfg) == 'speaker'
+  for seed, (label, digest) in expected.items():
+    clip = synthetic.talking_clip(seed, data_cfg)
+    sha = hashlib.sha1()
+    for key in ('video', 'audio', 'mouth_open', 'mouth_box'):
+      sha.update(np.ascontiguousarray(clip[key]).tobytes())
+    assert (clip['label'], sha.hexdigest()) == (label, digest), seed
+    assert set(clip) == {'video', 'audio', 'label', 'mouth_open', 'mouth_box'}
+  np.testing.assert_array_equal(synthetic.talking_mouth_region(3, data_cfg), [16, 8, 28, 24])

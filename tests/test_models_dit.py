@@ -9,6 +9,7 @@ from flax import linen as nn
 from flax import nnx
 
 from avdiff import config_lib
+from avdiff.data import tokenizer
 from avdiff.models import build_dit
 from configs import tiny
 
@@ -26,9 +27,17 @@ def small_config(**model):
   c.model.num_heads = 4
   c.model.cross_attention_every = 1
   for k, v in model.items():
-    c.model[k] = v
+    if k.startswith('text_'):  # text_encoder='bytes' -> c.model.text.encoder
+      c.model.text[k[len('text_'):]] = v
+    else:
+      c.model[k] = v
+  c.model.text.width, c.model.text.depth, c.model.text.max_bytes = 32, 1, 16
   config_lib.validate(c)
   return c
+
+
+def prompts(*texts):
+  return jnp.asarray(tokenizer.tokenize(list(texts), 16))
 
 
 def make_inputs(config, batch=2, seed=0):
@@ -164,15 +173,37 @@ def test_each_modality_follows_its_own_timestep():
   assert float(jnp.abs(out['video'] - out2['video']).mean()) < float(jnp.abs(out['audio'] - out2['audio']).mean())
 
 
-@pytest.mark.parametrize('fusion', ['joint', 'dual_tower'])
-def test_text_tokens(fusion):
-  c = small_config(fusion=fusion, text_embed_dim=12, modality_specific_weights=fusion == 'joint')
+@pytest.mark.parametrize('model_kw', [dict(fusion='joint', modality_specific_weights=True),
+                                      dict(fusion='joint', text_fusion='cross_attention'),
+                                      dict(fusion='dual_tower')])
+def test_prompt_changes_the_prediction(model_kw):
+  """A text model's prediction depends on the prompt (tokens in the sequence or cross-attention), is zero at init,
+  and is the same under scan and the unrolled loop."""
+  c = small_config(text_encoder='bytes', **model_kw)
   x, t, label = make_inputs(c)
+  text = prompts('a red round face', 'a blue long face')
+  out0 = apply(build_dit(c, nnx.Rngs(0)), x, t, label, text)
+  np.testing.assert_array_equal(np.asarray(out0['video']), 0.0)
   model = perturbed(build_dit(c, nnx.Rngs(0)))
-  text = jax.random.normal(jax.random.key(3), (2, 5, 12))
-  o1, o2 = apply(model, x, t, label, text), apply(model, x, t, label, text * 2.0)
+  o1, o2 = apply(model, x, t, label, text), apply(model, x, t, label, prompts('a green face', ''))
   assert o1['video'].shape == x['video'].shape
-  assert float(jnp.abs(o1['audio'] - o2['audio']).max()) > 1e-5
+  for k in x:
+    assert float(jnp.abs(o1[k] - o2[k]).max()) > 1e-4
+  model.scan = False
+  np.testing.assert_allclose(apply(model, x, t, label, text)['audio'], o1['audio'], atol=1e-4)
+
+
+def test_text_model_needs_a_prompt_and_a_label_model_takes_none():
+  c = small_config(text_encoder='bytes')
+  x, t, label = make_inputs(c)
+  with pytest.raises(ValueError, match='pass a prompt'):
+    build_dit(c, nnx.Rngs(0))(x, t, label)
+  with pytest.raises(ValueError, match='no text encoder'):
+    build_dit(small_config(), nnx.Rngs(0))(x, t, label, prompts('a', 'b'))
+  bad = small_config()
+  bad.model.fusion, bad.model.text.encoder, bad.model.text.fusion = 'dual_tower', 'bytes', 'cross_attention'
+  with pytest.raises(config_lib.ConfigError, match='cross_attention'):
+    config_lib.validate(bad)
 
 
 def test_sharded_forward_on_8_devices():
@@ -272,9 +303,9 @@ def test_bf16_compute_keeps_fp32_params_and_output():
 def test_av_time_bias_changes_only_cross_modal_attention(fusion):
   """model.av_time_bias adds no parameters, changes the prediction, and gives the same output on the xla and chunked
   attention backends (with text tokens, which have no time and get no bias)."""
-  text = jnp.ones((2, 3, 8))
-  plain = small_config(fusion=fusion, text_embed_dim=8)
-  biased = small_config(fusion=fusion, text_embed_dim=8, av_time_bias=40.0)
+  text = prompts('a red face', 'two syllables')
+  plain = small_config(fusion=fusion, text_encoder='bytes')
+  biased = small_config(fusion=fusion, text_encoder='bytes', av_time_bias=40.0)
   x, t, label = make_inputs(plain)
   model = perturbed(build_dit(plain, nnx.Rngs(0)), scale=0.2)
   graphdef, state = nnx.split(model)

@@ -6,14 +6,20 @@ counts) is hashed into the BuilderConfig name, so a changed config never reads a
     <data_dir>/talking/32px_10fps_2s_<hash>/1.0.0/...
     <data_dir>/av_folder/<name>_32px_10fps_2s_<hash>/1.0.0/...
 
-Built-in splits come from disjoint seed ranges (train: 0.., validation: 1e6.., test: 2e6..). A folder dataset is
+Built-in splits come from disjoint seed ranges (train: 0.., validation: 1e6.., test: 2e6..); `talking` with
+data.attributes='independent' has a 4th split, `test_novel` (3e6..: `synthetic.NOVEL_SEEDS`), whose clips have only
+the (colour, pitch) pairs held out of the other three (`synthetic.HELD_OUT_PAIRS`). A folder dataset is
 split by file (never clips of one file on both sides) and its build writes `build_report.json` (every file, its
 split, clips, or the reason it was skipped) next to the dataset.
 
 Stored features (one clip): `video` uint8 [T, H, W, 3]; `audio` int16 [S] (PCM; the pipeline returns float32);
 `audio_mel` float32 [T_a, n_mels] (normalized log-mel, `audio.log_mel`); `label` int32; `key` text (seed or
-file:clip); ground truth `mouth_open` float32 [T], `mouth_box` int32 [4] (talking), `impact` float32 [T]
-(impacts); `start_seconds` float32 (folder: clip start within its file).
+file:clip); `caption` text; ground truth `mouth_open` float32 [T], `mouth_box` int32 [4] (talking), `attributes`
+int32 [5] (talking, attributes='independent': value indices in `synthetic.TALKING_ATTRIBUTES` order), `impact`
+float32 [T] (impacts); `start_seconds` float32 (folder: clip start within its file).
+
+Captions of built-in clips: `talking` independent -- the clip's own (`avdiff.data.captions`); `talking` speaker --
+'speaker <label>'; `impacts` -- '<material> balls' (these two name the label and nothing else).
 """
 
 from __future__ import annotations
@@ -39,10 +45,12 @@ from avdiff.data import av_io
 from avdiff.data import sidecar
 from avdiff.data import synthetic
 
-SPLITS = ('train', 'validation', 'test')
-SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000}
+SPLITS = ('train', 'validation', 'test')  # Every dataset's splits; `talking` independent adds NOVEL_SPLIT.
+NOVEL_SPLIT = 'test_novel'
+SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000, NOVEL_SPLIT: synthetic.NOVEL_SEEDS.start}
 # Bump when a generator or a stored feature changes meaning; it is part of every dataset's config hash.
-FORMAT_VERSION = 3
+# 4: built-in clips store `caption`, and `talking` (attributes='independent') `attributes`.
+FORMAT_VERSION = 4
 # Bump when the stored features of folder datasets change (2: validation split, sidecar label/caption/ground truth;
 # 3: a lower frame rate shows the frame at each interval's centre, and so does the mapped ground truth).
 FOLDER_FORMAT_VERSION = 3
@@ -73,6 +81,10 @@ def dataset_fields(data_cfg: ml_collections.ConfigDict, name: str) -> dict:
   fields = {f: data_cfg[f] for f in _CLOCK_FIELDS}
   if name in synthetic.DATASETS:
     fields.update({f: data_cfg[f] for f in _SYNTHETIC_FIELDS[name] + _COUNT_FIELDS})
+    if name == 'talking':  # A config saved before data.attributes existed reads as 'speaker'.
+      fields['attributes'] = synthetic.attribute_mode(data_cfg)
+      if fields['attributes'] == 'independent':
+        fields['num_test_novel'] = data_cfg.num_test_novel
   fields.update(dataset=name, format_version=FORMAT_VERSION)
   if name not in synthetic.DATASETS:
     fields['folder_format'] = FOLDER_FORMAT_VERSION
@@ -149,12 +161,20 @@ class _SyntheticBuilder(_LocalBuilder):
     self._data_cfg = ml_collections.ConfigDict(config.fields)
     super().__init__(config=config, file_format='array_record', **kwargs)
 
+  def _independent(self) -> bool:
+    return self._DATASET == 'talking' and synthetic.attribute_mode(self._data_cfg) == 'independent'
+
   def _ground_truth_features(self) -> dict:
     frames = config_lib.num_frames(self._data_cfg)
+    out = {'caption': tfds.features.Text()}
     if self._DATASET == 'talking':
-      return {'mouth_open': tfds.features.Tensor(shape=(frames,), dtype=np.float32),
-              'mouth_box': tfds.features.Tensor(shape=(4,), dtype=np.int32)}
-    return {'impact': tfds.features.Tensor(shape=(frames,), dtype=np.float32)}
+      out.update(mouth_open=tfds.features.Tensor(shape=(frames,), dtype=np.float32),
+                 mouth_box=tfds.features.Tensor(shape=(4,), dtype=np.int32))
+      if self._independent():
+        out['attributes'] = tfds.features.Tensor(shape=(len(synthetic.TALKING_ATTRIBUTES),), dtype=np.int32)
+    else:
+      out['impact'] = tfds.features.Tensor(shape=(frames,), dtype=np.float32)
+    return out
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -167,13 +187,32 @@ class _SyntheticBuilder(_LocalBuilder):
     del dl_manager  # Nothing to download.
     counts = {'train': self._data_cfg.num_train, 'validation': self._data_cfg.num_validation,
               'test': self._data_cfg.num_test}
+    if self._independent():
+      synthetic.check_clip_fits(self._data_cfg)
+      counts[NOVEL_SPLIT] = self._data_cfg.num_test_novel
+    for split, n in counts.items():
+      # A split's seeds must not run into the next split's range (nor, for the others, into NOVEL_SEEDS).
+      room = min([v for v in SPLIT_SEED_OFFSET.values() if v > SPLIT_SEED_OFFSET[split]] + [
+          synthetic.NOVEL_SEEDS.stop]) - SPLIT_SEED_OFFSET[split]
+      if int(n) > room:
+        raise config_lib.ConfigError(f'data.num_{split}={int(n)} is more clips than the split\'s seed range holds '
+                                     f'({room})')
     return {split: self._generate_examples(SPLIT_SEED_OFFSET[split], int(n)) for split, n in counts.items()}
 
   def _generate_examples(self, first_seed: int, count: int):
     for seed in range(first_seed, first_seed + count):
       clip = synthetic.make_clip(self._DATASET, seed, self._data_cfg)
-      truth = {k: clip[k] for k in ('mouth_open', 'mouth_box', 'impact') if k in clip}
-      yield seed, _example(clip['video'], clip['audio'], clip['label'], str(seed), self._data_cfg, **truth)
+      truth = {k: clip[k] for k in ('mouth_open', 'mouth_box', 'impact', 'attributes') if k in clip}
+      yield seed, _example(clip['video'], clip['audio'], clip['label'], str(seed), self._data_cfg,
+                           caption=_caption(self._DATASET, clip), **truth)
+
+
+def _caption(name: str, clip: dict) -> str:
+  """A built-in clip's caption: its own where the generator wrote one, else one naming its label."""
+  if 'caption' in clip:
+    return clip['caption']
+  label = int(clip['label'])
+  return f'speaker {label}' if name == 'talking' else f'{synthetic.MATERIALS[label].name} balls'
 
 
 class Talking(_SyntheticBuilder):
@@ -458,6 +497,8 @@ def load_source(config: ml_collections.ConfigDict, split: str):
 #   'mouth_box'   int [4]                    the mouth's box in the frame (ground truth or face tracking)
 #   'mouth_open'  float32 [T]                ground-truth mouth opening per frame (talking data)
 #   'caption'     str                        text describing the clip
+#   'attributes'  int32 [5]                  value indices in synthetic.TALKING_ATTRIBUTES order (talking,
+#                                            attributes='independent')
 #   'audio_mel'   float32 [T_a, n_mels]      normalized log-mel of `audio` (stored datasets)
 # A synthetic clip may carry its generator's other ground truth (e.g. 'impact' float32 [T]).
 Clip = dict
@@ -465,7 +506,7 @@ Clip = dict
 
 def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[Clip]:
   """The first `num` clips of a dataset split (`Clip`): video, audio, label, and mouth_box / mouth_open / caption /
-  audio_mel where the clip has them."""
+  attributes / audio_mel where the clip has them."""
   source = load_source(config, split)
   clips = []
   for i in range(min(num, len(source))):
@@ -474,6 +515,8 @@ def load_clips(config: ml_collections.ConfigDict, split: str, num: int) -> list[
     # Stored as 16-bit PCM (wave * 32767, avdiff.data.builders); floats pass through.
     audio = audio.astype(np.float32) / 32767.0 if audio.dtype == np.int16 else audio.astype(np.float32)
     clip = {'video': np.asarray(rec['video']), 'audio': audio, 'label': int(rec['label'])}
+    if 'attributes' in rec:
+      clip['attributes'] = np.asarray(rec['attributes'], np.int32)
     # Ground truth where the dataset has it; a folder clip without it stores NaN / NO_BOX, which are left out.
     if 'mouth_box' in rec and sidecar.has_box(np.asarray(rec['mouth_box'])):
       clip['mouth_box'] = np.asarray(rec['mouth_box'])
@@ -514,8 +557,12 @@ def check_labels(config: ml_collections.ConfigDict) -> None:
   classifier-free-guidance null class, and a larger one would be read out of the embedding table's range."""
   classes = num_classes(config)
   if classes > config.model.num_classes:
-    what = ('data.num_speakers' if config.data.dataset == 'talking' else 'data.num_materials'
-            if config.data.dataset == 'impacts' else f'the labels of folder dataset {config.data.dataset!r}')
+    if config.data.dataset == 'talking':
+      what = ('data.attributes=\'independent\': colour x shape x pitch'
+              if synthetic.attribute_mode(config.data) == 'independent' else 'data.num_speakers')
+    else:
+      what = ('data.num_materials' if config.data.dataset == 'impacts'
+              else f'the labels of folder dataset {config.data.dataset!r}')
     raise config_lib.ConfigError(
         f'model.num_classes={config.model.num_classes} is smaller than the dataset\'s {classes} label classes '
         f'({what}): label {config.model.num_classes} would act as the guidance null class. Set '

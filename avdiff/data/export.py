@@ -6,8 +6,9 @@ crop, sidecar ground truth mapped onto the training clock (`avdiff.data.builders
 
     python -m experiments.export_dataset --out=DIR --num=256      # 25 fps, 44.1 kHz stereo, 96 x 96, h264 + AAC mp4
 
-Each `<name>.mp4` gets `<name>.mp4.json`: label (speaker), caption, generator ('talking'), the seed, and ground
-truth on the file's own clock: mouth_open [N] per file frame, truth_fps, mouth_box (file pixels).
+Each `<name>.mp4` gets `<name>.mp4.json`: label (speaker, or the attribute label with data.attributes='independent'),
+caption, generator ('talking'), the seed, and ground truth on the file's own clock: mouth_open [N] per file frame,
+truth_fps, mouth_box (file pixels); independent attributes also `attributes` [5] (kept in the build's `extra`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from avdiff.data import av_io
+from avdiff.data import captions
 from avdiff.data import synthetic
 
 # Seeds of exported clips: apart from every built-in split's range (avdiff.data.builders.SPLIT_SEED_OFFSET).
@@ -38,8 +40,11 @@ class FileProtocol:
   audio_codec: str = 'aac'
 
 
-def caption(label: int, clip: dict) -> str:
-  """A plain description of a talking clip from its ground truth (speaker and how much of the clip is speech)."""
+def caption(label: int, clip: dict, seed: int = 0) -> str:
+  """A plain description of a talking clip from its ground truth: `captions.caption(attributes, seed)` for a clip
+  with attributes, else its speaker and how much of the clip is speech."""
+  if 'attributes' in clip:
+    return captions.caption(clip['attributes'], seed)
   speaking = float(np.mean(clip['mouth_open'] > 0.2))
   amount = 'talks throughout' if speaking > 0.6 else 'talks with pauses' if speaking > 0.3 else 'says a few words'
   return f'speaker {label} {amount}'
@@ -64,9 +69,11 @@ def export_talking(out_dir: str, data_cfg: ml_collections.ConfigDict, num: int, 
     name = f'talking_{i:05d}{proto.extension}'
     av_io.write_video(os.path.join(out_dir, name), clip['video'], wave, proto.fps, proto.sample_rate,
                       proto.audio_codec)
-    meta = {'label': int(clip['label']), 'caption': caption(int(clip['label']), clip), 'generator': 'talking',
+    meta = {'label': int(clip['label']), 'caption': caption(int(clip['label']), clip, seed), 'generator': 'talking',
             'seed': seed, 'truth_fps': float(proto.fps), 'mouth_open': [round(float(v), 5) for v in clip['mouth_open']],
             'mouth_box': [int(v) for v in clip['mouth_box']]}
+    if 'attributes' in clip:
+      meta['attributes'] = [int(v) for v in clip['attributes']]
     with open(os.path.join(out_dir, name + '.json'), 'w', encoding='utf-8') as f:
       json.dump(meta, f)
     names.append(name)

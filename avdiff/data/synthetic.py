@@ -5,8 +5,12 @@ sample_rate); geometry is in fractions of the frame size and physics in frame he
 seed gives the same scene at any resolution. Frame f is shown over [f / fps, (f + 1) / fps).
 
 talking: a drawn face whose mouth opening at frame f is the RMS of the speech envelope over that frame. Speech is a
-  voiced harmonic source (random syllable onsets, durations, pitch contours) shaped by vowel formants. The speaker
-  (label) sets face colour, face shape and voice pitch.
+  voiced harmonic source (random syllable onsets, durations, pitch contours) shaped by vowel formants. Two modes
+  (data.attributes): 'speaker' -- the speaker (label) sets face colour, face shape and voice pitch together;
+  'independent' -- face colour, face shape, voice pitch, speaking rate and syllable count are drawn independently
+  (`TALKING_ATTRIBUTES`), label = the (colour, shape, pitch) combination, and each clip has a caption
+  (`avdiff.data.captions`). The (colour, pitch) pairs of `HELD_OUT_PAIRS` occur only in clips whose seed lies in
+  `NOVEL_SEEDS` (the `test_novel` split), and no other clip has them.
 impacts: balls dropped from rest one after another; each falls under gravity and lands dead on the floor exactly at
   a frame time, so its motion grows up to the contact frame and stops there. Each contact sounds at the start of
   that frame (modal synthesis: decaying partials + a click); there is silence before the first contact. The
@@ -22,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from avdiff import config_lib
+from avdiff.data import captions
 
 DATASETS = ('talking', 'impacts')
 
@@ -91,6 +96,113 @@ def speaker(index: int, num_speakers: int) -> Speaker:
                  face_colour=_hsv(index / max(1, num_speakers), 0.45, 0.9), face_ry=ry, face_rx=rx)
 
 
+# attributes='independent'. The table is the caption vocabulary (name -> values; a clip stores value indices).
+TALKING_ATTRIBUTES = captions.TALKING_ATTRIBUTES
+ATTRIBUTE_MODES = ('speaker', 'independent')
+HELD_OUT_PAIRS = (('blue', 'high'), ('yellow', 'low'))  # (colour, pitch) pairs seen only in NOVEL_SEEDS clips.
+# Seeds of the `test_novel` split (avdiff.data.builders): clips with these seeds draw only held-out pairs, all other
+# seeds never do, so a clip stays a pure function of (seed, data config) and its stored key regenerates it.
+NOVEL_SEEDS = range(3_000_000, 4_000_000)
+# label = (colour * 2 + shape) * 2 + pitch: 16 classes.
+NUM_INDEPENDENT_CLASSES = len(TALKING_ATTRIBUTES['colour']) * len(TALKING_ATTRIBUTES['shape']) * len(
+    TALKING_ATTRIBUTES['pitch'])
+# Saturated hues (value 0.9, saturation 0.6), far apart and far from the dull background (saturation 0.15).
+_HUES = {'red': 0.0, 'green': 0.33, 'blue': 0.62, 'yellow': 0.15}
+_SHAPES = {'round': (0.33, 0.33), 'long': (0.40, 0.24)}  # (ry, rx), fractions of the frame.
+# Per-clip f0 range (Hz) and formant scale. Per-syllable jitter (x0.95-1.05) and glide (x0.925-1.075) keep every
+# low syllable below 136 Hz and every high one above 184 Hz: the two pitches never overlap.
+_PITCHES = {'low': ((100.0, 120.0), 1.0), 'high': ((210.0, 250.0), 1.15)}
+_F0_JITTER = (0.95, 1.05)
+_RATES = {'slow': (0.26, 0.34), 'fast': (0.10, 0.16)}  # Syllable duration range, seconds.
+# Silence between syllables (>= 4.8 mel frames at 40 Hz: an envelope reader sees each gap) and before the first /
+# after the last syllable, seconds.
+MIN_SYLLABLE_GAP = 0.12
+_EDGE_SECONDS = 0.05
+
+
+def is_novel_seed(seed: int) -> bool:
+  """Whether clip `seed` belongs to the held-out (colour, pitch) pairs (attributes='independent')."""
+  return int(seed) in NOVEL_SEEDS
+
+
+def attribute_mode(data_cfg: ml_collections.ConfigDict) -> str:
+  """data.attributes of `talking`: 'speaker' (also for configs written before the field existed) | 'independent'."""
+  mode = data_cfg.get('attributes', 'speaker')
+  if mode not in ATTRIBUTE_MODES:
+    raise config_lib.ConfigError(f'data.attributes={mode!r} must be one of {ATTRIBUTE_MODES}')
+  return mode
+
+
+def attribute_label(attributes) -> int:
+  """Label of int [5] attribute indices (TALKING_ATTRIBUTES order): colour * 4 + shape * 2 + pitch, in [0, 16)."""
+  shapes, pitches = len(TALKING_ATTRIBUTES['shape']), len(TALKING_ATTRIBUTES['pitch'])
+  return (int(attributes[0]) * shapes + int(attributes[1])) * pitches + int(attributes[2])
+
+
+def label_attributes(label: int) -> dict:
+  """{'colour', 'shape', 'pitch'} value names of an independent-mode label (the inverse of `attribute_label`)."""
+  if not 0 <= label < NUM_INDEPENDENT_CLASSES:
+    raise ValueError(f'label {label} is outside [0, {NUM_INDEPENDENT_CLASSES})')
+  shapes, pitches = len(TALKING_ATTRIBUTES['shape']), len(TALKING_ATTRIBUTES['pitch'])
+  return {'colour': TALKING_ATTRIBUTES['colour'][label // (shapes * pitches)],
+          'shape': TALKING_ATTRIBUTES['shape'][label // pitches % shapes],
+          'pitch': TALKING_ATTRIBUTES['pitch'][label % pitches]}
+
+
+def check_clip_fits(data_cfg: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError when data.clip_seconds cannot hold the longest independent-mode clip: the most syllables at
+  the slow rate's shortest duration, MIN_SYLLABLE_GAP apart, with _EDGE_SECONDS of silence at both ends."""
+  most = max(TALKING_ATTRIBUTES['syllables'])
+  need = most * _RATES['slow'][0] + (most - 1) * MIN_SYLLABLE_GAP + 2 * _EDGE_SECONDS
+  if float(data_cfg.clip_seconds) < need - 1e-9:
+    raise config_lib.ConfigError(
+        f'data.clip_seconds={data_cfg.clip_seconds:g} is too short for data.attributes=\'independent\': {most} slow '
+        f'syllables of >= {_RATES["slow"][0]:g} s with {MIN_SYLLABLE_GAP:g} s gaps need {need:g} s')
+
+
+def _draw_attributes(rng: np.random.Generator, novel: bool) -> np.ndarray:
+  """int32 [5] value indices: every attribute uniform and independent, except that (colour, pitch) is drawn among
+  the held-out pairs when `novel` and among the other pairs otherwise."""
+  colours, pitches = TALKING_ATTRIBUTES['colour'], TALKING_ATTRIBUTES['pitch']
+  pairs = [(c, p) for c in range(len(colours)) for p in range(len(pitches))
+           if ((colours[c], pitches[p]) in HELD_OUT_PAIRS) == novel]
+  colour, pitch = pairs[int(rng.integers(len(pairs)))]
+  shape, rate, syllables = (int(rng.integers(len(TALKING_ATTRIBUTES[n]))) for n in ('shape', 'rate', 'syllables'))
+  return np.array([colour, shape, pitch, rate, syllables], np.int32)
+
+
+def _attribute_voice(rng: np.random.Generator, attributes: np.ndarray) -> Speaker:
+  """The face and voice of independent attributes; f0 is drawn within the pitch's range."""
+  values = captions.named(attributes)
+  (f0_low, f0_high), formant_scale = _PITCHES[values['pitch']]
+  ry, rx = _SHAPES[values['shape']]
+  return Speaker(f0=float(rng.uniform(f0_low, f0_high)), formant_scale=formant_scale,
+                 face_colour=_hsv(_HUES[values['colour']], 0.6, 0.9), face_ry=ry, face_rx=rx)
+
+
+def _placed_syllables(rng: np.random.Generator, count: int, rate: str, seconds: float
+                      ) -> list[tuple[float, float]]:
+  """`count` (onset, duration) pairs in seconds: durations in the rate's range, >= MIN_SYLLABLE_GAP of silence
+  between syllables and >= _EDGE_SECONDS at the clip ends, the spare time spread at random over the gaps.
+
+  When the drawn durations do not fit, each is pulled towards the range's low end by one common factor, so every
+  duration stays in the rate's range (`check_clip_fits` guarantees that the low end fits).
+  """
+  low, high = _RATES[rate]
+  durations = rng.uniform(low, high, count)
+  room = seconds - 2 * _EDGE_SECONDS - (count - 1) * MIN_SYLLABLE_GAP
+  if durations.sum() > room:
+    durations = low + (durations - low) * max(0.0, room - count * low) / (durations.sum() - count * low)
+  spare = max(0.0, room - durations.sum())
+  spaces = spare * rng.dirichlet(np.ones(count + 1))  # Extra silence before, between and after the syllables.
+  out, t = [], _EDGE_SECONDS
+  for i in range(count):
+    t += spaces[i]
+    out.append((float(t), float(durations[i])))
+    t += durations[i] + MIN_SYLLABLE_GAP
+  return out
+
+
 def _syllables(rng: np.random.Generator, seconds: float) -> list[tuple[float, float]]:
   """Random (onset, duration) pairs in seconds: 0.1-0.35 s syllables, 0.04-0.3 s gaps, occasional pauses."""
   out, t = [], rng.uniform(0.0, 0.3)
@@ -101,11 +213,20 @@ def _syllables(rng: np.random.Generator, seconds: float) -> list[tuple[float, fl
   return out
 
 
-def _speech(rng: np.random.Generator, voice: Speaker, num_samples: int, sample_rate: int):
-  """Speech-like audio and its amplitude envelope: two float32 [num_samples] arrays."""
+def _speech(rng: np.random.Generator, voice: Speaker, num_samples: int, sample_rate: int, syllables=None,
+            f0_jitter=(0.85, 1.2), level=(0.4, 1.0)):
+  """Speech-like audio and its amplitude envelope: two float32 [num_samples] arrays.
+
+  Args:
+    syllables: (onset, duration) pairs in seconds; None draws them with `_syllables`.
+    f0_jitter: range of each syllable's mean pitch as a factor of voice.f0.
+    level: range of each syllable's peak envelope.
+  """
   audio = np.zeros(num_samples, np.float32)
   envelope = np.zeros(num_samples, np.float32)
-  for onset, duration in _syllables(rng, num_samples / sample_rate):
+  if syllables is None:
+    syllables = _syllables(rng, num_samples / sample_rate)
+  for onset, duration in syllables:
     start = int(round(onset * sample_rate))
     n = min(int(round(duration * sample_rate)), num_samples - start)
     if n < 8:
@@ -113,7 +234,7 @@ def _speech(rng: np.random.Generator, voice: Speaker, num_samples: int, sample_r
     x = (np.arange(n, dtype=np.float32) + 0.5) / n  # Position within the syllable, 0..1.
     seconds = x * (n / sample_rate)
     # Pitch: speaker f0 x per-syllable factor, with a rising or falling glide and a 5.5 Hz vibrato.
-    f0_mean = voice.f0 * rng.uniform(0.85, 1.2)
+    f0_mean = voice.f0 * rng.uniform(*f0_jitter)
     glide = 1.0 + rng.uniform(-0.15, 0.15) * (x - 0.5)
     f0 = f0_mean * glide * (1.0 + 0.01 * np.sin(2 * np.pi * 5.5 * seconds))
     phase = 2.0 * np.pi * np.cumsum(f0) / sample_rate + rng.uniform(0, 2 * np.pi)
@@ -126,7 +247,7 @@ def _speech(rng: np.random.Generator, voice: Speaker, num_samples: int, sample_r
     voiced = (amps[:, None] * np.sin(k[:, None] * phase[None, :])).sum(0)
     voiced += 0.03 * rng.standard_normal(n).astype(np.float32) * np.sqrt(np.mean(voiced**2))  # Breath.
     voiced /= np.sqrt(np.mean(voiced**2)) + 1e-8  # Unit RMS: loudness is carried by the envelope alone.
-    env = rng.uniform(0.4, 1.0) * np.sin(np.pi * x)**0.7
+    env = rng.uniform(*level) * np.sin(np.pi * x)**0.7
     audio[start:start + n] += env * voiced
     envelope[start:start + n] += env
   return audio, envelope
@@ -135,18 +256,34 @@ def _speech(rng: np.random.Generator, voice: Speaker, num_samples: int, sample_r
 def talking_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
   """One talking-face clip.
 
+  With data.attributes='independent' the attributes are drawn from the seed; a seed in NOVEL_SEEDS draws only the
+  (colour, pitch) pairs of HELD_OUT_PAIRS, any other seed never does.
+
   Returns:
-    dict with `video` uint8 [T, H, W, 3], `audio` float32 [S] in [-1, 1], `label` int (speaker),
-    `mouth_open` float32 [T] in [0, 1] (RMS speech envelope over each frame / its clip maximum) and `mouth_box`
-    int32 [4] (y0, x0, y1, x1; pixels, end-exclusive) covering the mouth in every frame.
+    dict with `video` uint8 [T, H, W, 3], `audio` float32 [S] in [-1, 1], `label` int (speaker; independent mode:
+    `attribute_label`), `mouth_open` float32 [T] in [0, 1] (RMS speech envelope over each frame / its clip
+    maximum) and `mouth_box` int32 [4] (y0, x0, y1, x1; pixels, end-exclusive) covering the mouth in every frame;
+    independent mode adds `attributes` int32 [5] (value indices in TALKING_ATTRIBUTES order) and `caption` str
+    (`captions.caption(attributes, seed)`).
   """
   rng = np.random.default_rng([int(seed), 1])
   size, fps, sr = int(data_cfg.resolution), float(data_cfg.fps), int(data_cfg.sample_rate)
   frames, samples = config_lib.num_frames(data_cfg), config_lib.num_samples(data_cfg)
-  label = int(rng.integers(data_cfg.num_speakers))
-  voice = speaker(label, int(data_cfg.num_speakers))
-
-  audio, envelope = _speech(rng, voice, samples, sr)
+  extra = {}
+  if attribute_mode(data_cfg) == 'independent':
+    check_clip_fits(data_cfg)
+    attributes = _draw_attributes(rng, is_novel_seed(seed))
+    label = attribute_label(attributes)
+    voice = _attribute_voice(rng, attributes)
+    values = captions.named(attributes)
+    syllables = _placed_syllables(rng, values['syllables'], values['rate'], samples / sr)
+    # Syllable peaks within 0.6-1.0 of each other: the quietest stays far above a syllable counter's threshold.
+    audio, envelope = _speech(rng, voice, samples, sr, syllables, f0_jitter=_F0_JITTER, level=(0.6, 1.0))
+    extra = {'attributes': attributes, 'caption': captions.caption(attributes, seed)}
+  else:  # The draws of the original generator, in their order: its clips stay bit-identical.
+    label = int(rng.integers(data_cfg.num_speakers))
+    voice = speaker(label, int(data_cfg.num_speakers))
+    audio, envelope = _speech(rng, voice, samples, sr)
   peak = np.abs(audio).max()
   gain = rng.uniform(0.5, 0.9) / peak if peak > 0 else 1.0
   audio = (audio * gain).astype(np.float32)
@@ -187,18 +324,27 @@ def talking_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
          np.ceil(mouth_y.max() + mouth_ry_open + margin), np.ceil(cx.max() + mouth_rx + margin))
   mouth_box = np.clip(np.array(box), 0, size).astype(np.int32)
   return {'video': _to_uint8(image), 'audio': audio, 'label': label, 'mouth_open': mouth_open,
-          'mouth_box': mouth_box}
+          'mouth_box': mouth_box, **extra}
+
+
+def _face_radii(label: int, data_cfg: ml_collections.ConfigDict) -> tuple[float, float]:
+  """(ry, rx) of label's face, fractions of the frame."""
+  if attribute_mode(data_cfg) == 'independent':
+    return _SHAPES[label_attributes(int(label))['shape']]
+  voice = speaker(int(label), int(data_cfg.num_speakers))
+  return voice.face_ry, voice.face_rx
 
 
 def talking_mouth_region(label: int, data_cfg: ml_collections.ConfigDict) -> np.ndarray:
-  """int32 [4] (y0, x0, y1, x1; pixels, end-exclusive): where speaker `label`'s mouth can be in any `talking` clip.
+  """int32 [4] (y0, x0, y1, x1; pixels, end-exclusive): where label `label`'s mouth can be in any `talking` clip.
 
   The union over every head position the generator draws (centre jitter and sway), for reading the mouth of a clip
   whose own geometry is unknown, e.g. a generated one; `talking_clip`'s `mouth_box` is the tighter box of one clip.
+  The label fixes the face shape in both attribute modes (speaker, or colour * 4 + shape * 2 + pitch).
   """
   size = int(data_cfg.resolution)
-  voice = speaker(int(label), int(data_cfg.num_speakers))
-  face_ry, face_rx = voice.face_ry * size, voice.face_rx * size
+  ry, rx = _face_radii(label, data_cfg)
+  face_ry, face_rx = ry * size, rx * size
   mouth_y = size * 0.5 + 0.55 * face_ry
   reach_y, reach_x = 0.04 * size + 0.1 * size + 1.0, (0.04 + 0.03) * size + 0.45 * face_rx + 1.0
   box = (np.floor(mouth_y - reach_y), np.floor(size * 0.5 - reach_x), np.ceil(mouth_y + reach_y),
@@ -356,10 +502,13 @@ _GENERATORS = {'talking': talking_clip, 'impacts': impacts_clip}
 
 
 def num_classes(name: str, data_cfg: ml_collections.ConfigDict) -> int:
-  """Label classes of a built-in dataset."""
+  """Label classes of a built-in dataset (`talking` with attributes='independent': the 16 (colour, shape, pitch)
+  combinations)."""
   if name not in _GENERATORS:
     raise ValueError(f'Unknown synthetic dataset {name!r}; expected one of {DATASETS}')
-  return int(data_cfg.num_speakers if name == 'talking' else data_cfg.num_materials)
+  if name == 'talking':
+    return NUM_INDEPENDENT_CLASSES if attribute_mode(data_cfg) == 'independent' else int(data_cfg.num_speakers)
+  return int(data_cfg.num_materials)
 
 
 def make_clip(name: str, seed: int, data_cfg: ml_collections.ConfigDict) -> dict:

@@ -73,11 +73,12 @@ def replacement_constraint(cond: dict, masks: dict, schedule: schedules.Schedule
 def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax.Array,
            diffusion_cfg: ml_collections.ConfigDict, mode: str = 'joint', cond: Optional[dict] = None,
            cond_frames: int = 0, *, null_label: Optional[int] = None, sampler: Optional[str] = None,
-           num_steps: Optional[int] = None) -> dict:
+           num_steps: Optional[int] = None, text=None, null_text=None) -> dict:
   """Samples latents with the configured sampler, objective, schedule and guidance. Pure and jittable.
 
   Args:
-    pred_fn: (x: dict, t: dict of float32 [B], label int32 [B]) -> dict of raw network outputs.
+    pred_fn: (x: dict, t: dict of float32 [B], label int32 [B]) -> dict of raw network outputs; with `text`,
+      (x, t, label, text) -> dict.
     shapes: {'video': (B, T_l, H_l, W_l, C_v), 'audio': (B, T_al, F_l, C_a)} (any [B, ...] shapes; continuation
       needs time on axis 1).
     label: int32 [B], or None for unconditional (all null labels).
@@ -90,6 +91,8 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
     null_label: the CFG null label (= config.model.num_classes); required when a guidance scale is not 1 or
       label is None.
     sampler, num_steps: override diffusion_cfg.sampler / num_sampling_steps.
+    text, null_text: None, or the prompts (a pytree of [B, ...] arrays, e.g. byte ids) and the null prompt in the
+      same structure (needed when diffusion_cfg.guidance_text is not 1).
   Returns:
     {'video': float32 [B, ...], 'audio': float32 [B, ...]} at t = 0; given modalities / frames equal `cond`
     bit-exactly.
@@ -106,8 +109,8 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
     raise ValueError('sample: pass null_label=config.model.num_classes for guidance or unconditional sampling')
   if label is None:
     label = jnp.full((batch,), null_label, jnp.int32)
-  net = pred_fn if not guided else guidance.guided_pred_fn(pred_fn, null_label, df.guidance_video,
-                                                           df.guidance_audio)
+  net = guidance.guided_pred_fn(pred_fn, null_label, df.guidance_video, df.guidance_audio, text=text,
+                                null_text=null_text, scale_text=df.get('guidance_text', 1.0))
 
   given = _GIVEN.get(mode, ())
   needed = ('video', 'audio') if mode == 'continuation' else given

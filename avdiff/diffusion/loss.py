@@ -5,7 +5,8 @@ shared time is used for both. Then, with probability `clean_video_prob` the vide
 masked out), else with probability `clean_audio_prob` the audio is (the two events are exclusive). Training on
 these cases is what lets one model sample jointly, audio -> video and video -> audio: at sampling time the given
 modality is fed clean at t = 0, a situation the model has seen. Labels are replaced by the null label
-`num_classes` with probability `label_dropout` (classifier-free guidance). With `sync_loss_weight` > 0 an
+`num_classes` with probability `label_dropout` and prompts by the null prompt with probability `text_dropout`,
+independently (classifier-free guidance on each). With `sync_loss_weight` > 0 an
 auxiliary InfoNCE loss (`sync_loss`) pairs the network's video and audio features of the same moment. With
 `motion_loss_weight` > 0 the video error is weighted towards what moves within the clip (`motion_weights`).
 """
@@ -95,19 +96,28 @@ def sync_loss(emb: dict, t: dict, temperature: float) -> jax.Array:
   return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-6)
 
 
+def drop_text(text, null_text, dropped: jax.Array):
+  """The prompt pytree with example b replaced by null_text's where dropped[b] (bool [B]); any leaves [B, ...]."""
+  return jax.tree.map(lambda a, n: jnp.where(bcast(dropped, a), n, a), text, null_text)
+
+
 def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
-                  diffusion_cfg: ml_collections.ConfigDict, num_classes: int) -> tuple[jax.Array, dict]:
+                  diffusion_cfg: ml_collections.ConfigDict, num_classes: int, text=None,
+                  null_text=None) -> tuple[jax.Array, dict]:
   """Mean-squared error of the network output against the objective's target, per modality, weighted (for the x
   objective: the error of the flow velocity it implies, see `objectives.loss_weight`).
 
   Args:
     pred_fn: (x_t: dict, t: dict of [B], label [B]) -> dict of raw predictions, same shapes as x_t; with
-      diffusion.sync_loss_weight > 0, (that dict, sync embeddings as in `sync_loss`).
+      diffusion.sync_loss_weight > 0, (that dict, sync embeddings as in `sync_loss`). With a prompt it is called
+      as pred_fn(x_t, t, label, text).
     x0: clean latents {'video': [B, ...], 'audio': [B, ...]}.
     label: int32 [B] in [0, num_classes).
     rng: PRNG key.
     diffusion_cfg: config.diffusion.
     num_classes: the null label index.
+    text, null_text: None, or the batch's prompts (a pytree of [B, ...] arrays, e.g. byte ids [B, L]) and the null
+      prompt in the same structure; each prompt is replaced by the null one with probability text_dropout.
   Returns:
     (loss, metrics). loss = sum_m w_m * sum_b mask_mb * mse_mb / B (masked examples contribute zero, so the
     gradient scale does not depend on how many were left clean). metrics: 'loss_video' / 'loss_audio' (mean MSE
@@ -118,6 +128,7 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
   schedule = schedules.from_config(df)
   batch = label.shape[0]
   k_t, k_noise, k_label = jax.random.split(rng, 3)
+  k_text = jax.random.fold_in(rng, 3)  # A fourth key without changing the first three (same draws as before).
   t, mask = sample_times(k_t, batch, df, schedule)
   drop = jax.random.uniform(k_label, (batch,)) < df.label_dropout
   label = jnp.where(drop, num_classes, label).astype(jnp.int32)
@@ -132,7 +143,11 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
     targets[m] = objectives.target(df.objective, x, eps, alpha, sigma)
     loss_w[m] = objectives.loss_weight(df.objective, alpha, sigma).reshape(batch)
 
-  pred = pred_fn(x_t, t, label)
+  if text is None:
+    pred = pred_fn(x_t, t, label)
+  else:
+    text = drop_text(text, null_text, jax.random.uniform(k_text, (batch,)) < df.text_dropout)
+    pred = pred_fn(x_t, t, label, text)
   metrics = {}
   loss = 0.0
   if df.sync_loss_weight > 0:

@@ -1,5 +1,6 @@
-"""Transformer blocks with adaLN-Zero modulation: self-attention block (shared or per-modality weights) and the
-bidirectional cross-attention block of the dual-tower model.
+"""Transformer blocks with adaLN-Zero modulation: self-attention block (shared or per-modality weights), the
+bidirectional cross-attention block of the dual-tower model, and the audio-video-to-text cross-attention of
+model.text.fusion='cross_attention'.
 
 Blocks are stateless functions of their parameters: everything they need besides parameters (rotary tables, how to
 split the sequence into modality parts, the attention backend) comes in a `Context`.
@@ -150,3 +151,28 @@ class CrossBlock(nnx.Module):
     nv = self.video_from_audio(hv, ha, cv, rope_v, rope_a, kind, biases[0])
     na = self.audio_from_video(ha, hv, ca, rope_a, rope_v, kind, biases[1])
     return nv, na
+
+
+class TextCrossAttention(nnx.Module):
+  """Audio-video tokens attend to the prompt's text tokens, gated by adaLN-Zero (the identity at init).
+
+  h [B, N, C] (the joint sequence), txt [B, K, C], cond [B, M, C] (one conditioning vector per modality; each token
+  takes its modality's shift, scale and gate through ctx.per_token) -> [B, N, C]. No rotary: text has no position
+  on the clip's clock.
+  """
+
+  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, dtype, param_dtype):
+    hd = width // heads
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.ada = layers.Dense(width, (3, width), ('mlp', None, 'embed'), kernel_init=layers.zeros_init, **kw)
+    self.q = layers.Dense(width, (heads, hd), ('embed', 'heads', 'kv'), **kw)
+    self.kv = layers.Dense(width, (2, heads, hd), ('embed', None, 'heads', 'kv'), **kw)
+    self.out = layers.Dense((heads, hd), width, ('heads', 'kv', 'embed'), **kw)
+
+  def __call__(self, h: jax.Array, txt: jax.Array, cond: jax.Array, ctx: Context) -> jax.Array:
+    mod = self.ada(jax.nn.silu(cond))  # [B, M, 3, C]
+    shift, scale, gate = (ctx.per_token(mod[:, :, k]) for k in range(3))
+    q = checkpoint_name(self.q(layers.modulate(layers.layer_norm(h), shift, scale)), 'qkv')
+    kv = checkpoint_name(self.kv(layers.layer_norm(txt)), 'qkv')
+    o = checkpoint_name(attn_lib.attention(q, kv[:, :, 0], kv[:, :, 1], ctx.attention), 'attention')
+    return h + gate * checkpoint_name(self.out(o), 'attention_out')

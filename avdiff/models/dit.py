@@ -1,14 +1,16 @@
 """Audio-video diffusion transformer, shared part: latents dict + per-modality times + label -> prediction dict.
 
     dit(x={'video': [B, T_l, H_l, W_l, C_v], 'audio': [B, T_al, F_l, C_a]}, t={'video': [B], 'audio': [B]},
-        label=int32 [B], text=None | [B, L, text_embed_dim]) -> float32 dict with the shapes of x.
+        label=int32 [B], text=None | prompt (`avdiff.models.text.Text`: byte ids int32 [B, L] or precomputed
+        embeddings)) -> float32 dict with the shapes of x.
     dit(..., sync_embeddings=True) -> (that dict, {'video': [B, T, 64], 'audio': [B, T, 64]}): per video token step,
         unit-norm embeddings of the trunk's output for the auxiliary sync loss (diffusion.sync_loss_weight > 0).
 
-`DiT` holds what every fusion shares: the conditioning (timestep, label and text embeddings), the token I/O (shared
+`DiT` holds what every fusion shares: the conditioning (timestep, label and text encoder), the token I/O (shared
 AV encoder in, one zero-initialized final layer per modality out) and the rotary tables. Each token is modulated by
-its own modality's conditioning vector (timestep embedding of that modality's t + label embedding), so video and
-audio can sit at different noise levels. adaLN-Zero gates and zero-initialized output layers make the prediction
+its own modality's conditioning vector (timestep embedding of that modality's t + label embedding + pooled text),
+so video and audio can sit at different noise levels. With model.text.encoder set the prompt's K text tokens enter
+the trunk (model.text.fusion: in the sequence, or by cross-attention). adaLN-Zero gates and zero-initialized output layers make the prediction
 exactly zero at init. The transformer trunk between input and output tokens is a subclass's (`avdiff.models.trunks`:
 'joint' or 'dual_tower'); build the model with `trunks.build_dit(config, rngs)`, exported as
 `avdiff.models.build_dit`. Trunk blocks are layer stacks (`avdiff.models.stacks`).
@@ -24,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from avdiff import config_lib
-from avdiff.models import attention as attn_lib, encoder as encoder_lib, layers, patching, tokens
+from avdiff.models import attention as attn_lib, encoder as encoder_lib, layers, patching, text as text_lib, tokens
 
 
 SYNC_DIM = 64  # Width of the sync loss embeddings.
@@ -60,7 +62,7 @@ class DiT(nnx.Module):
     self.rope_theta = m.rope_theta
     self.av_time_bias = float(m.av_time_bias)
     self.attention, self.remat, self.scan = m.attention, m.remat, bool(m.scan_layers)
-    self.text_dim = m.text_embed_dim
+    self.text_fusion = m.text.fusion if config_lib.text_encoder(config) else ''
     # {stack name: pure dict of one layer's parameter shardings}, set by the train step for FSDP (see
     # stacks.run_stack); its presence tells the train state that this model takes them.
     self.layer_shardings = None
@@ -73,8 +75,7 @@ class DiT(nnx.Module):
     self.encoder = encoder_lib.SharedAVEncoder(self.layout, w, rngs=rngs, abs_positions=m.abs_positions, **kw)
     self.t_embed = layers.TimestepEmbedder(w, rngs=rngs, **kw)
     self.label_embed = layers.LabelEmbedder(m.num_classes, w, rngs=rngs, param_dtype=pdt)
-    self.text_embed = (layers.Dense(m.text_embed_dim, w, (None, 'embed'), rngs=rngs, **kw)
-                       if m.text_embed_dim > 0 else None)
+    self.text_encoder = text_lib.TextEncoder(m.text, w, rngs=rngs, **kw) if self.text_fusion else None
     self._build_trunk(m, rngs, kw)
     self.final_video = FinalLayer(w, self.layout.video_patch_dim, rngs=rngs, **kw)
     self.final_audio = FinalLayer(w, self.layout.audio_patch_dim, rngs=rngs, **kw)
@@ -96,7 +97,8 @@ class DiT(nnx.Module):
     """Transformer blocks over the embedded tokens.
 
     v [B, N_v, width], a [B, N_a, width]: video and audio tokens in raster order. txt: None or text tokens
-    [B, L, width]. cv, ca, ct [B, width]: conditioning vectors of video, audio and text tokens. rope: `_rope(L)`.
+    [B, K, width] (in the sequence or attended to, by self.text_fusion). cv, ca, ct [B, width]: conditioning vectors
+    of video, audio and text tokens. rope: `_rope(K)` ('tokens') or `_rope(0)`.
     Returns (video [B, N_v, width], audio [B, N_a, width]) in raster order, text tokens dropped.
     """
     raise NotImplementedError
@@ -149,24 +151,26 @@ class DiT(nnx.Module):
 
   # --------------------------------------------------------------------------- forward
 
-  def __call__(self, x: dict, t: dict, label: jax.Array, text: Optional[jax.Array] = None,
+  def __call__(self, x: dict, t: dict, label: jax.Array, text: Optional[text_lib.Text] = None,
                sync_embeddings: bool = False):
     lay = self.layout
     cv_t = self.t_embed(t['video'])
     ca_t = self.t_embed(t['audio'])
     lab = self.label_embed(label).astype(cv_t.dtype)
-    cv, ca = cv_t + lab, ca_t + lab
     v, a = self.encoder.embed(x)
     txt = None
-    if self.text_embed is not None:
+    if self.text_encoder is not None:
       if text is None:
-        raise ValueError('model.text_embed_dim > 0: pass text embeddings [B, L, text_embed_dim]')
-      txt = self.text_embed(text)
+        raise ValueError('model.text.encoder is set: pass a prompt (avdiff.models.text.tokenize; the empty prompt '
+                         'is the null text)')
+      txt, pooled = self.text_encoder(text)
+      lab = lab + pooled.astype(lab.dtype)
     elif text is not None:
-      raise ValueError('text embeddings passed, but model.text_embed_dim = 0')
-    num_text = 0 if txt is None else txt.shape[1]
+      raise ValueError('a prompt was passed, but the model has no text encoder (model.text.encoder is empty)')
+    cv, ca = cv_t + lab, ca_t + lab
+    num_text = txt.shape[1] if self.text_fusion == 'tokens' else 0  # Text tokens in the sequence.
     rope = self._rope(num_text)
-    ct = lab + 0.5 * (cv_t + ca_t)  # Text tokens: label + mean noise level.
+    ct = lab + 0.5 * (cv_t + ca_t)  # Text tokens: label and prompt + mean noise level.
     v, a = self._trunk(v, a, txt, cv, ca, ct, rope)
     out_v = patching.unpatchify_video(self.final_video(v, cv), lay.video_patch, lay.video_latent)
     out_a = patching.unpatchify_audio(self.final_audio(a, ca), lay.audio_patch, lay.audio_latent)

@@ -1,7 +1,9 @@
 """The DiT's two transformer trunks (model.fusion), as subclasses of `dit.DiT`, and `build_dit`, which picks one.
 
   'joint'      `JointDiT`: one sequence through shared self-attention blocks; weights shared or per modality
-               (MM-DiT style, model.modality_specific_weights).
+               (MM-DiT style, model.modality_specific_weights). The prompt's text tokens join the sequence
+               (model.text.fusion='tokens') or are attended to after every block ('cross_attention',
+               `text_blocks`).
   'dual_tower' `DualTowerDiT`: a video tower and an audio tower (`depth` blocks each) with bidirectional
                cross-attention after every `cross_attention_every` blocks.
 The block stacks are attributes of the model itself, so parameter paths stay top-level (`blocks`, `video_blocks`,
@@ -21,15 +23,19 @@ from avdiff.models import blocks, dit, stacks, tokens
 
 
 class JointDiT(dit.DiT):
-  """Video, audio (and text) tokens in one sequence through `depth` self-attention blocks (`blocks`)."""
+  """Video, audio (and text) tokens in one sequence through `depth` self-attention blocks (`blocks`), each followed
+  by a cross-attention to the text tokens (`text_blocks`) with model.text.fusion='cross_attention'."""
 
   def _build_trunk(self, m, rngs: nnx.Rngs, kw: dict) -> None:
     self.modality_specific = bool(m.modality_specific_weights)
-    n_mod = 3 if m.text_embed_dim > 0 else 2
+    n_mod = 3 if self.text_fusion == 'tokens' else 2
     streams = n_mod if self.modality_specific else 1
     mlp_dim = int(m.width * m.mlp_ratio)
     self.blocks = stacks.stacked(m.depth, lambda r: blocks.Block(m.width, m.num_heads, mlp_dim, streams, rngs=r, **kw),
                                  rngs)
+    if self.text_fusion == 'cross_attention':
+      self.text_blocks = stacks.stacked(m.depth, lambda r: blocks.TextCrossAttention(m.width, m.num_heads, rngs=r,
+                                                                                     **kw), rngs)
 
   def _context(self, num_text: int, rope: dict) -> blocks.Context:
     """Attention context of the joint sequence: rotary tables, and per-token modality or per-stream token sets."""
@@ -37,7 +43,7 @@ class JointDiT(dit.DiT):
     n = len(tok.modality)
     modality = np.concatenate([tok.modality, np.full(num_text, tokens.TEXT)])
     cos, sin = rope.get('sequence', (None, None))
-    n_mod = 3 if self.text_embed is not None else 2
+    n_mod = 3 if num_text else 2
     bias = self._time_bias('sequence', 'sequence', num_text)
     if not self.modality_specific:
       return blocks.Context(cos, sin, modality, None, None, self.attention, bias)
@@ -50,15 +56,23 @@ class JointDiT(dit.DiT):
 
   def _trunk(self, v: jax.Array, a: jax.Array, txt: Optional[jax.Array], cv: jax.Array, ca: jax.Array,
              ct: jax.Array, rope: dict) -> tuple[jax.Array, jax.Array]:
-    num_text = 0 if txt is None else txt.shape[1]
+    in_sequence = txt is not None and self.text_fusion == 'tokens'
+    num_text = txt.shape[1] if in_sequence else 0
     h = self.encoder.to_sequence(v, a)
-    conds = [cv, ca] + ([ct] if txt is not None else [])
-    if txt is not None:
+    conds = [cv, ca] + ([ct] if in_sequence else [])
+    if in_sequence:
       h = jnp.concatenate([h, txt.astype(h.dtype)], axis=1)
     cond = jnp.stack(conds, axis=1)  # [B, M, C]
     ctx = self._context(num_text, rope)
-    h = stacks.run_stack(self.blocks, h, lambda c, blk: blk(c, cond, ctx), scan=self.scan, remat=self.remat,
-                         layer_shardings=self._layer_shardings('blocks'))
+    if txt is not None and not in_sequence:  # Cross-attention to the text after every block.
+      av_ctx = blocks.Context(None, None, self.encoder.token_layout.modality, None, None, self.attention)
+      txt = txt.astype(h.dtype)
+      body = lambda c, mods: mods[1](mods[0](c, cond, ctx), txt, cond, av_ctx)
+      h = stacks.run_stack((self.blocks, self.text_blocks), h, body, scan=self.scan, remat=self.remat,
+                           layer_shardings=self._layer_shardings('blocks', 'text_blocks'))
+    else:
+      h = stacks.run_stack(self.blocks, h, lambda c, blk: blk(c, cond, ctx), scan=self.scan, remat=self.remat,
+                           layer_shardings=self._layer_shardings('blocks'))
     return self.encoder.split_sequence(h[:, :h.shape[1] - num_text])
 
 

@@ -16,6 +16,7 @@ from avdiff import models
 from avdiff import sampling
 from avdiff.diffusion import diagnostics
 from avdiff.eval import in_loop
+from avdiff.models import text as text_lib
 from avdiff.train import flops
 from avdiff.train import task as task_lib
 
@@ -26,6 +27,8 @@ class DiffusionTask(task_lib.Task):
   For encoder != 'patch' the stage-1 autoencoder (EMA params of model.autoencoder_workdir) is frozen: its params
   are the task's `frozen_params` (a jit argument of the train step, not a compile-time constant).
   """
+
+  batch_keys = ('video', 'audio_mel', 'label', 'text', 'text_embeddings', 'text_mask')
 
   def __init__(self, config: ml_collections.ConfigDict, autoencoder: Optional[nnx.Module] = None):
     """autoencoder: the stage-1 model to use (e.g. an abstract one for compile-only benchmarks); default: restored
@@ -50,19 +53,38 @@ class DiffusionTask(task_lib.Task):
       return None
     return nnx.merge(self._ae_graphdef, nnx.State(frozen))
 
+  def _text(self, batch: dict) -> Optional[text_lib.Text]:
+    """The batch's prompts for the model (None without a text encoder): byte ids `text` int32 [B, L], or the
+    precomputed `text_embeddings` [B, L, D] with `text_mask` [B, L]."""
+    kind = config_lib.text_encoder(self.config)
+    if not kind:
+      return None
+    needed = ('text',) if kind == 'bytes' else ('text_embeddings', 'text_mask')
+    missing = [k for k in needed if k not in batch]
+    if missing:
+      raise ValueError(f'model.text.encoder={kind!r} needs batch keys {missing} (captions in the dataset)')
+    if kind == 'bytes':
+      return batch['text']
+    return {'embeddings': batch['text_embeddings'], 'mask': batch['text_mask']}
+
   def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
-    """batch: video float32 [B, T, H, W, 3] in [-1, 1], audio_mel [B, T_a, n_mels], label int32 [B]."""
+    """batch: video float32 [B, T, H, W, 3] in [-1, 1], audio_mel [B, T_a, n_mels], label int32 [B] (and the
+    prompts, see `_text`)."""
     x0 = sampling.to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
     sync = self.config.diffusion.sync_loss_weight > 0
-    return diffusion.training_loss(lambda x, t, label: model(x, t, label, sync_embeddings=sync), x0,
-                                   batch['label'], rng, self.config.diffusion, self.config.model.num_classes)
+    text = self._text(batch)
+    null_text = None if text is None else text_lib.null_like(text)
+    return diffusion.training_loss(lambda x, t, label, txt=None: model(x, t, label, txt, sync_embeddings=sync), x0,
+                                   batch['label'], rng, self.config.diffusion, self.config.model.num_classes,
+                                   text=text, null_text=null_text)
 
   def eval_loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
     """`loss` plus the denoising gain per noise level (x0 error over predict-the-mean error, per modality; see
     avdiff.diffusion.diagnostics) as metrics 'gain_<modality>_t<t>'; for held-out batches."""
     loss, metrics = self.loss(model, batch, rng, frozen)
     x0 = sampling.to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
-    errors = diffusion.denoising_errors(lambda x, t, label: model(x, t, label), x0, batch['label'],
+    text = self._text(batch)
+    errors = diffusion.denoising_errors(lambda x, t, label: model(x, t, label, text), x0, batch['label'],
                                         jax.random.fold_in(rng, 1), self.config.diffusion)
     return loss, {**metrics, **diagnostics.gains(errors)}
 

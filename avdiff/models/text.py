@@ -1,0 +1,125 @@
+"""Text conditioning: a byte-level tokenizer and the encoder that turns a prompt into the DiT's text tokens.
+
+    ids = tokenizer.tokenize(['a blue round face, high voice, four syllables'], max_bytes=96)  # int32 [B, L]
+    tokens, pooled = encoder(ids)   # [B, K, width] text tokens, [B, width] pooled conditioning vector
+
+Prompts are tokenized on the host into bytes (`avdiff.data.tokenizer`, which says why); the empty prompt (BOS
+alone) is the null text of classifier-free guidance.
+
+Encoders (model.text.encoder), one interface:
+  'bytes'        byte embeddings + learned positions through `depth` pre-LN transformer layers (padding masked),
+                 trained with the DiT from scratch.
+  'precomputed'  the per-token embeddings [B, L, D] + mask [B, L] of a frozen pretrained encoder, stored in the
+                 dataset once by `python -m experiments.embed_text`; a linear map to the text width.
+Both end in the same resampler: K = model.text.num_tokens learned queries attend to the encoder outputs and to one
+learned register (so an all-masked input, the null text of 'precomputed', is well defined), giving K tokens of the
+DiT's width whatever the prompt length: the DiT needs no padding mask. A masked mean of the outputs, projected to
+the DiT's width, is added to every modality's conditioning vector (as SD3 adds its pooled text embedding).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from avdiff.data.tokenizer import BOS, PAD, VOCAB
+from avdiff.models import layers
+
+ENCODERS = ('bytes', 'precomputed')
+FUSIONS = ('tokens', 'cross_attention')
+
+# A prompt for the model: byte ids int32 [B, L] ('bytes'), or {'embeddings': float32 [B, L, D], 'mask': bool [B, L]}
+# ('precomputed').
+Text = Union[jax.Array, dict]
+
+
+def null_like(text: Text) -> Text:
+  """The null text (classifier-free guidance) in the structure and batch shape of `text`: BOS alone for byte ids,
+  an all-False mask for precomputed embeddings. Jittable."""
+  if isinstance(text, dict):
+    return {**text, 'mask': jnp.zeros_like(text['mask'])}
+  return jnp.zeros_like(text).at[:, 0].set(BOS)
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """q [B, Nq, H, Dh], k / v [B, Nk, H, Dh], mask bool [B, Nk] (False: ignored) -> [B, Nq, H, Dh]."""
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / np.sqrt(q.shape[-1])
+  logits = jnp.where(mask[:, None, None, :], logits, -1e30)
+  return jnp.einsum('bhqk,bkhd->bqhd', jax.nn.softmax(logits, axis=-1).astype(v.dtype), v)
+
+
+class _Layer(nnx.Module):
+  """Pre-LN transformer layer over the byte tokens (padding keys masked)."""
+
+  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, **kw):
+    hd = width // heads
+    self.qkv = layers.Dense(width, (3, heads, hd), ('embed', None, 'heads', 'kv'), rngs=rngs, **kw)
+    self.out = layers.Dense((heads, hd), width, ('heads', 'kv', 'embed'), rngs=rngs, **kw)
+    self.mlp = layers.Mlp(width, 4 * width, rngs=rngs, **kw)
+
+  def __call__(self, h: jax.Array, mask: jax.Array) -> jax.Array:
+    qkv = self.qkv(layers.layer_norm(h))
+    h = h + self.out(_attend(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask))
+    return h + self.mlp(layers.layer_norm(h))
+
+
+class TextEncoder(nnx.Module):
+  """Prompt -> (text tokens [B, K, out_width], pooled [B, out_width]); see the module docstring.
+
+  text_cfg: config.model.text (encoder, max_bytes, width, depth, num_heads, num_tokens, embed_dim).
+  out_width: the DiT's width.
+  """
+
+  def __init__(self, text_cfg, out_width: int, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+    c = text_cfg
+    self.kind = c.encoder
+    if self.kind not in ENCODERS:
+      raise ValueError(f'model.text.encoder={self.kind!r} is not one of {ENCODERS}')
+    w, heads = int(c.width), int(c.num_heads)
+    self.heads = heads
+    kw = dict(dtype=dtype, param_dtype=param_dtype)
+    init = nnx.initializers.normal(0.02)
+    if self.kind == 'bytes':
+      self.embed = layers.param(rngs, init, (VOCAB, w), ('vocab', 'embed'), param_dtype)
+      self.positions = layers.param(rngs, init, (int(c.max_bytes) + 1, w), (None, 'embed'), param_dtype)
+      self.layers = nnx.List([_Layer(w, heads, rngs=rngs, **kw) for _ in range(int(c.depth))])
+    else:
+      self.project = layers.Dense(int(c.embed_dim), w, (None, 'embed'), rngs=rngs, **kw)
+    self.queries = layers.param(rngs, init, (int(c.num_tokens), w), (None, 'embed'), param_dtype)
+    self.register = layers.param(rngs, init, (1, w), (None, 'embed'), param_dtype)
+    self.q = layers.Dense(w, (heads, w // heads), ('embed', 'heads', 'kv'), rngs=rngs, **kw)
+    self.kv = layers.Dense(w, (2, heads, w // heads), ('embed', None, 'heads', 'kv'), rngs=rngs, **kw)
+    self.o = layers.Dense((heads, w // heads), w, ('heads', 'kv', 'embed'), rngs=rngs, **kw)
+    self.to_tokens = layers.Dense(w, out_width, ('mlp', 'embed'), rngs=rngs, **kw)
+    self.to_pooled = layers.Dense(w, out_width, ('mlp', 'embed'), rngs=rngs, **kw)
+
+  def _encode(self, text: Text) -> tuple[jax.Array, jax.Array]:
+    """-> (per-token features [B, L, w], mask bool [B, L])."""
+    if self.kind == 'bytes':
+      if isinstance(text, dict):
+        raise ValueError("model.text.encoder='bytes' takes byte ids [B, L], got precomputed embeddings")
+      ids = jnp.asarray(text, jnp.int32)
+      mask = ids != PAD
+      h = jnp.take(self.embed[...], ids, axis=0) + self.positions[...][None, :ids.shape[1]]
+      for layer in self.layers:
+        h = layer(h, mask)
+      return layers.layer_norm(h), mask
+    if not isinstance(text, dict):
+      raise ValueError("model.text.encoder='precomputed' takes {'embeddings': [B, L, D], 'mask': [B, L]}")
+    return layers.layer_norm(self.project(text['embeddings'])), jnp.asarray(text['mask'], bool)
+
+  def __call__(self, text: Text) -> tuple[jax.Array, jax.Array]:
+    h, mask = self._encode(text)
+    b = h.shape[0]
+    keys = jnp.concatenate([jnp.broadcast_to(self.register[...].astype(h.dtype), (b, 1, h.shape[-1])), h], axis=1)
+    keys_mask = jnp.concatenate([jnp.ones((b, 1), bool), mask], axis=1)
+    q = self.q(jnp.broadcast_to(self.queries[...].astype(h.dtype), (b,) + self.queries.shape))
+    kv = self.kv(keys)
+    resampled = self.o(_attend(q, kv[:, :, 0], kv[:, :, 1], keys_mask))  # [B, K, w]
+    weights = keys_mask.astype(h.dtype)[..., None]
+    pooled = jnp.sum(keys * weights, axis=1) / jnp.sum(weights, axis=1)
+    return self.to_tokens(resampled), self.to_pooled(pooled)

@@ -1,0 +1,28 @@
+r"""Text to audio-video on the main job's scale: configs/tiny.py on `talking` clips whose face colour, face shape,
+voice pitch, speaking rate and syllable count vary independently (data.attributes='independent'), each with a
+caption generated from its ground truth; a byte-level text encoder trained with the DiT from scratch; the prompt's
+tokens in the joint sequence. The label is never shown (label_dropout 1): the prompt is the only condition, and
+classifier-free guidance runs on it (diffusion.guidance_text).
+
+    python -m experiments.train --config=configs/text.py --workdir=runs/text
+    python -m experiments.sample --workdir=runs/text --mode=joint --prompt="a blue round face, high voice, four syllables"
+    python -m benchmarks.prompt_following --workdirs=runs/text/seed0,...   # the prompt-following table
+
+Expected result: README, 'Text prompts' (benchmarks/prompt_following.md).
+"""
+
+from configs import tiny
+
+
+def get_config():
+  c = tiny.get_config()
+  c.data.attributes = 'independent'
+  c.model.num_classes = 16  # (colour, shape, pitch) combinations; never shown, see label_dropout.
+  c.model.text.encoder = 'bytes'
+  c.model.text.fusion = 'tokens'
+  c.diffusion.label_dropout = 1.0
+  c.diffusion.text_dropout = 0.1
+  c.diffusion.guidance_video = 1.0
+  c.diffusion.guidance_audio = 1.0
+  c.diffusion.guidance_text = 2.0
+  return c
