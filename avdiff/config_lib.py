@@ -260,9 +260,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
         raise ConfigError(f'model.text.{field} must be positive, got {m.text[field]}')
     if m.text.width % m.text.num_heads:
       raise ConfigError(f'model.text.width={m.text.width} is not divisible by model.text.num_heads={m.text.num_heads}')
-    if m.text.encoder == 'precomputed' and (m.text.embed_dim <= 0 or m.text.embed_len <= 0):
-      raise ConfigError("model.text.encoder='precomputed' needs model.text.embed_dim and embed_len (the stored "
-                        'embeddings, from experiments.embed_text)')
+    if m.text.encoder == 'precomputed' and (m.text.embed_dim <= 0 or m.text.embed_len <= 0
+                                            or not m.text.get('embeddings')):
+      raise ConfigError("model.text.encoder='precomputed' needs model.text.embeddings, embed_dim and embed_len (the "
+                        'stored table and its shape: the flags experiments.embed_text prints)')
   if m.fusion == 'dual_tower' and (m.cross_attention_every <= 0 or m.depth % m.cross_attention_every):
     raise ConfigError(f'model.cross_attention_every={m.cross_attention_every} must divide model.depth={m.depth}')
   if m.encoder != 'patch':

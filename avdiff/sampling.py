@@ -45,6 +45,7 @@ from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import builders
 from avdiff.data import frames
+from avdiff.data import text_embeddings
 from avdiff.data import tokenizer
 from avdiff.models import text as text_lib
 
@@ -75,8 +76,9 @@ def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
                  rng: jax.Array, mode: str = 'joint', cond_video: Optional[jax.Array] = None,
                  cond_mel: Optional[jax.Array] = None, text: Optional[text_lib.Text] = None):
   """Pure, jittable. label int32 [B]; for the conditional modes cond_video float [B, T, H, W, 3] in [-1, 1] and
-  cond_mel [B, T_a, n_mels]; text: the prompts of a text model (byte ids int32 [B, L]) -> (video float
-  [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
+  cond_mel [B, T_a, n_mels]; text: the prompts of a text model (`text_lib.Text`: byte ids int32 [B, L], or
+  precomputed embeddings [B, L, D] with their mask [B, L]) -> (video float [B, T, H, W, 3] in [-1, 1], mel
+  [B, T_a, n_mels])."""
   if mode not in MODES:
     raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
   lay = config_lib.layout(config)
@@ -103,8 +105,9 @@ _MAX_SAMPLERS = 8
 def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
                         mesh: Optional[jax.sharding.Mesh] = None):
   """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3] | None, cond mel [B, T_a, n_mels] |
-  None, prompts [B, L] | None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]); replicated on `mesh` when given (the
-  training loop's mesh, whose params may be sharded over processes), so every process can read the result.
+  None, prompts (`text_lib.Text`) | None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]);
+  replicated on `mesh` when given (the training loop's mesh, whose params may be sharded over processes), so every
+  process can read the result.
 
   Built once per (model structure, config, mode, mesh) and kept: evaluation samples each condition, and the
   training loop samples and scores at every eval step with the same structure, so none compiles it again.
@@ -143,30 +146,34 @@ def label_clips(config: ml_collections.ConfigDict, num: int) -> list[builders.Cl
 
 def prompt_clips(prompts: list[str], config: ml_collections.ConfigDict) -> list[builders.Clip]:
   """Conditioning clips from prompts (no label: the null label), validated before anything compiles: raises
-  tokenizer.PromptError for an empty, over-long or non-string prompt, or when the model takes no text."""
+  tokenizer.PromptError for an empty, over-long or non-string prompt, a prompt a 'precomputed' model's table has
+  no embeddings of (naming experiments.embed_text --prompts), or when the model takes no text."""
   encoder = config_lib.text_encoder(config)
-  if encoder != 'bytes':
-    raise tokenizer.PromptError(
-        'this model takes no prompts (model.text.encoder is empty)' if not encoder else
-        "model.text.encoder='precomputed' samples from the stored embeddings of dataset clips, not from prompts")
+  if not encoder:
+    raise tokenizer.PromptError('this model takes no prompts (model.text.encoder is empty)')
   for i, p in enumerate(prompts):
     if not isinstance(p, str) or not p.strip():
       raise tokenizer.PromptError(f'prompt {i} is empty: give a description (the null prompt is what guidance '
                                   'compares against, not something to sample from)')
-  tokenizer.tokenize(prompts, int(config.model.text.max_bytes))  # Raises for over-long prompts, naming the limit.
+  if encoder == 'precomputed':
+    text_embeddings.load(config).lookup(prompts)  # Raises for prompts without stored embeddings.
+  else:
+    tokenizer.tokenize(prompts, int(config.model.text.max_bytes))  # Raises for over-long prompts, naming the limit.
   return [{'caption': p} for p in prompts]
 
 
-def _prompts(config: ml_collections.ConfigDict, chunk: list[builders.Clip]) -> Optional[np.ndarray]:
-  """Byte ids [b, L] of the clips' captions for a 'bytes' text model (a clip without one: the null prompt);
-  None for a model without text."""
+def _prompts(config: ml_collections.ConfigDict, chunk: list[builders.Clip]) -> Optional[text_lib.Text]:
+  """The clips' captions for the model (a clip without one: the null prompt): byte ids int32 [b, L] ('bytes'), or
+  {'embeddings': float32 [b, L, D], 'mask': bool [b, L]} from the stored table ('precomputed'); None for a model
+  without text."""
   encoder = config_lib.text_encoder(config)
   if not encoder:
     return None
+  captions = [c.get('caption', '') for c in chunk]
   if encoder == 'precomputed':
-    raise NotImplementedError("sampling a model.text.encoder='precomputed' model: embed the prompts with "
-                              'experiments.embed_text first')
-  return tokenizer.tokenize([c.get('caption', '') for c in chunk], int(config.model.text.max_bytes))
+    embeddings, mask = text_embeddings.load(config).lookup(captions)
+    return {'embeddings': embeddings, 'mask': mask}
+  return tokenizer.tokenize(captions, int(config.model.text.max_bytes))
 
 
 def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int, batch_size: int = 8,

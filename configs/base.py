@@ -86,6 +86,9 @@ def get_config() -> ml_collections.ConfigDict:
   tx.num_tokens = 8  # K: text tokens handed to the DiT (learned queries over the encoder outputs).
   tx.embed_dim = 0  # 'precomputed': width D of the stored embeddings (set by experiments.embed_text's dataset).
   tx.embed_len = 0  # 'precomputed': stored tokens per caption L.
+  # 'precomputed': which stored table (avdiff.data.text_embeddings): the --tag given to experiments.embed_text (a file
+  # under the dataset's directory), or the absolute path of a table.
+  tx.embeddings = ''
   m.dtype = 'bfloat16'  # Compute dtype.
   m.param_dtype = 'float32'  # Parameter dtype.
   m.attention = 'auto'  # 'auto' | 'xla' | 'cudnn' | 'chunked' (lax.map over heads; fastest on CPU).

@@ -12,8 +12,8 @@ Host batch (numpy), per the batch contract: `video` uint8 [b, T, H, W, 3]; `audi
 `label` int32 [b]; `audio` float32 [b, S] when `with_waveform`; ground truth where the dataset has it:
 `mouth_open` float32 [b, T], `mouth_box` int32 [b, 4], `impact` float32 [b, T]. With a text model
 (model.text.encoder) the prompts: `text` int32 [b, L] (the caption's byte ids, `avdiff.data.tokenizer`), or the
-stored `text_embeddings` float32 [b, L, D] and `text_mask` bool [b, L] ('precomputed'). b = global batch / process
-count.
+caption's `text_embeddings` float32 [b, L, D] and `text_mask` bool [b, L] from the table of a frozen encoder
+('precomputed', `avdiff.data.text_embeddings`). b = global batch / process count.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from avdiff import config_lib
 from avdiff import console
 from avdiff.data import builders
 from avdiff.data import frames
+from avdiff.data import text_embeddings
 from avdiff.data import tokenizer
 
 _GROUND_TRUTH = {'mouth_open': np.float32, 'mouth_box': np.int32, 'impact': np.float32}
@@ -63,12 +64,14 @@ class _ProcessSlice(grain.MapDataset):
 
 class _ToContract:
   """Stored example -> contract arrays (int16 PCM -> float32 waveform; the caption -> byte ids for a 'bytes' text
-  model; other text keys dropped)."""
+  model, or its row of `table` for a 'precomputed' one; other text keys dropped)."""
 
-  def __init__(self, with_waveform: bool, text_encoder: str = '', max_bytes: int = 0):
+  def __init__(self, with_waveform: bool, text_encoder: str = '', max_bytes: int = 0,
+               table: Optional[text_embeddings.Table] = None):
     self._with_waveform = with_waveform
     self._text_encoder = text_encoder
     self._max_bytes = max_bytes
+    self._table = table
 
   def __call__(self, example: dict) -> dict:
     out = {'video': np.asarray(example['video'], np.uint8),
@@ -79,13 +82,14 @@ class _ToContract:
     for key, dtype in _GROUND_TRUTH.items():
       if key in example:
         out[key] = np.asarray(example[key], dtype)
-    if self._text_encoder == 'bytes':
+    if self._text_encoder:
       caption = example['caption']
       caption = caption.decode('utf-8') if isinstance(caption, bytes) else str(caption)
-      out['text'] = tokenizer.tokenize([caption], self._max_bytes)[0]
-    elif self._text_encoder == 'precomputed':
-      out['text_embeddings'] = np.asarray(example['text_embeddings'], np.float32)
-      out['text_mask'] = np.asarray(example['text_mask'], bool)
+      if self._text_encoder == 'bytes':
+        out['text'] = tokenizer.tokenize([caption], self._max_bytes)[0]
+      else:  # A caption without an entry (the dataset changed since the table was written) raises PromptError.
+        embeddings, mask = self._table.lookup([caption])
+        out['text_embeddings'], out['text_mask'] = embeddings[0], mask[0]
     return out
 
 
@@ -132,15 +136,14 @@ class InputPipeline:
     ds = ds.repeat(self.num_epochs)
     ds = _ProcessSlice(ds, self.global_batch_size, self.process_index, self.process_count)
     encoder = config_lib.text_encoder(config)
-    if encoder:
-      needed = 'caption' if encoder == 'bytes' else 'text_embeddings'
-      if needed not in self.source[0]:
-        raise console.UserError(
-            f'model.text.encoder={encoder!r} needs {needed!r} in the examples of {d.dataset!r}, which have '
-            f'{sorted(self.source[0])}: ' + ('use a dataset with captions (data.attributes=\'independent\', or a '
-                                             'folder whose sidecars have a caption)' if needed == 'caption' else
-                                             'precompute them with `python -m experiments.embed_text`'))
-    ds = ds.map(_ToContract(self.with_waveform, encoder, int(config.model.text.max_bytes) if encoder else 0))
+    if encoder and 'caption' not in self.source[0]:
+      raise console.UserError(
+          f'model.text.encoder={encoder!r} needs captions in the examples of {d.dataset!r}, which have '
+          f'{sorted(self.source[0])}: use a dataset with captions (data.attributes=\'independent\', or a folder '
+          'whose sidecars have a caption)')
+    # Read once here, not per example; a missing table is a UserError naming experiments.embed_text.
+    table = text_embeddings.load(config) if encoder == 'precomputed' else None
+    ds = ds.map(_ToContract(self.with_waveform, encoder, int(config.model.text.max_bytes) if encoder else 0, table))
     ds = ds.batch(self.local_batch_size, drop_remainder=True)
     num_threads = max(1, min(8, self.local_batch_size))
     iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(

@@ -32,7 +32,7 @@ def guided_pred_fn(pred_fn: Callable, null_label: int, scale_video: float, scale
     raise ValueError('prompt guidance needs null_text (avdiff.models.text.null_like(text))')
   call = (lambda x, t, label, txt: pred_fn(x, t, label)) if text is None else pred_fn
   if not label_guided and not text_guided:
-    return lambda x, t, label: call(x, t, label, text)
+    return pred_fn if text is None else (lambda x, t, label: pred_fn(x, t, label, text))
 
   def guided(x: dict, t: dict, label: jax.Array) -> dict:
     batch = label.shape[0]

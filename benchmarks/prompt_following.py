@@ -1,0 +1,157 @@
+"""Prompt following of text-to-audio-video runs (configs/text.py): seen vs novel attribute combinations, template vs
+paraphrase wording, over seeds; and prompt agreement and lip-sync against the text guidance scale.
+
+    python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text/seed1,runs/text/seed2
+    python -m benchmarks.prompt_following --workdirs=runs/text/seed0 --guidance=1,2,3,5 \
+        --out=benchmarks/prompt_guidance.md                      # the guidance curve (+ .png)
+
+Per run the scores go to W/eval/prompt_following[_g<scale>].json (reused when present: the command resumes); the
+table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the prompt equals it
+(avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and another clip's prompt
+are the ceiling and the chance level.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from benchmarks import report
+
+_WORKDIRS = flags.DEFINE_list('workdirs', ['runs/text/seed0', 'runs/text/seed1', 'runs/text/seed2'], 'Text runs.')
+_NUM = flags.DEFINE_integer('num', 32, 'Prompts (held-out clips) per set.')
+_GUIDANCE = flags.DEFINE_list('guidance', [], 'Text guidance scales for the curve (default: the runs\' own scale, '
+                              'the prompt-following table).')
+_OUT = flags.DEFINE_string('out', 'benchmarks/prompt_following.md', 'Markdown table.')
+
+NAMES = ('colour', 'shape', 'pitch', 'rate', 'syllables', 'all')
+
+
+def _json_default(v):
+  return int(v) if isinstance(v, np.integer) else float(v)
+
+
+def score_run(workdir: str, guidance: str = '') -> dict:
+  """W/eval/prompt_following[_g<guidance>].json, computed when missing: prompt following and, with a guidance
+  scale, the in-loop lip-sync measures of 16 validation clips at that scale."""
+  path = os.path.join(workdir, 'eval', f'prompt_following{"_g" + guidance if guidance else ""}.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  from avdiff import checkpoint  # pylint: disable=g-import-not-at-top  (JAX only when something is sampled)
+  from avdiff import sampling  # pylint: disable=g-import-not-at-top
+  from avdiff.eval import in_loop, prompts  # pylint: disable=g-import-not-at-top
+  from configs import base  # pylint: disable=g-import-not-at-top
+  config = checkpoint.load_config(workdir, base.get_config())
+  if guidance:
+    config.diffusion.guidance_text = float(guidance)
+  model = sampling.load_model(workdir, config)
+  sample_fn = functools.partial(sampling.sample_clips, model)
+  result = prompts.prompt_following(sample_fn, config, num=_NUM.value, seed=0,
+                                    sets=prompts.SETS if not guidance else ('seen/template', 'novel/template'))
+  result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step)
+  if guidance:
+    sync = in_loop.InLoopEvaluator(config, modes=('joint', 'audio_to_video'))(sample_fn, seed=0)
+    result['sync'] = {k: v for k, v in sync.items() if k.startswith('eval/')}
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=1, default=_json_default)
+  return result
+
+
+def _cell(values: list[float]) -> str:
+  values = [v for v in values if v == v]
+  if not values:
+    return 'n/a'
+  return f'{np.mean(values):.2f}' + (f' ± {np.std(values, ddof=1):.2f}' if len(values) > 1 else '')
+
+
+def _command() -> str:
+  extra = ''.join(f' --{f.name}={",".join(f.value) if isinstance(f.value, list) else f.value}'
+                  for f in (_NUM, _GUIDANCE, _OUT) if f.value != f.default)
+  return f'python -m benchmarks.prompt_following --workdirs={",".join(_WORKDIRS.value)}{extra}'
+
+
+def table(results: list[dict]) -> list[str]:
+  """The prompt-following table over runs (mean ± sd over seeds) and the verdict against the targets."""
+  from avdiff.eval import prompts  # pylint: disable=g-import-not-at-top
+  lines = [f'Written by `{_command()}`', '',
+           f'{len(results)} seeds, {_NUM.value} prompts per set from held-out clips, one joint sample each, text '
+           f'guidance {results[0]["guidance_text"]:g}, step {results[0]["step"]}. Agreement: share of samples whose '
+           'attribute, read back by the weight-free readers, is the one the prompt names (mean ± sd over seeds).', '',
+           '| set | what | ' + ' | '.join(NAMES) + ' |', '|---|---|' + '---|' * len(NAMES)]
+  for name in prompts.SETS:
+    for key, what in (('agreement', '**model samples**'), ('ground_truth', 'readers on the held-out clips'),
+                      ('other_prompt', "samples vs another clip's prompt")):
+      if key != 'agreement' and name.endswith('paraphrase'):
+        continue  # The same clips as the template row: the same ceiling and chance level.
+      cells = [_cell([r['sets'][name][key][n] for r in results]) for n in NAMES]
+      lines.append(f'| {name} | {what} | ' + ' | '.join(cells) + ' |')
+  lines += ['', 'Targets: every attribute named in the prompt obeyed on >= 80% of seen and >= 70% of novel '
+            f'combinations; paraphrases within {prompts.PARAPHRASE_GAP * 100:.0f} points of the templates.']
+  for r_i, r in enumerate(results):
+    sets = r['sets']
+    worst = {s: min(sets[s]['agreement'][n] for n in NAMES[:-1]) for s in prompts.SETS}
+    met = [worst[f'{g}/template'] >= prompts.TARGETS[g] for g in ('seen', 'novel')]
+    gaps = [sets[f'{g}/template']['agreement']['all'] - sets[f'{g}/paraphrase']['agreement']['all']
+            for g in ('seen', 'novel')]
+    lines.append(f'- {_WORKDIRS.value[r_i]}: worst attribute seen {worst["seen/template"]:.2f} '
+                 f'({"met" if met[0] else "not met"}), novel {worst["novel/template"]:.2f} '
+                 f'({"met" if met[1] else "not met"}); paraphrase gap in "all" seen {gaps[0]:+.2f}, novel '
+                 f'{gaps[1]:+.2f} ({"met" if max(gaps) <= prompts.PARAPHRASE_GAP else "not met"})')
+  return lines
+
+
+def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
+  """Agreement ('all' and the worst attribute, seen and novel) and lip-sync against the text guidance scale; the
+  plot next to --out."""
+  lines = [f'Written by `{_command()}`', '',
+           f'Text guidance scale against prompt following ({_NUM.value} template prompts per set) and lip-sync (16 '
+           'validation clips: a2v r, joint r, shuffled-audio r of the in-loop evaluation), mean over runs.', '',
+           '| guidance | seen all | seen worst attribute | novel all | novel worst attribute | a2v r | joint r |',
+           '|---|---|---|---|---|---|---|']
+  rows = []
+  for scale, results in per_scale.items():
+    mean = lambda f: float(np.mean([f(r) for r in results]))
+    row = [float(scale)]
+    for s in ('seen/template', 'novel/template'):
+      row += [mean(lambda r, s=s: r['sets'][s]['agreement']['all']),
+              mean(lambda r, s=s: min(r['sets'][s]['agreement'][n] for n in NAMES[:-1]))]
+    row += [mean(lambda r: r['sync'].get('eval/a2v_r', float('nan'))),
+            mean(lambda r: r['sync'].get('eval/joint_r', float('nan')))]
+    rows.append(row)
+    lines.append(f'| {scale} | ' + ' | '.join(f'{v:.2f}' for v in row[1:]) + ' |')
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = np.asarray(rows)
+  fig, ax = plt.subplots(figsize=(6, 3.6))
+  for col, label in ((1, 'seen: all attributes'), (3, 'novel: all attributes'), (5, 'a2v r (lip-sync)')):
+    ax.plot(rows[:, 0], rows[:, col], marker='o', label=label)
+  ax.set_xlabel('text guidance scale')
+  ax.set_ylim(0, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  png = os.path.splitext(_OUT.value)[0] + '.png'
+  fig.savefig(png, dpi=120)
+  lines += ['', f'![prompt agreement against text guidance]({os.path.basename(png)})']
+  return lines
+
+
+def main(argv):
+  del argv
+  if _GUIDANCE.value:
+    per_scale = {g: [score_run(w, g) for w in _WORKDIRS.value] for g in _GUIDANCE.value}
+    report.emit(guidance_table(per_scale), _OUT.value)
+  else:
+    report.emit(table([score_run(w) for w in _WORKDIRS.value]), _OUT.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
