@@ -82,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   tx.max_bytes = 96  # Longest prompt, UTF-8 bytes ('bytes'; a longer one is an error, never cut).
   tx.width = 128  # Text encoder width.
   tx.depth = 2  # 'bytes': transformer layers over the bytes.
+  tx.ngram = 7  # 'bytes': bytes each position sees before attention (a word-sized window; 1 = none).
   tx.num_heads = 4
   tx.num_tokens = 8  # K: text tokens handed to the DiT (learned queries over the encoder outputs).
   tx.embed_dim = 0  # 'precomputed': width D of the stored embeddings (set by experiments.embed_text's dataset).

@@ -1,5 +1,6 @@
-"""Independent `talking` attributes: captions match the ground truth they describe, paraphrases differ from every
-caption, the held-out (colour, pitch) pairs occur only in `test_novel`, and each attribute is what the clip shows."""
+"""Independent attributes (data.attributes='independent') of `talking` and `impacts`: captions match the ground truth
+they describe, paraphrases differ from every caption, the held-out pairs occur only in `test_novel`, and each
+attribute is what the clip shows."""
 
 import colorsys
 import itertools
@@ -235,4 +236,196 @@ def test_built_dataset_has_a_novel_split(tmp_path):
   clip = synthetic.talking_clip(int(example['key']), config.data)
   np.testing.assert_array_equal(example['video'], clip['video'])
   np.testing.assert_array_equal(example['attributes'], clip['attributes'])
+  assert example['caption'].decode() == clip['caption']
+
+
+# ----------------------------------------------------------------------------- impacts
+
+IMPACTS_ALL = [np.array(v, np.int32) for v in itertools.product(
+    *(range(len(values)) for values in synthetic.IMPACTS_ATTRIBUTES.values()))]
+_IMPACTS_WORDS = {(captions.NUMBER_WORDS[v] if name == 'balls' else v): (name, i)
+                  for name, values in synthetic.IMPACTS_ATTRIBUTES.items() for i, v in enumerate(values)}
+
+
+def _impacts_words(text):
+  """{attribute name: value index} of the impacts attribute words in `text`; each attribute named at most once."""
+  found = {}
+  for word in re.findall(r'[a-z]+', text):
+    if word in _IMPACTS_WORDS:
+      name, index = _IMPACTS_WORDS[word]
+      assert name not in found, (text, name)
+      found[name] = index
+  return found
+
+
+def _impacts_pair(attributes):
+  return (synthetic.IMPACTS_ATTRIBUTES['material'][attributes[0]], synthetic.IMPACTS_ATTRIBUTES['balls'][attributes[1]])
+
+
+@pytest.fixture(scope='module')
+def impacts_clips(data_cfg):
+  return {seed: synthetic.impacts_clip(seed, data_cfg) for seed in SEEDS}
+
+
+def test_impacts_table_and_vocabulary():
+  table = synthetic.IMPACTS_ATTRIBUTES
+  assert table is captions.IMPACTS_ATTRIBUTES and captions.ATTRIBUTES['impacts'] is table
+  assert list(table) == ['material', 'balls', 'rhythm']
+  assert table['material'] == tuple(m.name for m in synthetic.MATERIALS[:4])
+  assert [captions.NUMBER_WORDS[b] for b in table['balls']] == ['one', 'two', 'three']
+  assert len(_IMPACTS_WORDS) == sum(len(v) for v in table.values())  # Words are unambiguous.
+  assert synthetic.IMPACTS_HELD_OUT_PAIRS == (('glass', 3), ('rubber', 1))
+  for attributes in IMPACTS_ALL:
+    np.testing.assert_array_equal(captions.indices(captions.named(attributes, 'impacts'), 'impacts'), attributes)
+  with pytest.raises(ValueError, match='3 impacts attribute indices'):
+    captions.caption(ALL_ATTRIBUTES[0], 0, 'impacts')
+  with pytest.raises(ValueError, match='5 talking attribute indices'):
+    captions.caption(IMPACTS_ALL[0], 0)  # The default dataset is still `talking`.
+  with pytest.raises(ValueError, match='dataset'):
+    captions.caption(IMPACTS_ALL[0], 0, 'rain')
+
+
+def test_impacts_canonical_caption_form():
+  def text(material, balls, rhythm, seed=0):
+    return captions.caption(captions.indices({'material': material, 'balls': balls, 'rhythm': rhythm}, 'impacts'),
+                            seed, dataset='impacts')
+  assert text('glass', 3, 'uneven') == 'three glass balls, uneven rhythm'
+  assert text('wood', 1, 'even') == 'one wood ball'
+  assert text('metal', 2, 'uneven', seed=3) == 'two metal balls hitting the floor'
+  assert text('rubber', 3, 'even', seed=3) == 'an even rhythm of three rubber balls hitting the floor'
+
+
+def test_impacts_captions_and_paraphrases_name_exactly_their_attributes():
+  texts_of_all, paraphrases_of_all = set(), set()
+  for attributes in IMPACTS_ALL:
+    truth = dict(zip(synthetic.IMPACTS_ATTRIBUTES, attributes.tolist()))
+    balls = captions.named(attributes, 'impacts')['balls']
+    texts = {captions.caption(attributes, seed, 'impacts') for seed in range(len(captions.IMPACTS_TEMPLATES))}
+    paraphrases = {captions.paraphrase(attributes, i, dataset='impacts')
+                   for i in range(len(captions.IMPACTS_PARAPHRASES))}
+    assert len(texts) == len(captions.IMPACTS_TEMPLATES) >= 4
+    assert len(paraphrases) == len(captions.IMPACTS_PARAPHRASES) >= 2
+    # The rhythm is named exactly when it can be heard and seen (three contacts).
+    named_set = {'material', 'balls'} | ({'rhythm'} if captions.rhythm_observable(attributes) else set())
+    assert captions.rhythm_observable(attributes) == (balls == 3)
+    for text in texts | paraphrases:
+      assert text == text.lower() and not set(text) & set('[]{}'), text
+      found = _impacts_words(text)
+      assert found.items() <= truth.items() and set(found) == named_set, text
+      assert 'one balls' not in text and not re.search(r'\b(two|three) ball\b', text), text
+    texts_of_all |= texts
+    paraphrases_of_all |= paraphrases
+  assert not texts_of_all & paraphrases_of_all
+
+
+def test_impacts_clips_are_deterministic_and_true(data_cfg, impacts_clips):
+  templates = set()
+  for seed, clip in impacts_clips.items():
+    attributes = clip['attributes']
+    assert attributes.dtype == np.int32 and attributes.shape == (3,)
+    assert clip['label'] == attributes[0]
+    assert clip['caption'] == captions.caption(attributes, seed, 'impacts')
+    assert _impacts_words(clip['caption']).items() <= dict(zip(synthetic.IMPACTS_ATTRIBUTES,
+                                                                attributes.tolist())).items()
+    templates.add(seed % len(captions.IMPACTS_TEMPLATES))
+  assert templates == set(range(len(captions.IMPACTS_TEMPLATES)))
+  again = synthetic.impacts_clip(7, data_cfg)
+  assert set(again) == {'video', 'audio', 'label', 'impact', 'attributes', 'caption'}
+  for key, value in again.items():
+    np.testing.assert_array_equal(value, impacts_clips[7][key])
+  assert synthetic.num_classes('impacts', data_cfg) == data_cfg.num_materials == 4
+
+
+def test_impacts_held_out_pairs_only_in_novel_seeds(data_cfg, impacts_clips):
+  held_out = set(synthetic.IMPACTS_HELD_OUT_PAIRS)
+  pairs = {_impacts_pair(c['attributes']) for c in impacts_clips.values()}
+  for offset in ('validation', 'test'):
+    first = builders.SPLIT_SEED_OFFSET[offset]
+    pairs |= {_impacts_pair(synthetic.impacts_clip(s, data_cfg)['attributes']) for s in range(first, first + 40)}
+  assert not pairs & held_out and len(pairs) == 4 * 3 - 2
+  novel = [_impacts_pair(synthetic.impacts_clip(s, data_cfg)['attributes']) for s in synthetic.NOVEL_SEEDS[:200]]
+  assert set(novel) == held_out
+
+
+def test_impacts_attributes_vary_independently(impacts_clips):
+  attrs = np.stack([c['attributes'] for c in impacts_clips.values()])
+  for i, values in enumerate(synthetic.IMPACTS_ATTRIBUTES.values()):
+    assert set(attrs[:, i]) == set(range(len(values)))
+  assert len({(_impacts_pair(a), a[2]) for a in attrs}) == 10 * 2  # Both rhythms with every allowed pair.
+
+
+def _contacts(clip):
+  return np.flatnonzero(clip['impact'])
+
+
+def test_impacts_count_and_rhythm_are_in_the_ground_truth(impacts_clips):
+  """One contact per ball; with three balls an even rhythm has equal gaps between contacts, an uneven one a gap
+  >= synthetic.UNEVEN_RATIO x the other."""
+  ratios = {'even': [], 'uneven': []}
+  for seed, clip in impacts_clips.items():
+    values = captions.named(clip['attributes'], 'impacts')
+    hits = _contacts(clip)
+    assert len(hits) == values['balls'], (seed, values, hits)
+    if values['balls'] == 3:
+      gaps = np.diff(hits)
+      ratios[values['rhythm']].append(gaps.max() / gaps.min())
+  assert len(ratios['even']) >= 10 and len(ratios['uneven']) >= 10
+  assert max(ratios['even']) == 1.0 and min(ratios['uneven']) >= synthetic.UNEVEN_RATIO
+
+
+@pytest.mark.parametrize('fps,seconds', [(10, 2.0), (16, 2.0), (16, 4.0)])
+def test_impacts_schedules_keep_the_physics(fps, seconds):
+  """Every contact of every (balls, rhythm) lies in [3, T - 2], >= 5 frames after the previous one; the frame after
+  a contact is still and the motion grows into it (as in the original generator; at 32 px and 25 fps the pixel
+  change of both generators is not always monotone, so the configs' frame rates are the ones checked)."""
+  cfg = _data_cfg(fps=fps, clip_seconds=seconds)
+  frames = config_lib.num_frames(cfg)
+  for seed in range(24):
+    clip = synthetic.impacts_clip(seed, cfg)
+    hits = _contacts(clip)
+    assert len(hits) == synthetic.IMPACTS_ATTRIBUTES['balls'][clip['attributes'][1]]
+    assert hits[0] >= 3 and hits[-1] <= frames - 2 and np.all(np.diff(hits) >= 5), (seed, hits)
+    video = clip['video'].astype(np.int32)
+    change = np.abs(np.diff(video, axis=0)).sum(axis=(1, 2, 3))
+    for f in hits:
+      np.testing.assert_array_equal(video[f + 1], video[f])
+      assert change[f - 1] > change[f - 2] > 0, (seed, f, change)
+
+
+def test_impacts_config_errors():
+  with pytest.raises(config_lib.ConfigError, match='clip_seconds=1.5'):
+    synthetic.impacts_clip(0, _data_cfg(clip_seconds=1.5))
+  with pytest.raises(config_lib.ConfigError, match='num_materials=3'):
+    synthetic.impacts_clip(0, _data_cfg(num_materials=3))
+  synthetic.check_clip_fits(_data_cfg(), 'impacts')
+  with pytest.raises(config_lib.ConfigError, match='num_materials'):
+    synthetic.check_clip_fits(_data_cfg(num_materials=6), 'impacts')
+
+
+def test_built_impacts_dataset_has_a_novel_split(tmp_path):
+  config = tiny.get_config()
+  config.data.update(dict(data_dir=str(tmp_path), dataset='impacts', attributes='independent', num_train=8,
+                          num_validation=4, num_test=4, num_test_novel=6))
+  default = tiny.get_config().data
+  assert 'attributes' not in builders.dataset_fields(default, 'impacts')  # Default impacts names are unchanged.
+  assert builders.config_name(config.data, 'impacts') != builders.config_name(default, 'impacts')
+  assert builders.num_classes(config) == 4
+  builders.check_labels(config)
+  pairs = {}
+  for split in builders.SPLITS + (builders.NOVEL_SPLIT,):
+    clips = builders.load_clips(config, split, 100)
+    assert len(clips) == config.data[f'num_{split}']
+    pairs[split] = {_impacts_pair(c['attributes']) for c in clips}
+    for clip in clips:
+      assert clip['attributes'].shape == (3,) and clip['label'] == clip['attributes'][0]
+      found = _impacts_words(clip['caption'])
+      assert found.items() <= dict(zip(synthetic.IMPACTS_ATTRIBUTES, clip['attributes'].tolist())).items()
+      assert {'material', 'balls'} <= set(found), clip['caption']
+  held_out = set(synthetic.IMPACTS_HELD_OUT_PAIRS)
+  assert pairs[builders.NOVEL_SPLIT] <= held_out
+  assert not (pairs['train'] | pairs['validation'] | pairs['test']) & held_out
+  example = builders.load_source(config, builders.NOVEL_SPLIT)[0]
+  clip = synthetic.impacts_clip(int(example['key']), config.data)
+  for key in ('video', 'impact', 'attributes'):
+    np.testing.assert_array_equal(example[key], clip[key])
   assert example['caption'].decode() == clip['caption']

@@ -148,3 +148,17 @@ def test_speaker_mode_clips_are_unchanged(data_cfg):
     assert (clip['label'], sha.hexdigest()) == (label, digest), seed
     assert set(clip) == {'video', 'audio', 'label', 'mouth_open', 'mouth_box'}
   np.testing.assert_array_equal(synthetic.talking_mouth_region(3, data_cfg), [16, 8, 28, 24])
+
+
+def test_default_impacts_clips_are_unchanged(data_cfg):
+  """attributes='speaker' (the default) impacts clips are the ones drawn before independent attributes existed.
+  sha1 of video, audio and impact bytes."""
+  expected = {0: (3, 'd57d8af25bd0082ff364da23dfbb5284de2f5ddf'), 1: (2, 'e22e5b6b96f712c96dfd233e01a92299b1f96b69'),
+              1_000_007: (1, 'a3279b6385c07faa163fa65c750f8ba76cddc523')}
+  for seed, (label, digest) in expected.items():
+    clip = synthetic.impacts_clip(seed, data_cfg)
+    sha = hashlib.sha1()
+    for key in ('video', 'audio', 'impact'):
+      sha.update(np.ascontiguousarray(clip[key]).tobytes())
+    assert (clip['label'], sha.hexdigest()) == (label, digest), seed
+    assert set(clip) == {'video', 'audio', 'label', 'impact'}

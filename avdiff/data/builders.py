@@ -6,20 +6,23 @@ counts) is hashed into the BuilderConfig name, so a changed config never reads a
     <data_dir>/talking/32px_10fps_2s_<hash>/1.0.0/...
     <data_dir>/av_folder/<name>_32px_10fps_2s_<hash>/1.0.0/...
 
-Built-in splits come from disjoint seed ranges (train: 0.., validation: 1e6.., test: 2e6..); `talking` with
-data.attributes='independent' has a 4th split, `test_novel` (3e6..: `synthetic.NOVEL_SEEDS`), whose clips have only
-the (colour, pitch) pairs held out of the other three (`synthetic.HELD_OUT_PAIRS`). A folder dataset is
+Built-in splits come from disjoint seed ranges (train: 0.., validation: 1e6.., test: 2e6..); with
+data.attributes='independent' a built-in dataset has a 4th split, `test_novel` (3e6..: `synthetic.NOVEL_SEEDS`),
+whose clips have only the attribute pairs held out of the other three (`talking`: the (colour, pitch) pairs of
+`synthetic.HELD_OUT_PAIRS`; `impacts`: the (material, balls) pairs of `synthetic.IMPACTS_HELD_OUT_PAIRS`). A folder
+dataset is
 split by file (never clips of one file on both sides) and its build writes `build_report.json` (every file, its
 split, clips, or the reason it was skipped) next to the dataset.
 
 Stored features (one clip): `video` uint8 [T, H, W, 3]; `audio` int16 [S] (PCM; the pipeline returns float32);
 `audio_mel` float32 [T_a, n_mels] (normalized log-mel, `audio.log_mel`); `label` int32; `key` text (seed or
 file:clip); `caption` text; ground truth `mouth_open` float32 [T], `mouth_box` int32 [4] (talking), `attributes`
-int32 [5] (talking, attributes='independent': value indices in `synthetic.TALKING_ATTRIBUTES` order), `impact`
-float32 [T] (impacts); `start_seconds` float32 (folder: clip start within its file).
+(attributes='independent': value indices, talking int32 [5] in `synthetic.TALKING_ATTRIBUTES` order, impacts int32
+[3] in `synthetic.IMPACTS_ATTRIBUTES` order), `impact` float32 [T] (impacts); `start_seconds` float32 (folder: clip
+start within its file).
 
-Captions of built-in clips: `talking` independent -- the clip's own (`avdiff.data.captions`); `talking` speaker --
-'speaker <label>'; `impacts` -- '<material> balls' (these two name the label and nothing else).
+Captions of built-in clips: independent mode -- the clip's own (`avdiff.data.captions`); `talking` speaker --
+'speaker <label>'; `impacts` speaker -- '<material> balls' (these two name the label and nothing else).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from avdiff.data import av_io
 from avdiff.data import sidecar
 from avdiff.data import synthetic
 
-SPLITS = ('train', 'validation', 'test')  # Every dataset's splits; `talking` independent adds NOVEL_SPLIT.
+SPLITS = ('train', 'validation', 'test')  # Every dataset's splits; attributes='independent' adds NOVEL_SPLIT.
 NOVEL_SPLIT = 'test_novel'
 SPLIT_SEED_OFFSET = {'train': 0, 'validation': 1_000_000, 'test': 2_000_000, NOVEL_SPLIT: synthetic.NOVEL_SEEDS.start}
 # Bump when a generator or a stored feature changes meaning; it is part of every dataset's config hash.
@@ -81,10 +84,13 @@ def dataset_fields(data_cfg: ml_collections.ConfigDict, name: str) -> dict:
   fields = {f: data_cfg[f] for f in _CLOCK_FIELDS}
   if name in synthetic.DATASETS:
     fields.update({f: data_cfg[f] for f in _SYNTHETIC_FIELDS[name] + _COUNT_FIELDS})
-    if name == 'talking':  # A config saved before data.attributes existed reads as 'speaker'.
-      fields['attributes'] = synthetic.attribute_mode(data_cfg)
-      if fields['attributes'] == 'independent':
-        fields['num_test_novel'] = data_cfg.num_test_novel
+    # A config saved before data.attributes existed reads as 'speaker'. `impacts` hashes the field only in the
+    # independent mode, which is newer than its stored datasets: their names (and stored clips) stay as they were.
+    mode = synthetic.attribute_mode(data_cfg)
+    if name == 'talking' or mode == 'independent':
+      fields['attributes'] = mode
+    if mode == 'independent':
+      fields['num_test_novel'] = data_cfg.num_test_novel
   fields.update(dataset=name, format_version=FORMAT_VERSION)
   if name not in synthetic.DATASETS:
     fields['folder_format'] = FOLDER_FORMAT_VERSION
@@ -162,7 +168,7 @@ class _SyntheticBuilder(_LocalBuilder):
     super().__init__(config=config, file_format='array_record', **kwargs)
 
   def _independent(self) -> bool:
-    return self._DATASET == 'talking' and synthetic.attribute_mode(self._data_cfg) == 'independent'
+    return synthetic.attribute_mode(self._data_cfg) == 'independent'
 
   def _ground_truth_features(self) -> dict:
     frames = config_lib.num_frames(self._data_cfg)
@@ -170,10 +176,11 @@ class _SyntheticBuilder(_LocalBuilder):
     if self._DATASET == 'talking':
       out.update(mouth_open=tfds.features.Tensor(shape=(frames,), dtype=np.float32),
                  mouth_box=tfds.features.Tensor(shape=(4,), dtype=np.int32))
-      if self._independent():
-        out['attributes'] = tfds.features.Tensor(shape=(len(synthetic.TALKING_ATTRIBUTES),), dtype=np.int32)
     else:
       out['impact'] = tfds.features.Tensor(shape=(frames,), dtype=np.float32)
+    if self._independent():
+      table = synthetic.TALKING_ATTRIBUTES if self._DATASET == 'talking' else synthetic.IMPACTS_ATTRIBUTES
+      out['attributes'] = tfds.features.Tensor(shape=(len(table),), dtype=np.int32)
     return out
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -188,7 +195,7 @@ class _SyntheticBuilder(_LocalBuilder):
     counts = {'train': self._data_cfg.num_train, 'validation': self._data_cfg.num_validation,
               'test': self._data_cfg.num_test}
     if self._independent():
-      synthetic.check_clip_fits(self._data_cfg)
+      synthetic.check_clip_fits(self._data_cfg, self._DATASET)
       counts[NOVEL_SPLIT] = self._data_cfg.num_test_novel
     for split, n in counts.items():
       # A split's seeds must not run into the next split's range (nor, for the others, into NOVEL_SEEDS).
@@ -221,7 +228,8 @@ class Talking(_SyntheticBuilder):
 
 
 class Impacts(_SyntheticBuilder):
-  """`impacts`: dropped balls with a percussive sound at each contact frame; label = material."""
+  """`impacts`: dropped balls with a percussive sound at each contact frame; label = material (independent mode:
+  also number of balls and rhythm as `attributes`)."""
   _DATASET = 'impacts'
 
 
@@ -497,8 +505,8 @@ def load_source(config: ml_collections.ConfigDict, split: str):
 #   'mouth_box'   int [4]                    the mouth's box in the frame (ground truth or face tracking)
 #   'mouth_open'  float32 [T]                ground-truth mouth opening per frame (talking data)
 #   'caption'     str                        text describing the clip
-#   'attributes'  int32 [5]                  value indices in synthetic.TALKING_ATTRIBUTES order (talking,
-#                                            attributes='independent')
+#   'attributes'  int32 [5] | [3]            value indices in synthetic.TALKING_ATTRIBUTES (talking) or
+#                                            IMPACTS_ATTRIBUTES (impacts) order (attributes='independent')
 #   'audio_mel'   float32 [T_a, n_mels]      normalized log-mel of `audio` (stored datasets)
 # A synthetic clip may carry its generator's other ground truth (e.g. 'impact' float32 [T]).
 Clip = dict

@@ -14,13 +14,18 @@ talking: a drawn face whose mouth opening at frame f is the RMS of the speech en
 impacts: balls dropped from rest one after another; each falls under gravity and lands dead on the floor exactly at
   a frame time, so its motion grows up to the contact frame and stops there. Each contact sounds at the start of
   that frame (modal synthesis: decaying partials + a click); there is silence before the first contact. The
-  material (label) sets ball colour and timbre.
+  material (label) sets ball colour and timbre. Two modes (data.attributes): 'speaker' (the default; the name is
+  shared with `talking`) -- a material and 1-3 balls at random drop times; 'independent' -- material, number of
+  balls and rhythm (even or uneven spacing of the contacts) drawn independently (`IMPACTS_ATTRIBUTES`), label = the
+  material, and each clip has a caption. The (material, balls) pairs of `IMPACTS_HELD_OUT_PAIRS` occur only in
+  clips whose seed lies in `NOVEL_SEEDS`, and no other clip has them.
 """
 
 from __future__ import annotations
 
 import colorsys
 import dataclasses
+import math
 
 import ml_collections
 import numpy as np
@@ -100,8 +105,9 @@ def speaker(index: int, num_speakers: int) -> Speaker:
 TALKING_ATTRIBUTES = captions.TALKING_ATTRIBUTES
 ATTRIBUTE_MODES = ('speaker', 'independent')
 HELD_OUT_PAIRS = (('blue', 'high'), ('yellow', 'low'))  # (colour, pitch) pairs seen only in NOVEL_SEEDS clips.
-# Seeds of the `test_novel` split (avdiff.data.builders): clips with these seeds draw only held-out pairs, all other
-# seeds never do, so a clip stays a pure function of (seed, data config) and its stored key regenerates it.
+# Seeds of the `test_novel` split (avdiff.data.builders), of both datasets: clips with these seeds draw only held-out
+# pairs, all other seeds never do, so a clip stays a pure function of (seed, data config) and its stored key
+# regenerates it.
 NOVEL_SEEDS = range(3_000_000, 4_000_000)
 # label = (colour * 2 + shape) * 2 + pitch: 16 classes.
 NUM_INDEPENDENT_CLASSES = len(TALKING_ATTRIBUTES['colour']) * len(TALKING_ATTRIBUTES['shape']) * len(
@@ -121,12 +127,14 @@ _EDGE_SECONDS = 0.05
 
 
 def is_novel_seed(seed: int) -> bool:
-  """Whether clip `seed` belongs to the held-out (colour, pitch) pairs (attributes='independent')."""
+  """Whether clip `seed` belongs to the held-out pairs (attributes='independent'): talking's (colour, pitch) pairs of
+  HELD_OUT_PAIRS, impacts' (material, balls) pairs of IMPACTS_HELD_OUT_PAIRS."""
   return int(seed) in NOVEL_SEEDS
 
 
 def attribute_mode(data_cfg: ml_collections.ConfigDict) -> str:
-  """data.attributes of `talking`: 'speaker' (also for configs written before the field existed) | 'independent'."""
+  """data.attributes of `talking` and `impacts`: 'speaker' (the original generators; also for configs written before
+  the field existed) | 'independent'."""
   mode = data_cfg.get('attributes', 'speaker')
   if mode not in ATTRIBUTE_MODES:
     raise config_lib.ConfigError(f'data.attributes={mode!r} must be one of {ATTRIBUTE_MODES}')
@@ -149,9 +157,15 @@ def label_attributes(label: int) -> dict:
           'pitch': TALKING_ATTRIBUTES['pitch'][label % pitches]}
 
 
-def check_clip_fits(data_cfg: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError when data.clip_seconds cannot hold the longest independent-mode clip: the most syllables at
-  the slow rate's shortest duration, MIN_SYLLABLE_GAP apart, with _EDGE_SECONDS of silence at both ends."""
+def check_clip_fits(data_cfg: ml_collections.ConfigDict, dataset: str = 'talking') -> None:
+  """Raises ConfigError when data.clip_seconds cannot hold the longest independent-mode clip of `dataset`.
+
+  talking: the most syllables at the slow rate's shortest duration, MIN_SYLLABLE_GAP apart, with _EDGE_SECONDS of
+  silence at both ends. impacts: see `check_impacts_fit`.
+  """
+  if dataset == 'impacts':
+    check_impacts_fit(data_cfg)
+    return
   most = max(TALKING_ATTRIBUTES['syllables'])
   need = most * _RATES['slow'][0] + (most - 1) * MIN_SYLLABLE_GAP + 2 * _EDGE_SECONDS
   if float(data_cfg.clip_seconds) < need - 1e-9:
@@ -390,6 +404,13 @@ _MAX_BALLS = len(_COLUMNS)
 _LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # RGB -> grey, as OpenCV.
 _REF_IMPACT_SPEED = 1.0  # Frame heights / s; contacts this fast sound at full level.
 
+# attributes='independent' (the table is the caption vocabulary; a clip stores value indices, int32 [3]).
+IMPACTS_ATTRIBUTES = captions.IMPACTS_ATTRIBUTES
+IMPACTS_HELD_OUT_PAIRS = (('glass', 3), ('rubber', 1))  # (material, balls) pairs seen only in NOVEL_SEEDS clips.
+# An uneven rhythm's long gap between contacts is >= this many times its short gap. Not 2: a 2 s clip at 10 fps
+# (20 frames) cannot hold gaps of 5 and 10 frames after a first contact at frame >= 4 and before frame 19.
+UNEVEN_RATIO = 1.5
+
 
 @dataclasses.dataclass
 class _Contact:
@@ -398,7 +419,98 @@ class _Contact:
   radius: float  # Radius of the sounding ball, fraction of the frame.
 
 
-def _simulate(rng: np.random.Generator, frames: int, fps: float):
+def _fall_frames(seconds: float, fps: float) -> int:
+  """Frames of a fall lasting about `seconds`: a whole number (the contact lands on a frame time), >= 4."""
+  return max(_MIN_FALL_FRAMES, int(round(seconds * fps)))
+
+
+def _random_schedule(rng: np.random.Generator, frames: int, fps: float) -> list[tuple[int, int]]:
+  """(release frame, fall frames) of 1-3 balls at random times: falls of _FALL_SECONDS, 1-3 still frames between a
+  contact and the next release, as many balls as fit before frame T - 2 (attributes='speaker')."""
+  schedule, release = [], int(rng.integers(0, _FIRST_RELEASE_FRAMES))
+  for _ in range(_MAX_BALLS):
+    fall = _fall_frames(rng.uniform(*_FALL_SECONDS), fps)
+    if release + fall > frames - 2:  # The contact frame needs a following frame to be seen as the end of motion.
+      break
+    schedule.append((release, fall))
+    release += fall + int(rng.integers(1, _MAX_PAUSE_FRAMES + 1))
+  return schedule
+
+
+def _contact_frames(values: list[int], balls: int, rhythm: str, long_first: bool) -> list[int]:
+  """Contact frames of a rhythm schedule; values = [fall frames of each ball..., first release, short-gap extra,
+  long-gap extra]. A gap between contacts is >= the next ball's fall + 1 still frame, so every drop starts after
+  the previous ball has landed; 'uneven' (3 balls) makes one gap >= UNEVEN_RATIO x the other, in either order."""
+  falls, release, extra_short, extra_long = values[:balls], values[balls], values[balls + 1], values[balls + 2]
+  short = max(falls[1:], default=0) + 1 + extra_short
+  gaps = [short] * (balls - 1)
+  if rhythm == 'uneven' and balls >= captions.RHYTHM_MIN_BALLS:
+    gaps[0 if long_first else 1] = math.ceil(UNEVEN_RATIO * short) + extra_long
+  return [int(c) for c in release + falls[0] + np.cumsum([0] + gaps)]
+
+
+def _schedule_bounds(balls: int, fps: float) -> tuple[list[int], list[int]]:
+  """Lowest and highest values of each entry of `_contact_frames`'s `values`."""
+  falls = (_fall_frames(_FALL_SECONDS[0], fps), _fall_frames(_FALL_SECONDS[1], fps))
+  low = [falls[0]] * balls + [0, 0, 0]
+  high = [falls[1]] * balls + [_FIRST_RELEASE_FRAMES - 1, _MAX_PAUSE_FRAMES - 1, _MAX_PAUSE_FRAMES - 1]
+  return low, high
+
+
+def check_impacts_fit(data_cfg: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError when independent `impacts` clips cannot be drawn: data.num_materials is not the number of
+  IMPACTS_ATTRIBUTES materials, or the clip cannot hold the longest schedule at its lowest values (3 balls,
+  uneven: shortest falls, the first released at frame 0, one still frame before each next drop) with its last
+  contact at frame <= T - 2."""
+  materials = IMPACTS_ATTRIBUTES['material']
+  if int(data_cfg.num_materials) != len(materials) or tuple(m.name for m in MATERIALS[:len(materials)]) != materials:
+    raise config_lib.ConfigError(f'data.num_materials={data_cfg.num_materials} must be {len(materials)} for '
+                                 f'data.attributes=\'independent\' with impacts (materials {materials})')
+  frames, fps = config_lib.num_frames(data_cfg), float(data_cfg.fps)
+  balls = max(IMPACTS_ATTRIBUTES['balls'])
+  last = _contact_frames(_schedule_bounds(balls, fps)[0], balls, 'uneven', False)[-1]
+  if last > frames - 2:
+    raise config_lib.ConfigError(
+        f'data.clip_seconds={data_cfg.clip_seconds:g} at data.fps={fps:g} ({frames} frames) is too short for '
+        f'data.attributes=\'independent\' with impacts: {balls} balls in an uneven rhythm (one gap between '
+        f'contacts >= {UNEVEN_RATIO:g}x the other) need a last contact at frame {last} or later, and it must be '
+        f'<= {frames - 2}')
+
+
+def _rhythm_schedule(rng: np.random.Generator, balls: int, rhythm: str, frames: int, fps: float
+                     ) -> list[tuple[int, int]]:
+  """(release frame, fall frames) of exactly `balls` balls whose contacts are evenly or unevenly spaced.
+
+  Every value is drawn from its range as in `_random_schedule` (falls of _FALL_SECONDS, first release in
+  [0, _FIRST_RELEASE_FRAMES), up to _MAX_PAUSE_FRAMES - 1 extra frames per gap); then, in that order, each is
+  lowered until the schedule with the values not yet fixed at their lowest ends by frame T - 2, which
+  `check_impacts_fit` guarantees is possible. With fewer than RHYTHM_MIN_BALLS balls the rhythm is drawn but not
+  observable: the timing is the same for both values.
+  """
+  low, high = _schedule_bounds(balls, fps)
+  long_first = bool(rng.integers(2))
+  drawn = [_fall_frames(rng.uniform(*_FALL_SECONDS), fps) for _ in range(balls)] + [
+      int(rng.integers(lo, hi + 1)) for lo, hi in zip(low[balls:], high[balls:])]
+  values = list(low)
+  for i, value in enumerate(drawn):
+    values[i] = value
+    while values[i] > low[i] and _contact_frames(values, balls, rhythm, long_first)[-1] > frames - 2:
+      values[i] -= 1
+  contacts = _contact_frames(values, balls, rhythm, long_first)
+  return [(contact - fall, fall) for contact, fall in zip(contacts, values[:balls])]
+
+
+def _draw_impacts_attributes(rng: np.random.Generator, novel: bool) -> np.ndarray:
+  """int32 [3] value indices (material, balls, rhythm): uniform and independent, except that (material, balls) is
+  drawn among IMPACTS_HELD_OUT_PAIRS when `novel` and among the other pairs otherwise."""
+  materials, counts = IMPACTS_ATTRIBUTES['material'], IMPACTS_ATTRIBUTES['balls']
+  pairs = [(m, b) for m in range(len(materials)) for b in range(len(counts))
+           if ((materials[m], counts[b]) in IMPACTS_HELD_OUT_PAIRS) == novel]
+  material, balls = pairs[int(rng.integers(len(pairs)))]
+  return np.array([material, balls, int(rng.integers(len(IMPACTS_ATTRIBUTES['rhythm'])))], np.int32)
+
+
+def _simulate(rng: np.random.Generator, frames: int, fps: float, schedule: list[tuple[int, int]]):
   """Balls dropped from rest one after another; each falls under gravity and lands dead on the floor.
 
   Ball i hangs still until its release frame, falls for a whole number of frames so that it touches the floor
@@ -406,18 +518,13 @@ def _simulate(rng: np.random.Generator, frames: int, fps: float):
   released only after the previous one has landed, so the scene's motion rises to each contact and stops there.
   Balls sit in separate columns, so they never touch each other.
 
+  Args:
+    schedule: (release frame, fall frames) per ball, in order (`_random_schedule` or `_rhythm_schedule`).
   Returns:
     positions float32 [T, N, 2] (y, x as fractions of the frame), radii float32 [N], list of _Contact (one per
     ball, in frame order; every contact frame lies in [_MIN_FALL_FRAMES, T - 2]).
   """
   dt = 1.0 / fps
-  schedule, release = [], int(rng.integers(0, _FIRST_RELEASE_FRAMES))
-  for _ in range(_MAX_BALLS):
-    fall = max(_MIN_FALL_FRAMES, int(round(rng.uniform(*_FALL_SECONDS) * fps)))
-    if release + fall > frames - 2:  # The contact frame needs a following frame to be seen as the end of motion.
-      break
-    schedule.append((release, fall))
-    release += fall + int(rng.integers(1, _MAX_PAUSE_FRAMES + 1))
   n = len(schedule)
   radius = rng.uniform(*_RADIUS, n)
   x = np.asarray(_COLUMNS)[rng.permutation(len(_COLUMNS))[:n]] + rng.uniform(-0.01, 0.01, n)
@@ -455,18 +562,33 @@ def _impact_sound(rng: np.random.Generator, material: Material, contact: _Contac
 def impacts_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
   """One impacts clip.
 
+  With data.attributes='independent' the material, number of balls and rhythm are drawn from the seed; a seed in
+  NOVEL_SEEDS draws only the (material, balls) pairs of IMPACTS_HELD_OUT_PAIRS, any other seed never does.
+
   Returns:
     dict with `video` uint8 [T, H, W, 3], `audio` float32 [S] in [-1, 1], `label` int (material index) and
-    `impact` float32 [T] (1.0 at frames where some contact happens; its sound starts at sample f * S / T).
+    `impact` float32 [T] (1.0 at frames where some contact happens; its sound starts at sample f * S / T);
+    independent mode adds `attributes` int32 [3] (value indices in IMPACTS_ATTRIBUTES order) and `caption` str
+    (`captions.caption(attributes, seed, 'impacts')`).
   """
   rng = np.random.default_rng([int(seed), 2])
   size, fps, sr = int(data_cfg.resolution), float(data_cfg.fps), int(data_cfg.sample_rate)
   frames, samples = config_lib.num_frames(data_cfg), config_lib.num_samples(data_cfg)
   if not 0 < data_cfg.num_materials <= len(MATERIALS):
     raise ValueError(f'data.num_materials={data_cfg.num_materials} must lie in [1, {len(MATERIALS)}]')
-  label = int(rng.integers(data_cfg.num_materials))
+  extra = {}
+  if attribute_mode(data_cfg) == 'independent':
+    check_impacts_fit(data_cfg)
+    attributes = _draw_impacts_attributes(rng, is_novel_seed(seed))
+    values = captions.named(attributes, 'impacts')
+    label = int(attributes[0])
+    schedule = _rhythm_schedule(rng, values['balls'], values['rhythm'], frames, fps)
+    extra = {'attributes': attributes, 'caption': captions.caption(attributes, seed, 'impacts')}
+  else:  # The draws of the original generator, in their order: its clips stay bit-identical.
+    label = int(rng.integers(data_cfg.num_materials))
+    schedule = _random_schedule(rng, frames, fps)
   material = MATERIALS[label]
-  positions, radius, contacts = _simulate(rng, frames, fps)
+  positions, radius, contacts = _simulate(rng, frames, fps, schedule)
 
   per_frame = samples // frames
   # Silence between sounds: a noise floor that starts at t = 0 reads as an onset at the clip start.
@@ -493,7 +615,7 @@ def impacts_clip(seed: int, data_cfg: ml_collections.ConfigDict) -> dict:
     glint = _soft_ellipse((positions[:, i, 0] - 0.4 * radius[i]) * size, (positions[:, i, 1] - 0.4 * radius[i]) *
                           size, 0.3 * r, 0.3 * r, size)
     image = _blend(image, 0.5 * glint, np.ones(3, np.float32))
-  return {'video': _to_uint8(image), 'audio': audio, 'label': label, 'impact': impact}
+  return {'video': _to_uint8(image), 'audio': audio, 'label': label, 'impact': impact, **extra}
 
 
 # ----------------------------------------------------------------------------- dispatch

@@ -7,14 +7,16 @@ Prompts are tokenized on the host into bytes (`avdiff.data.tokenizer`, which say
 alone) is the null text of classifier-free guidance.
 
 Encoders (model.text.encoder), one interface:
-  'bytes'        byte embeddings + learned positions through `depth` pre-LN transformer layers (padding masked),
-                 trained with the DiT from scratch.
+  'bytes'        byte embeddings + learned positions, a byte n-gram layer (each position sees its
+                 model.text.ngram neighbours, so a word is one feature before any attention has been learned), then
+                 `depth` pre-LN transformer layers (padding masked); trained with the DiT from scratch.
   'precomputed'  the per-token embeddings [B, L, D] + mask [B, L] of a frozen pretrained encoder, stored in the
                  dataset once by `python -m experiments.embed_text`; a linear map to the text width.
 Both end in the same resampler: K = model.text.num_tokens learned queries attend to the encoder outputs and to one
 learned register (so an all-masked input, the null text of 'precomputed', is well defined), giving K tokens of the
-DiT's width whatever the prompt length: the DiT needs no padding mask. A masked mean of the outputs, projected to
-the DiT's width, is added to every modality's conditioning vector (as SD3 adds its pooled text embedding).
+DiT's width whatever the prompt length: the DiT needs no padding mask. The mean of the K tokens, projected to the
+DiT's width, is added to every modality's conditioning vector (as SD3 adds its pooled text embedding): a learned,
+selective pooling (a plain mean over the bytes of a caption is dominated by the words every caption shares).
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Ar
   return jnp.einsum('bhqk,bkhd->bqhd', jax.nn.softmax(logits, axis=-1).astype(v.dtype), v)
 
 
+def _neighbours(h: jax.Array, n: int) -> jax.Array:
+  """[B, L, C] -> [B, L, n, C]: at each position the n positions centred on it (zeros past the ends): a 1-D
+  convolution's window, contracted by the next Dense."""
+  left = (n - 1) // 2
+  padded = jnp.pad(h, ((0, 0), (left, n - 1 - left), (0, 0)))
+  return jnp.stack([padded[:, i:i + h.shape[1]] for i in range(n)], axis=2)
+
+
 class _Layer(nnx.Module):
   """Pre-LN transformer layer over the byte tokens (padding keys masked)."""
 
@@ -86,6 +96,8 @@ class TextEncoder(nnx.Module):
     if self.kind == 'bytes':
       self.embed = layers.param(rngs, init, (VOCAB, w), ('vocab', 'embed'), param_dtype)
       self.positions = layers.param(rngs, init, (int(c.max_bytes) + 1, w), (None, 'embed'), param_dtype)
+      self.ngram = int(c.ngram)
+      self.ngram_proj = layers.Dense((self.ngram, w), w, (None, None, 'embed'), rngs=rngs, **kw)
       self.layers = nnx.List([_Layer(w, heads, rngs=rngs, **kw) for _ in range(int(c.depth))])
     else:
       self.project = layers.Dense(int(c.embed_dim), w, (None, 'embed'), rngs=rngs, **kw)
@@ -105,6 +117,7 @@ class TextEncoder(nnx.Module):
       ids = jnp.asarray(text, jnp.int32)
       mask = ids != PAD
       h = jnp.take(self.embed[...], ids, axis=0) + self.positions[...][None, :ids.shape[1]]
+      h = h + self.ngram_proj(_neighbours(h * mask[..., None], self.ngram))
       for layer in self.layers:
         h = layer(h, mask)
       return layers.layer_norm(h), mask
@@ -120,6 +133,4 @@ class TextEncoder(nnx.Module):
     q = self.q(jnp.broadcast_to(self.queries[...].astype(h.dtype), (b,) + self.queries.shape))
     kv = self.kv(keys)
     resampled = self.o(_attend(q, kv[:, :, 0], kv[:, :, 1], keys_mask))  # [B, K, w]
-    weights = keys_mask.astype(h.dtype)[..., None]
-    pooled = jnp.sum(keys * weights, axis=1) / jnp.sum(weights, axis=1)
-    return self.to_tokens(resampled), self.to_pooled(pooled)
+    return self.to_tokens(resampled), self.to_pooled(jnp.mean(resampled, axis=1))
