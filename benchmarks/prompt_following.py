@@ -4,6 +4,8 @@ paraphrase wording, over seeds; and prompt agreement and lip-sync against the te
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text/seed1,runs/text/seed2
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0 --guidance=1,2,3,5 \
         --out=benchmarks/prompt_guidance.md                      # the guidance curve (+ .png)
+    python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text_xattn/seed0 \
+        --members=tokens,cross_attention --out=benchmarks/text_fusion.md     # members side by side
 
 Per run the scores go to W/eval/prompt_following[_g<scale>].json (reused when present: the command resumes); the
 table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the prompt equals it
@@ -27,6 +29,8 @@ _WORKDIRS = flags.DEFINE_list('workdirs', ['runs/text/seed0', 'runs/text/seed1',
 _NUM = flags.DEFINE_integer('num', 32, 'Prompts (held-out clips) per set.')
 _GUIDANCE = flags.DEFINE_list('guidance', [], 'Text guidance scales for the curve (default: the runs\' own scale, '
                               'the prompt-following table).')
+_MEMBERS = flags.DEFINE_list('members', [], 'Member name of each workdir (runs of one name are its seeds): a table '
+                             'of members side by side instead of one recipe over seeds.')
 _OUT = flags.DEFINE_string('out', 'benchmarks/prompt_following.md', 'Markdown table.')
 
 NAMES = ('colour', 'shape', 'pitch', 'rate', 'syllables', 'all')
@@ -40,9 +44,12 @@ def score_run(workdir: str, guidance: str = '') -> dict:
   """W/eval/prompt_following[_g<guidance>].json, computed when missing: prompt following and, with a guidance
   scale, the in-loop lip-sync measures of 16 validation clips at that scale."""
   path = os.path.join(workdir, 'eval', f'prompt_following{"_g" + guidance if guidance else ""}.json')
+  cached = None
   if os.path.exists(path):
     with open(path) as f:
-      return json.load(f)
+      cached = json.load(f)
+    if guidance or 'probe' in cached:
+      return cached
   from avdiff import checkpoint  # pylint: disable=g-import-not-at-top  (JAX only when something is sampled)
   from avdiff import sampling  # pylint: disable=g-import-not-at-top
   from avdiff.eval import in_loop, prompts  # pylint: disable=g-import-not-at-top
@@ -51,10 +58,17 @@ def score_run(workdir: str, guidance: str = '') -> dict:
   if guidance:
     config.diffusion.guidance_text = float(guidance)
   model = sampling.load_model(workdir, config)
+  if cached is not None:  # Scored before the probe was part of it: add the probe only.
+    cached['probe'] = text_probe(model, config)
+    with open(path, 'w') as f:
+      json.dump(cached, f, indent=1, default=_json_default)
+    return cached
   sample_fn = functools.partial(sampling.sample_clips, model)
   result = prompts.prompt_following(sample_fn, config, num=_NUM.value, seed=0,
                                     sets=prompts.SETS if not guidance else ('seen/template', 'novel/template'))
   result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step)
+  if not guidance:
+    result['probe'] = text_probe(model, config)
   if guidance:
     sync = in_loop.InLoopEvaluator(config, modes=('joint', 'audio_to_video'))(sample_fn, seed=0)
     result['sync'] = {k: v for k, v in sync.items() if k.startswith('eval/')}
@@ -62,6 +76,29 @@ def score_run(workdir: str, guidance: str = '') -> dict:
   with open(path, 'w') as f:
     json.dump(result, f, indent=1, default=_json_default)
   return result
+
+
+def text_probe(model, config) -> dict[str, float]:
+  """What the text encoder's output carries: per attribute, the validation accuracy of a linear read-out (ridge
+  regression onto one-hot values, closed form) of the K resampled text tokens, fitted on the train captions."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from avdiff.data import builders, captions, tokenizer  # pylint: disable=g-import-not-at-top
+
+  def features(split):
+    source = builders.load_source(config, split)
+    recs = [source[i] for i in range(len(source))]
+    texts = [r['caption'].decode() if isinstance(r['caption'], bytes) else str(r['caption']) for r in recs]
+    tokens, _ = model.dit.text_encoder(jnp.asarray(tokenizer.tokenize(texts, int(config.model.text.max_bytes))))
+    x = np.asarray(tokens, np.float64).reshape(len(recs), -1)
+    return np.concatenate([x, np.ones((len(recs), 1))], 1), np.stack([np.asarray(r['attributes']) for r in recs])
+
+  (x, a), (xv, av) = features('train'), features('validation')
+  out = {}
+  for j, (name, values) in enumerate(captions.TALKING_ATTRIBUTES.items()):
+    onehot = np.eye(len(values))[a[:, j]]
+    w = np.linalg.solve(x.T @ x + 1.0 * np.eye(x.shape[1]), x.T @ onehot)
+    out[name] = float(np.mean(np.argmax(xv @ w, 1) == av[:, j]))
+  return out
 
 
 def _cell(values: list[float]) -> str:
@@ -73,7 +110,7 @@ def _cell(values: list[float]) -> str:
 
 def _command() -> str:
   extra = ''.join(f' --{f.name}={",".join(f.value) if isinstance(f.value, list) else f.value}'
-                  for f in (_NUM, _GUIDANCE, _OUT) if f.value != f.default)
+                  for f in (_NUM, _GUIDANCE, _MEMBERS, _OUT) if f.value != f.default)
   return f'python -m benchmarks.prompt_following --workdirs={",".join(_WORKDIRS.value)}{extra}'
 
 
@@ -92,6 +129,21 @@ def table(results: list[dict]) -> list[str]:
         continue  # The same clips as the template row: the same ceiling and chance level.
       cells = [_cell([r['sets'][name][key][n] for r in results]) for n in NAMES]
       lines.append(f'| {name} | {what} | ' + ' | '.join(cells) + ' |')
+  if all('probe' in r for r in results):
+    lines += ['', 'What the text encoder carries: validation accuracy of a linear read-out of its text tokens per '
+              'attribute (fitted on the train captions; chance 0.25 / 0.5 / 0.5 / 0.5 / 0.25):', '',
+              '| ' + ' | '.join(NAMES[:-1]) + ' |', '|' + '---|' * (len(NAMES) - 1),
+              '| ' + ' | '.join(_cell([r['probe'][n] for r in results]) for n in NAMES[:-1]) + ' |']
+  lines += ['', 'Lip-sync of the same runs at their last in-loop evaluation (16 validation clips; main-job targets: '
+            'a2v r >= 0.8, |shuffled| <= 0.15, joint r >= 0.7):', '',
+            '| run | step | a2v r | a2v shuffled r | joint r |', '|---|---|---|---|---|']
+  from avdiff.train import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  for workdir in _WORKDIRS.value:
+    rows = [r for r in metrics_lib.read_metrics(workdir) if 'eval/a2v_r' in r]
+    if rows:
+      last = rows[-1]
+      lines.append(f'| {workdir} | {last["step"]} | {last["eval/a2v_r"]:.3f} | {last["eval/a2v_shuffled_r"]:.3f} | '
+                   f'{last["eval/joint_r"]:.3f} |')
   lines += ['', 'Targets: every attribute named in the prompt obeyed on >= 80% of seen and >= 70% of novel '
             f'combinations; paraphrases within {prompts.PARAPHRASE_GAP * 100:.0f} points of the templates.']
   for r_i, r in enumerate(results):
@@ -104,6 +156,24 @@ def table(results: list[dict]) -> list[str]:
                  f'({"met" if met[0] else "not met"}), novel {worst["novel/template"]:.2f} '
                  f'({"met" if met[1] else "not met"}); paraphrase gap in "all" seen {gaps[0]:+.2f}, novel '
                  f'{gaps[1]:+.2f} ({"met" if max(gaps) <= prompts.PARAPHRASE_GAP else "not met"})')
+  return lines
+
+
+def members_table(results: list[dict]) -> list[str]:
+  """Model-sample agreement per member and set (mean ± sd over the member's seeds)."""
+  from avdiff.eval import prompts  # pylint: disable=g-import-not-at-top
+  if len(_MEMBERS.value) != len(results):
+    raise app.UsageError(f'--members names {len(_MEMBERS.value)} workdirs, --workdirs has {len(results)}')
+  members = list(dict.fromkeys(_MEMBERS.value))
+  lines = [f'Written by `{_command()}`', '',
+           f'{_NUM.value} prompts per set from held-out clips, one joint sample each; agreement of the model samples '
+           '(as in the prompt-following table), mean ± sd over each member\'s seeds.', '',
+           '| member | seeds | set | ' + ' | '.join(NAMES) + ' |', '|---|---|---|' + '---|' * len(NAMES)]
+  for member in members:
+    runs = [r for r, m in zip(results, _MEMBERS.value) if m == member]
+    for name in prompts.SETS:
+      cells = [_cell([r['sets'][name]['agreement'][n] for r in runs]) for n in NAMES]
+      lines.append(f'| {member} | {len(runs)} | {name} | ' + ' | '.join(cells) + ' |')
   return lines
 
 
@@ -149,6 +219,8 @@ def main(argv):
   if _GUIDANCE.value:
     per_scale = {g: [score_run(w, g) for w in _WORKDIRS.value] for g in _GUIDANCE.value}
     report.emit(guidance_table(per_scale), _OUT.value)
+  elif _MEMBERS.value:
+    report.emit(members_table([score_run(w) for w in _WORKDIRS.value]), _OUT.value)
   else:
     report.emit(table([score_run(w) for w in _WORKDIRS.value]), _OUT.value)
 

@@ -34,7 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
   # `talking`: 'speaker' (label = speaker sets face colour, shape and voice) | 'independent' (face colour, face
   # shape, voice pitch, speaking rate and syllable count drawn independently; label = the (colour, shape, pitch)
   # combination, 16 classes; clips carry captions; a `test_novel` split holds the colour-pitch pairs held out of
-  # train/validation/test: avdiff.data.synthetic.HELD_OUT_PAIRS). Needs clip_seconds >= 1.88.
+  # train/validation/test: avdiff.data.synthetic.HELD_OUT_PAIRS). Needs clip_seconds >= 1.88. `impacts`:
+  # 'independent' draws material, number of balls and rhythm separately (label = material; captions; held-out
+  # material-count pairs in `test_novel`); 'speaker' (the name is shared) is the original impacts generator.
   d.attributes = 'speaker'
   d.num_materials = 4  # `impacts`: number of materials (= label classes).
   d.num_train = 512  # Clips in the train split of a built-in dataset.
