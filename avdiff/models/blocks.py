@@ -153,21 +153,14 @@ class CrossBlock(nnx.Module):
     return nv, na
 
 
-class TextCrossAttention(nnx.Module):
-  """Audio-video tokens attend to the prompt's text tokens, gated by adaLN-Zero (the identity at init).
+class TextCrossAttention(CrossWeights):
+  """Audio-video tokens attend to the prompt's text tokens, gated by adaLN-Zero (the identity at init); the weights
+  of `CrossWeights`, with each token modulated by its own modality's conditioning.
 
   h [B, N, C] (the joint sequence), txt [B, K, C], cond [B, M, C] (one conditioning vector per modality; each token
   takes its modality's shift, scale and gate through ctx.per_token) -> [B, N, C]. No rotary: text has no position
   on the clip's clock.
   """
-
-  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, dtype, param_dtype):
-    hd = width // heads
-    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-    self.ada = layers.Dense(width, (3, width), ('mlp', None, 'embed'), kernel_init=layers.zeros_init, **kw)
-    self.q = layers.Dense(width, (heads, hd), ('embed', 'heads', 'kv'), **kw)
-    self.kv = layers.Dense(width, (2, heads, hd), ('embed', None, 'heads', 'kv'), **kw)
-    self.out = layers.Dense((heads, hd), width, ('heads', 'kv', 'embed'), **kw)
 
   def __call__(self, h: jax.Array, txt: jax.Array, cond: jax.Array, ctx: Context) -> jax.Array:
     mod = self.ada(jax.nn.silu(cond))  # [B, M, 3, C]
