@@ -39,12 +39,14 @@ def clips(data_cfg):
   return {seed: synthetic.talking_clip(seed, data_cfg) for seed in SEEDS}
 
 
-def _read_words(text):
-  """{attribute name: value index} of the attribute words in `text`; each attribute named at most once."""
+def _read_words(text, vocabulary=None):
+  """{attribute name: value index} of the attribute words (default: talking's) in `text`; each attribute named at
+  most once."""
+  vocabulary = _WORD_VALUES if vocabulary is None else vocabulary
   found = {}
   for word in re.findall(r'[a-z]+', text):
-    if word in _WORD_VALUES:
-      name, index = _WORD_VALUES[word]
+    if word in vocabulary:
+      name, index = vocabulary[word]
       assert name not in found, (text, name)
       found[name] = index
   return found
@@ -248,14 +250,7 @@ _IMPACTS_WORDS = {(captions.NUMBER_WORDS[v] if name == 'balls' else v): (name, i
 
 
 def _impacts_words(text):
-  """{attribute name: value index} of the impacts attribute words in `text`; each attribute named at most once."""
-  found = {}
-  for word in re.findall(r'[a-z]+', text):
-    if word in _IMPACTS_WORDS:
-      name, index = _IMPACTS_WORDS[word]
-      assert name not in found, (text, name)
-      found[name] = index
-  return found
+  return _read_words(text, _IMPACTS_WORDS)
 
 
 def _impacts_pair(attributes):
