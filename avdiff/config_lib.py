@@ -250,12 +250,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if m.depth <= 0:
     raise ConfigError(f'model.depth must be positive, got {m.depth}')
   if text_encoder(config):
-    _choice(m.text.encoder, ('bytes', 'precomputed'), 'model.text.encoder')
+    _choice(m.text.encoder, ('bytes', 'pieces', 'precomputed'), 'model.text.encoder')
     _choice(m.text.fusion, ('tokens', 'cross_attention'), 'model.text.fusion')
     if m.text.fusion == 'cross_attention' and m.fusion != 'joint':
       raise ConfigError("model.text.fusion='cross_attention' needs model.fusion='joint' (the dual tower takes the "
                         "text as tokens in each tower: model.text.fusion='tokens')")
-    for field in ('max_bytes', 'width', 'depth', 'num_heads', 'num_tokens', 'ngram'):
+    for field in ('max_bytes', 'width', 'depth', 'num_heads', 'num_tokens', 'ngram', 'vocab_size'):
       if m.text[field] <= 0:
         raise ConfigError(f'model.text.{field} must be positive, got {m.text[field]}')
     if m.text.width % m.text.num_heads:

@@ -45,8 +45,7 @@ from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import builders
 from avdiff.data import frames
-from avdiff.data import text_embeddings
-from avdiff.data import tokenizer
+from avdiff.data import text_inputs
 from avdiff.models import text as text_lib
 
 MODES = diffusion.MODES  # joint, audio_to_video, video_to_audio, continuation
@@ -148,32 +147,16 @@ def prompt_clips(prompts: list[str], config: ml_collections.ConfigDict) -> list[
   """Conditioning clips from prompts (no label: the null label), validated before anything compiles: raises
   tokenizer.PromptError for an empty, over-long or non-string prompt, a prompt a 'precomputed' model's table has
   no embeddings of (naming experiments.embed_text --prompts), or when the model takes no text."""
-  encoder = config_lib.text_encoder(config)
-  if not encoder:
-    raise tokenizer.PromptError('this model takes no prompts (model.text.encoder is empty)')
-  for i, p in enumerate(prompts):
-    if not isinstance(p, str) or not p.strip():
-      raise tokenizer.PromptError(f'prompt {i} is empty: give a description (the null prompt is what guidance '
-                                  'compares against, not something to sample from)')
-  if encoder == 'precomputed':
-    text_embeddings.load(config).lookup(prompts)  # Raises for prompts without stored embeddings.
-  else:
-    tokenizer.tokenize(prompts, int(config.model.text.max_bytes))  # Raises for over-long prompts, naming the limit.
+  text_inputs.TextInputs(config).check(prompts)
   return [{'caption': p} for p in prompts]
 
 
 def _prompts(config: ml_collections.ConfigDict, chunk: list[builders.Clip]) -> Optional[text_lib.Text]:
-  """The clips' captions for the model (a clip without one: the null prompt): byte ids int32 [b, L] ('bytes'), or
-  {'embeddings': float32 [b, L, D], 'mask': bool [b, L]} from the stored table ('precomputed'); None for a model
-  without text."""
-  encoder = config_lib.text_encoder(config)
-  if not encoder:
+  """The clips' captions for the model (a clip without one: the null prompt), `text_inputs.model_text`; None for a
+  model without text."""
+  if not config_lib.text_encoder(config):
     return None
-  captions = [c.get('caption', '') for c in chunk]
-  if encoder == 'precomputed':
-    embeddings, mask = text_embeddings.load(config).lookup(captions)
-    return {'embeddings': embeddings, 'mask': mask}
-  return tokenizer.tokenize(captions, int(config.model.text.max_bytes))
+  return text_inputs.model_text(config, text_inputs.TextInputs(config)([c.get('caption', '') for c in chunk]))
 
 
 def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int, batch_size: int = 8,

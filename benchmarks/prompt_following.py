@@ -81,14 +81,16 @@ def score_run(workdir: str, guidance: str = '') -> dict:
 def text_probe(model, config) -> dict[str, float]:
   """What the text encoder's output carries: per attribute, the validation accuracy of a linear read-out (ridge
   regression onto one-hot values, closed form) of the K resampled text tokens, fitted on the train captions."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from avdiff.data import builders, captions, tokenizer  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from avdiff.data import builders, captions, text_inputs  # pylint: disable=g-import-not-at-top
+  inputs = text_inputs.TextInputs(config)
 
   def features(split):
     source = builders.load_source(config, split)
     recs = [source[i] for i in range(len(source))]
     texts = [r['caption'].decode() if isinstance(r['caption'], bytes) else str(r['caption']) for r in recs]
-    tokens, _ = model.dit.text_encoder(jnp.asarray(tokenizer.tokenize(texts, int(config.model.text.max_bytes))))
+    text = text_inputs.model_text(config, inputs(texts))
+    tokens, _ = model.dit.text_encoder(jax.tree.map(jax.numpy.asarray, text))
     x = np.asarray(tokens, np.float64).reshape(len(recs), -1)
     return np.concatenate([x, np.ones((len(recs), 1))], 1), np.stack([np.asarray(r['attributes']) for r in recs])
 

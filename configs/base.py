@@ -75,16 +75,20 @@ def get_config() -> ml_collections.ConfigDict:
   # Text prompts (avdiff.models.text). The encoder's K output tokens enter the DiT by `fusion`, and its pooled vector
   # is added to every modality's conditioning.
   m.text = tx = ml_collections.ConfigDict()
-  # '' (no text) | 'bytes' (byte-level transformer trained with the DiT) | 'precomputed' (a frozen pretrained
-  # encoder's embeddings, stored in the dataset by `python -m experiments.embed_text`).
+  # '' (no text) | 'bytes' (byte-level transformer trained with the DiT) | 'pieces' (the same transformer over
+  # SentencePiece BPE tokens fitted to the training captions) | 'precomputed' (a frozen pretrained encoder's
+  # embeddings, stored in the dataset by `python -m experiments.embed_text`).
   tx.encoder = ''
   # 'tokens' (K text tokens appended to the joint sequence, or to each tower) | 'cross_attention' (after every
   # self-attention block the audio-video tokens attend to the K text tokens; `joint` fusion).
   tx.fusion = 'tokens'
-  tx.max_bytes = 96  # Longest prompt, UTF-8 bytes ('bytes'; a longer one is an error, never cut).
+  # Longest prompt in tokens: UTF-8 bytes ('bytes'), SentencePiece pieces ('pieces'); a longer one is an error,
+  # never cut.
+  tx.max_bytes = 96
+  tx.vocab_size = 384  # 'pieces': SentencePiece ids (the 256 byte pieces included; a small corpus may use fewer).
   tx.width = 128  # Text encoder width.
-  tx.depth = 2  # 'bytes': transformer layers over the bytes.
-  tx.ngram = 7  # 'bytes': bytes each position sees before attention (a word-sized window; 1 = none).
+  tx.depth = 2  # 'bytes' / 'pieces': transformer layers over the tokens.
+  tx.ngram = 7  # 'bytes' / 'pieces': tokens each position sees before attention (bytes: a word-sized window; 1 = none).
   tx.num_heads = 4
   tx.num_tokens = 8  # K: text tokens handed to the DiT (learned queries over the encoder outputs).
   tx.embed_dim = 0  # 'precomputed': width D of the stored embeddings (set by experiments.embed_text's dataset).

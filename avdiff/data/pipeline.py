@@ -11,9 +11,9 @@ built with the same arguments makes the next batch exactly the one that would ha
 Host batch (numpy), per the batch contract: `video` uint8 [b, T, H, W, 3]; `audio_mel` float32 [b, T_a, n_mels];
 `label` int32 [b]; `audio` float32 [b, S] when `with_waveform`; ground truth where the dataset has it:
 `mouth_open` float32 [b, T], `mouth_box` int32 [b, 4], `impact` float32 [b, T]. With a text model
-(model.text.encoder) the prompts: `text` int32 [b, L] (the caption's byte ids, `avdiff.data.tokenizer`), or the
-caption's `text_embeddings` float32 [b, L, D] and `text_mask` bool [b, L] from the table of a frozen encoder
-('precomputed', `avdiff.data.text_embeddings`). b = global batch / process count.
+(model.text.encoder) the captions as `avdiff.data.text_inputs` writes them: `text` int32 [b, L] (byte or
+SentencePiece ids), or `text_embeddings` float32 [b, L, D] and `text_mask` bool [b, L] (a frozen encoder's).
+b = global batch / process count.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from avdiff import config_lib
 from avdiff import console
 from avdiff.data import builders
 from avdiff.data import frames
-from avdiff.data import text_embeddings
-from avdiff.data import tokenizer
+from avdiff.data import text_inputs
 
 _GROUND_TRUTH = {'mouth_open': np.float32, 'mouth_box': np.int32, 'impact': np.float32}
 
@@ -63,15 +62,12 @@ class _ProcessSlice(grain.MapDataset):
 
 
 class _ToContract:
-  """Stored example -> contract arrays (int16 PCM -> float32 waveform; the caption -> byte ids for a 'bytes' text
-  model, or its row of `table` for a 'precomputed' one; other text keys dropped)."""
+  """Stored example -> contract arrays (int16 PCM -> float32 waveform; for a text model the caption -> its
+  `text_inputs` arrays; other text keys dropped)."""
 
-  def __init__(self, with_waveform: bool, text_encoder: str = '', max_bytes: int = 0,
-               table: Optional[text_embeddings.Table] = None):
+  def __init__(self, with_waveform: bool, text: Optional[text_inputs.TextInputs] = None):
     self._with_waveform = with_waveform
-    self._text_encoder = text_encoder
-    self._max_bytes = max_bytes
-    self._table = table
+    self._text = text
 
   def __call__(self, example: dict) -> dict:
     out = {'video': np.asarray(example['video'], np.uint8),
@@ -82,14 +78,11 @@ class _ToContract:
     for key, dtype in _GROUND_TRUTH.items():
       if key in example:
         out[key] = np.asarray(example[key], dtype)
-    if self._text_encoder:
+    if self._text is not None:
       caption = example['caption']
       caption = caption.decode('utf-8') if isinstance(caption, bytes) else str(caption)
-      if self._text_encoder == 'bytes':
-        out['text'] = tokenizer.tokenize([caption], self._max_bytes)[0]
-      else:  # A caption without an entry (the dataset changed since the table was written) raises PromptError.
-        embeddings, mask = self._table.lookup([caption])
-        out['text_embeddings'], out['text_mask'] = embeddings[0], mask[0]
+      # A caption without a stored embedding (the dataset changed since the table was written) raises PromptError.
+      out.update({k: v[0] for k, v in self._text([caption]).items()})
     return out
 
 
@@ -141,9 +134,8 @@ class InputPipeline:
           f'model.text.encoder={encoder!r} needs captions in the examples of {d.dataset!r}, which have '
           f'{sorted(self.source[0])}: use a dataset with captions (data.attributes=\'independent\', or a folder '
           'whose sidecars have a caption)')
-    # Read once here, not per example; a missing table is a UserError naming experiments.embed_text.
-    table = text_embeddings.load(config) if encoder == 'precomputed' else None
-    ds = ds.map(_ToContract(self.with_waveform, encoder, int(config.model.text.max_bytes) if encoder else 0, table))
+    # Tokenizer / table read once here, not per example; a missing table is a UserError naming experiments.embed_text.
+    ds = ds.map(_ToContract(self.with_waveform, text_inputs.TextInputs(config) if encoder else None))
     ds = ds.batch(self.local_batch_size, drop_remainder=True)
     num_threads = max(1, min(8, self.local_batch_size))
     iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(

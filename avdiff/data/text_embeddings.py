@@ -151,12 +151,12 @@ def load(config: ml_collections.ConfigDict) -> Table:
   return table
 
 
-def dataset_captions(config: ml_collections.ConfigDict) -> list[str]:
-  """The distinct non-empty captions of every split of config.data's dataset (built first if it is a built-in one),
-  in order of first appearance."""
+def dataset_captions(config: ml_collections.ConfigDict, splits: Optional[Sequence[str]] = None) -> list[str]:
+  """The distinct non-empty captions of `splits` (default: every split) of config.data's dataset (built first if it
+  is a built-in one), in order of first appearance."""
   builder = builders.prepare(config)
   found = {}
-  for split in builder.info.splits:
+  for split in (builder.info.splits if splits is None else splits):
     source = builders.load_source(config, split)
     for i in range(len(source)):
       caption = source[i].get('caption', b'')

@@ -1,18 +1,20 @@
-"""Text conditioning: a byte-level tokenizer and the encoder that turns a prompt into the DiT's text tokens.
+"""Text conditioning: the encoder that turns a tokenized prompt into the DiT's text tokens.
 
     ids = tokenizer.tokenize(['a blue round face, high voice, four syllables'], max_bytes=96)  # int32 [B, L]
     tokens, pooled = encoder(ids)   # [B, K, width] text tokens, [B, width] pooled conditioning vector
 
-Prompts are tokenized on the host into bytes (`avdiff.data.tokenizer`, which says why); the empty prompt (BOS
-alone) is the null text of classifier-free guidance.
+Prompts are tokenized on the host (`avdiff.data.text_inputs`: bytes or SentencePiece pieces, `avdiff.data.tokenizer`
+says why each); the empty prompt (BOS alone) is the null text of classifier-free guidance.
 
 Encoders (model.text.encoder), one interface:
   'bytes'        byte embeddings + learned positions, a byte n-gram layer (each position sees its
                  model.text.ngram neighbours, so a word is one feature before any attention has been learned), then
                  `depth` pre-LN transformer layers (padding masked); trained with the DiT from scratch.
+  'pieces'       the same over SentencePiece ids (a BPE vocabulary fitted to the training captions,
+                 `avdiff.data.text_inputs`): a caption word is one token, with an embedding row of its own.
   'precomputed'  the per-token embeddings [B, L, D] + mask [B, L] of a frozen pretrained encoder, stored in the
                  dataset once by `python -m experiments.embed_text`; a linear map to the text width.
-Both end in the same resampler: K = model.text.num_tokens learned queries attend to the encoder outputs and to one
+All end in the same resampler: K = model.text.num_tokens learned queries attend to the encoder outputs and to one
 learned register (so an all-masked input, the null text of 'precomputed', is well defined), giving K tokens of the
 DiT's width whatever the prompt length: the DiT needs no padding mask. The mean of the K tokens, projected to the
 DiT's width, is added to every modality's conditioning vector (as SD3 adds its pooled text embedding): a learned,
@@ -28,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from avdiff.data.tokenizer import BOS, PAD, VOCAB
+from avdiff.data.tokenizer import BOS, OFFSET, PAD, VOCAB
 from avdiff.models import layers
 
-ENCODERS = ('bytes', 'precomputed')
+ENCODERS = ('bytes', 'pieces', 'precomputed')
 FUSIONS = ('tokens', 'cross_attention')
 
 # A prompt for the model: byte ids int32 [B, L] ('bytes'), or {'embeddings': float32 [B, L, D], 'mask': bool [B, L]}
@@ -80,7 +82,7 @@ class _Layer(nnx.Module):
 class TextEncoder(nnx.Module):
   """Prompt -> (text tokens [B, K, out_width], pooled [B, out_width]); see the module docstring.
 
-  text_cfg: config.model.text (encoder, max_bytes, width, depth, num_heads, num_tokens, embed_dim).
+  text_cfg: config.model.text (encoder, max_bytes, vocab_size, width, depth, num_heads, num_tokens, embed_dim).
   out_width: the DiT's width.
   """
 
@@ -93,8 +95,9 @@ class TextEncoder(nnx.Module):
     self.heads = heads
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     init = nnx.initializers.normal(0.02)
-    if self.kind == 'bytes':
-      self.embed = layers.param(rngs, init, (VOCAB, w), ('vocab', 'embed'), param_dtype)
+    if self.kind in ('bytes', 'pieces'):
+      vocab = VOCAB if self.kind == 'bytes' else OFFSET + int(c.vocab_size)
+      self.embed = layers.param(rngs, init, (vocab, w), ('vocab', 'embed'), param_dtype)
       self.positions = layers.param(rngs, init, (int(c.max_bytes) + 1, w), (None, 'embed'), param_dtype)
       self.ngram = int(c.ngram)
       self.ngram_proj = layers.Dense((self.ngram, w), w, (None, None, 'embed'), rngs=rngs, **kw)
@@ -111,9 +114,9 @@ class TextEncoder(nnx.Module):
 
   def _encode(self, text: Text) -> tuple[jax.Array, jax.Array]:
     """-> (per-token features [B, L, w], mask bool [B, L])."""
-    if self.kind == 'bytes':
+    if self.kind in ('bytes', 'pieces'):
       if isinstance(text, dict):
-        raise ValueError("model.text.encoder='bytes' takes byte ids [B, L], got precomputed embeddings")
+        raise ValueError(f'model.text.encoder={self.kind!r} takes token ids [B, L], got precomputed embeddings')
       ids = jnp.asarray(text, jnp.int32)
       mask = ids != PAD
       h = jnp.take(self.embed[...], ids, axis=0) + self.positions[...][None, :ids.shape[1]]

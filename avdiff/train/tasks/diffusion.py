@@ -14,6 +14,7 @@ from avdiff import config_lib
 from avdiff import diffusion
 from avdiff import models
 from avdiff import sampling
+from avdiff.data import text_inputs
 from avdiff.diffusion import diagnostics
 from avdiff.eval import in_loop
 from avdiff.models import text as text_lib
@@ -54,18 +55,8 @@ class DiffusionTask(task_lib.Task):
     return nnx.merge(self._ae_graphdef, nnx.State(frozen))
 
   def _text(self, batch: dict) -> Optional[text_lib.Text]:
-    """The batch's prompts for the model (None without a text encoder): byte ids `text` int32 [B, L], or the
-    precomputed `text_embeddings` [B, L, D] with `text_mask` [B, L]."""
-    kind = config_lib.text_encoder(self.config)
-    if not kind:
-      return None
-    needed = ('text',) if kind == 'bytes' else ('text_embeddings', 'text_mask')
-    missing = [k for k in needed if k not in batch]
-    if missing:
-      raise ValueError(f'model.text.encoder={kind!r} needs batch keys {missing} (captions in the dataset)')
-    if kind == 'bytes':
-      return batch['text']
-    return {'embeddings': batch['text_embeddings'], 'mask': batch['text_mask']}
+    """The batch's prompts for the model (None without a text encoder): `text_inputs.model_text`."""
+    return text_inputs.model_text(self.config, batch)
 
   def loss(self, model: nnx.Module, batch: dict, rng: jax.Array, frozen=None) -> tuple[jax.Array, dict]:
     """batch: video float32 [B, T, H, W, 3] in [-1, 1], audio_mel [B, T_a, n_mels], label int32 [B] (and the
