@@ -48,9 +48,10 @@ def score_run(workdir: str, guidance: str = '') -> dict:
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
-    if guidance or 'probe' in cached:
+    if guidance or 'probe' in cached or cached.get('condition') == 'label':
       return cached
   from avdiff import checkpoint  # pylint: disable=g-import-not-at-top  (JAX only when something is sampled)
+  from avdiff import config_lib  # pylint: disable=g-import-not-at-top
   from avdiff import sampling  # pylint: disable=g-import-not-at-top
   from avdiff.eval import in_loop, prompts  # pylint: disable=g-import-not-at-top
   from configs import base  # pylint: disable=g-import-not-at-top
@@ -64,10 +65,14 @@ def score_run(workdir: str, guidance: str = '') -> dict:
       json.dump(cached, f, indent=1, default=_json_default)
     return cached
   sample_fn = functools.partial(sampling.sample_clips, model)
-  result = prompts.prompt_following(sample_fn, config, num=_NUM.value, seed=0,
-                                    sets=prompts.SETS if not guidance else ('seen/template', 'novel/template'))
+  # A model without text is the label-conditioned control: the same prompts' (colour, shape, pitch) as its label;
+  # a paraphrase gives it the same label as the template, so only the template sets.
+  text = bool(config_lib.text_encoder(config))
+  result = prompts.prompt_following(
+      sample_fn, config, num=_NUM.value, seed=0, condition='prompt' if text else 'label',
+      sets=prompts.SETS if text and not guidance else ('seen/template', 'novel/template'))
   result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step)
-  if not guidance:
+  if text and not guidance:
     result['probe'] = text_probe(model, config)
   if guidance:
     sync = in_loop.InLoopEvaluator(config, modes=('joint', 'audio_to_video'))(sample_fn, seed=0)
@@ -173,7 +178,7 @@ def members_table(results: list[dict]) -> list[str]:
            '| member | seeds | set | ' + ' | '.join(NAMES) + ' |', '|---|---|---|' + '---|' * len(NAMES)]
   for member in members:
     runs = [r for r, m in zip(results, _MEMBERS.value) if m == member]
-    for name in prompts.SETS:
+    for name in [s for s in prompts.SETS if s in runs[0]['sets']]:
       cells = [_cell([r['sets'][name]['agreement'][n] for r in runs]) for n in NAMES]
       lines.append(f'| {member} | {len(runs)} | {name} | ' + ' | '.join(cells) + ' |')
   return lines

@@ -54,3 +54,21 @@ def test_an_obedient_model_scores_one_and_an_ignoring_one_chance():
     # A model that obeys every prompt agrees with another clip's prompt only by chance.
     assert good['sets'][name]['other_prompt']['all'] < 0.3
   assert np.isfinite(good['sets']['seen/template']['agreement']['rate'])
+
+
+def test_the_label_control_gets_the_prompted_label_and_scores_what_it_names():
+  """condition='label': each sample gets the label of its prompt's (colour, shape, pitch), and only those are
+  scored; a model that draws the clip of its label scores 1 on them, the rest are not scored."""
+  seen = _clips(range(12))
+  by_label = {int(c['label']): c for c in seen}
+
+  def label_model(clips, mode, seed):
+    assert all(set(c) == {'label'} for c in clips)
+    return [by_label[c['label']] for c in clips]
+
+  out = prompts.prompt_following(label_model, text.get_config(), num=12, clips={'seen': seen},
+                                 sets=('seen/template',), condition='label')
+  agreement = out['sets']['seen/template']['agreement']
+  assert out['condition'] == 'label'
+  assert [agreement[n] for n in prompts.LABEL_ATTRIBUTES] == [1.0, 1.0, 1.0] and agreement['all'] == 1.0
+  assert np.isnan(agreement['rate']) and np.isnan(agreement['syllables'])

@@ -24,6 +24,7 @@ import numpy as np
 
 from avdiff.data import builders
 from avdiff.data import captions
+from avdiff.data import synthetic
 from avdiff.eval import attributes as attr_lib
 from avdiff.eval import conditions as conditions_lib
 
@@ -32,6 +33,7 @@ SPLITS = {'seen': 'validation', 'novel': 'test_novel'}
 # Targets of the text-to-audio-video issue: each named attribute obeyed on this share of samples.
 TARGETS = {'seen': 0.8, 'novel': 0.7}
 PARAPHRASE_GAP = 0.1  # A paraphrase within this much of the template wording.
+LABEL_ATTRIBUTES = ('colour', 'shape', 'pitch')  # What the label of an independent-attribute clip names.
 
 
 def named_in(template: str) -> tuple[str, ...]:
@@ -64,7 +66,8 @@ def _agreement(readings: list[dict], prompts: list[dict]) -> dict[str, float]:
 
 
 def prompt_following(sample_fn: conditions_lib.SampleFn, config: ml_collections.ConfigDict, num: int = 32,
-                     seed: int = 0, sets: tuple[str, ...] = SETS, clips: Optional[dict] = None) -> dict:
+                     seed: int = 0, sets: tuple[str, ...] = SETS, clips: Optional[dict] = None,
+                     condition: str = 'prompt') -> dict:
   """Samples one joint clip per prompt of each set and scores it (module docstring).
 
   Args:
@@ -75,19 +78,29 @@ def prompt_following(sample_fn: conditions_lib.SampleFn, config: ml_collections.
     sets: which of SETS.
     clips: {'seen': [...], 'novel': [...]} held-out clips to write prompts from (default: the first `num` of each
       split).
+    condition: 'prompt' (each sample gets its prompt as `caption`), or 'label' (the control of a label-conditioned
+      model: each sample gets the label of the prompt's (colour, shape, pitch), `synthetic.attribute_label`, and
+      only those attributes are scored; how far the same DiT gets when its condition needs no text encoder).
   Returns:
-    {'num': num, 'seed': seed, 'sets': {set: {'agreement': {attribute | 'all': fraction}, 'ground_truth': {...},
+    {'num': num, 'seed': seed, 'condition': condition, 'sets': {set: {'agreement': {attribute | 'all': fraction}, 'ground_truth': {...},
      'other_prompt': {...}, 'prompts': [caption, ...]}}}.
   """
   clips = dict(clips or {})
-  result = {'num': num, 'seed': seed, 'sets': {}}
+  result = {'num': num, 'seed': seed, 'condition': condition, 'sets': {}}
   for name in sets:
     group, wording = name.split('/')
     if group not in clips:
       clips[group] = builders.load_clips(config, SPLITS[group], num)
     held_out = clips[group][:num]
     prompts = prompt_set(held_out, wording)
-    samples = sample_fn([{'caption': p['caption']} for p in prompts], 'joint', seed)
+    if condition == 'label':
+      prompts = [{**p, 'names': tuple(n for n in p['names'] if n in LABEL_ATTRIBUTES)} for p in prompts]
+      given = [{'label': synthetic.attribute_label(captions.indices(p['truth']))} for p in prompts]
+    elif condition == 'prompt':
+      given = [{'caption': p['caption']} for p in prompts]
+    else:
+      raise ValueError(f"condition must be 'prompt' or 'label', got {condition!r}")
+    samples = sample_fn(given, 'joint', seed)
     readings = [attr_lib.read_attributes(s, config.data) for s in samples]
     truth_readings = [attr_lib.read_attributes(c, config.data) for c in held_out]
     shift = max(1, len(prompts) // 2)  # Another clip's prompt (a fixed derangement).
