@@ -181,6 +181,14 @@ def members_table(results: list[dict]) -> list[str]:
     for name in [s for s in prompts.SETS if s in runs[0]['sets']]:
       cells = [_cell([r['sets'][name]['agreement'][n] for r in runs]) for n in NAMES]
       lines.append(f'| {member} | {len(runs)} | {name} | ' + ' | '.join(cells) + ' |')
+  probed = [m for m in members if all('probe' in r for r, m2 in zip(results, _MEMBERS.value) if m2 == m)]
+  if probed:
+    lines += ['', 'What each text encoder carries (linear read-out of its text tokens, as in the prompt-following '
+              'table; chance 0.25 / 0.5 / 0.5 / 0.5 / 0.25):', '',
+              '| member | ' + ' | '.join(NAMES[:-1]) + ' |', '|---|' + '---|' * (len(NAMES) - 1)]
+    for member in probed:
+      runs = [r for r, m in zip(results, _MEMBERS.value) if m == member]
+      lines.append(f'| {member} | ' + ' | '.join(_cell([r['probe'][n] for r in runs]) for n in NAMES[:-1]) + ' |')
   return lines
 
 

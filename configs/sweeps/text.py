@@ -1,8 +1,11 @@
-r"""Where text enters the DiT: the prompt's tokens in the joint sequence (configs/text.py) against cross-attention
-to them after every block (configs/ablations/text_cross_attention.py), 3 seeds each at the main job's scale.
+r"""The text recipe (configs/text.py: SentencePiece tokens in the joint sequence) against its alternatives, 3 seeds
+each at the main job's scale: cross-attention to the text tokens after every block
+(configs/ablations/text_cross_attention.py), UTF-8 bytes instead of pieces (configs/ablations/text_bytes.py), and
+the label control, no text at all (configs/ablations/text_labels.py).
 
     python -m experiments.ablate --sweep=configs/sweeps/text.py --workdir=runs/text_sweep
-    python -m benchmarks.prompt_following --workdirs=runs/text_sweep/tokens/seed0,...   # prompt following per member
+    python -m benchmarks.prompt_following --workdirs=runs/text_sweep/tokens/seed0,... \
+        --members=tokens,...    # prompt following per member
 """
 
 
@@ -13,5 +16,7 @@ def get_sweep():
       'members': {
           'tokens': {},
           'cross_attention': 'configs/ablations/text_cross_attention.py',
+          'bytes': 'configs/ablations/text_bytes.py',
+          'labels': 'configs/ablations/text_labels.py',
       },
   }
