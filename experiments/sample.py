@@ -8,8 +8,9 @@
 Modes: joint (labels 0, 1, ... cycled; a text model: --num samples per prompt, or the captions of the first --num
 clips of --split), audio_to_video / video_to_audio (the other modality taken from the first --num clips of --split,
 labels and captions too), continuation (the first half of each test clip's latent frames given). --prompt /
---prompts replace the captions in every mode. A prompt is its UTF-8 bytes: an empty one, or one longer than the
-model's model.text.max_bytes, is an error before anything loads; non-ASCII text is allowed (its bytes).
+--prompts replace the captions in every mode. An empty prompt, or one of more than the model's
+model.text.max_bytes tokens (`avdiff.data.text_inputs`), is an error before anything loads; non-ASCII text is
+allowed (SentencePiece and byte tokens both fall back to its UTF-8 bytes).
 """
 
 import os
