@@ -2,6 +2,15 @@
 
 All take q [B, Nq, H, Dh], k / v [B, Nk, H, Dh] and return [B, Nq, H, Dh]; full (bidirectional) attention, no mask,
 optionally with a `TimeBias` added to the logits (the chunked form computes it per head, never [H, Nq, Nk] at once).
+
+Context parallelism (`SequenceParallel`, mesh axis 'context'): tokens are split over devices along the sequence, and
+attention trades that split for a split over heads with one all-to-all each for q, k, v and the output (DeepSpeed
+Ulysses, Jacobs et al. 2023), so each device runs the unchanged kernel above over the whole sequence for H / c of
+the heads. Chosen over ring attention by measurement (benchmarks/bench_context.py, benchmarks/README.md): the
+all-to-alls move 4 [B, N, H, Dh] / c activations per device and layer, a ring moves k and v c - 1 times (2 (c - 1)
+[B, N, H, Dh] / c), and Ulysses keeps cuDNN's fused kernel and the TimeBias, which needs the absolute positions
+of query and key (here: the whole sequence on every device, in order), with no per-block bookkeeping. Its limit is
+c <= heads / tensor: more context devices than heads need the ring.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
+from jax.sharding import PartitionSpec as P
 
 
 def resolve(kind: str, dtype) -> str:
@@ -36,7 +46,7 @@ class TimeBias:
   shallow heads stay global: a prior that sound and picture at one time belong together, which the shared rotary
   clock leaves to be discovered. All fields are static numpy (part of the compiled program).
   """
-  slopes: np.ndarray  # [H] logits per second of |time difference|.
+  slopes: np.ndarray  # [H] logits per second of |time difference| (a traced [H / c] inside `_ulysses`).
   time_q: np.ndarray  # [Nq] seconds, NaN for no time.
   time_k: np.ndarray  # [Nk]
   group_q: np.ndarray  # [Nq] int (modality)
@@ -51,6 +61,60 @@ class TimeBias:
   def logits(self) -> np.ndarray:
     """[H, Nq, Nk] float32 bias of every head."""
     return -self.slopes.astype(np.float32)[:, None, None] * self.distance()[None]
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceParallel:
+  """Where a joint token sequence [B, N, ...] lives on the mesh: batch over `batch`, tokens over `context`, heads
+  over `heads` (tensor parallelism). Built by the train step from config.mesh.axis_rules ('batch', 'length', 'heads');
+  sizes are checked up front by `config_lib.check_context_parallel`."""
+  mesh: jax.sharding.Mesh
+  batch: tuple  # Mesh axes of the batch dimension.
+  context: tuple  # Mesh axes the sequence is split over (product > 1).
+  heads: tuple  # Mesh axes the heads are split over outside attention.
+
+  @property
+  def size(self) -> int:
+    return int(np.prod([self.mesh.shape[a] for a in self.context]))
+
+  def _axes(self, axes: tuple):
+    return None if not axes else axes[0] if len(axes) == 1 else axes
+
+  def tokens(self) -> jax.sharding.NamedSharding:
+    """Sharding of [B, N, C] tokens: batch and sequence split, channels whole."""
+    return jax.sharding.NamedSharding(self.mesh, P(self._axes(self.batch), self._axes(self.context), None))
+
+  def constrain(self, x: jax.Array) -> jax.Array:
+    """Keeps the [B, N, C] residual stream split along the sequence, so norms, modulation and MLPs (all per token)
+    run on each device's N / c tokens."""
+    return jax.lax.with_sharding_constraint(x, self.tokens())
+
+  def check(self, num_tokens: int, num_heads: int) -> None:
+    """ValueError unless the sequence and the heads split evenly (what config_lib.validate checks for a run)."""
+    heads = int(np.prod([self.mesh.shape[a] for a in self.heads]))
+    if num_tokens % self.size or num_heads % (self.size * heads):
+      raise ValueError(f'context parallelism over {self.context} ({self.size} devices) needs the {num_tokens} tokens '
+                       f'divisible by {self.size} and the {num_heads} heads by {self.size} x {heads} (tensor)')
+
+
+def _ulysses(q, k, v, kind: str, bias: Optional['TimeBias'], sp: SequenceParallel):
+  """`attention` on q / k / v [B, N, H, Dh] split over sp.context along N: all-to-all to the whole sequence for
+  H / c heads, the kernel, all-to-all back. Each device then holds heads block (tensor index, context index), so
+  the TimeBias slopes enter split over (tensor, context) in that order; its [N, N] distances are global."""
+  ctx = sp._axes(sp.context)
+  spec = P(sp._axes(sp.batch), ctx, sp._axes(sp.heads), None)
+  to_heads = lambda x: jax.lax.all_to_all(x, ctx, split_axis=2, concat_axis=1, tiled=True)
+  to_tokens = lambda x: jax.lax.all_to_all(x, ctx, split_axis=1, concat_axis=2, tiled=True)
+
+  def local(q, k, v, *slopes):
+    local_bias = dataclasses.replace(bias, slopes=slopes[0]) if slopes else None
+    return to_tokens(attention(to_heads(q), to_heads(k), to_heads(v), kind, local_bias))
+
+  args, specs = (q, k, v), (spec,) * 3
+  if bias is not None:
+    args += (jnp.asarray(bias.slopes, jnp.float32),)
+    specs += (P(sp.heads + sp.context),)
+  return jax.shard_map(local, mesh=sp.mesh, in_specs=specs, out_specs=spec)(*args)
 
 
 def alibi_slopes(heads: int, steepest: float) -> np.ndarray:
@@ -123,15 +187,19 @@ def _chunked(q, k, v, bias: Optional[TimeBias] = None):
   to_bh = lambda x, n: x.transpose(0, 2, 1, 3).reshape(b * h, n, d)
   slopes = distance = None
   if bias is not None:
-    slopes, distance = jnp.asarray(np.tile(bias.slopes.astype(np.float32), b)), jnp.asarray(bias.distance())
+    xp = np if isinstance(bias.slopes, np.ndarray) else jnp  # Traced slopes: a device's heads under `_ulysses`.
+    slopes, distance = jnp.asarray(xp.tile(bias.slopes.astype(np.float32), b)), jnp.asarray(bias.distance())
   out = _chunked_heads(to_bh(q, nq), to_bh(k, nk), to_bh(v, nk), slopes, distance)
   return out.reshape(b, h, nq, d).transpose(0, 2, 1, 3)
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, kind: str = 'auto',
-              bias: Optional[TimeBias] = None) -> jax.Array:
+              bias: Optional[TimeBias] = None, sequence: Optional[SequenceParallel] = None) -> jax.Array:
   """Softmax attention; `kind` in 'auto' | 'xla' | 'cudnn' | 'chunked' (config.model.attention); `bias` adds its
-  logits (the xla / cudnn forms take it as a [1, H, Nq, Nk] constant)."""
+  logits (the xla / cudnn forms take it as a [1, H, Nq, Nk] constant); `sequence`: q, k, v are split along the
+  sequence over its context axes (Ulysses, see the module docstring); None: as the partitioner places them."""
+  if sequence is not None:
+    return _ulysses(q, k, v, kind, bias, sequence)
   kind = resolve(kind, q.dtype)
   if kind == 'chunked':
     return _chunked(q, k, v, bias)
