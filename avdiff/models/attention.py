@@ -6,11 +6,16 @@ optionally with a `TimeBias` added to the logits (the chunked form computes it p
 Context parallelism (`SequenceParallel`, mesh axis 'context'): tokens are split over devices along the sequence, and
 attention trades that split for a split over heads with one all-to-all each for q, k, v and the output (DeepSpeed
 Ulysses, Jacobs et al. 2023), so each device runs the unchanged kernel above over the whole sequence for H / c of
-the heads. Chosen over ring attention by measurement (benchmarks/bench_context.py, benchmarks/README.md): the
-all-to-alls move 4 [B, N, H, Dh] / c activations per device and layer, a ring moves k and v c - 1 times (2 (c - 1)
-[B, N, H, Dh] / c), and Ulysses keeps cuDNN's fused kernel and the TimeBias, which needs the absolute positions
-of query and key (here: the whole sequence on every device, in order), with no per-block bookkeeping. Its limit is
-c <= heads / tensor: more context devices than heads need the ring.
+the heads. Ulysses rather than ring attention (benchmarks/bench_context.py, table in benchmarks/README.md):
+  * bytes on the interconnect: per device and attention layer the all-to-alls send 4 (c - 1) / c^2 of the
+    [B, N, H, Dh] activations, a ring 2 (c - 1) / c: c / 2 times more (measured: equal at c = 2, 2x at 4, 4x at 8);
+  * the local kernel stays whatever `kind` says (cuDNN flash attention on GPU, O(N) memory), and the TimeBias
+    sees every query and key at its global position; a ring needs its own blockwise kernel and per-block bias
+    offsets to get either;
+  * on the fake CPU devices the ring's [N / c, N / c] blocks run faster (cache-sized) than Ulysses' whole-sequence
+    XLA scores (0.4x the time at c = 8, 2048 tokens): a cache effect of the CPU kernel, not the interconnect, and one a
+    flash kernel, blockwise itself, takes away.
+Its limit is c <= heads / tensor: more context devices than that need a ring (or a hybrid).
 """
 
 from __future__ import annotations
@@ -186,7 +191,8 @@ def _backward_head(qi, ki, vi, oi, lse_i, do, slope, distance):
       dq, dk, dv = _backward_block(a[0], ki, vi, a[1], a[2], a[3], slope, a[4])
       return (acc[0] + dk, acc[1] + dv), dq
 
-    zeros = jnp.zeros(ki.shape, jnp.float32), jnp.zeros(vi.shape, jnp.float32)
+    # zeros_like, not zeros: inside jax.shard_map (`_ulysses`) the accumulators must vary over the devices as k does.
+    zeros = jnp.zeros_like(ki, jnp.float32), jnp.zeros_like(vi, jnp.float32)
     (dk, dv), dq = jax.lax.scan(body, zeros, tuple(split(x) for x in (qi, oi, lse_i, do, distance)))
     dq = dq.reshape(qi.shape)
   return dq.astype(qi.dtype), dk.astype(ki.dtype), dv.astype(vi.dtype)
