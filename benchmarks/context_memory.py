@@ -41,7 +41,18 @@ def long_clip_overrides(seconds: float, context: int) -> str:
 
 def measure(seconds: float, context: int) -> dict:
   from benchmarks import bench_train  # pylint: disable=g-import-not-at-top
-  return bench_train.bench_memory_child('pod_1b', long_clip_overrides(seconds, context))
+  from avdiff.models import attention as attn_lib  # pylint: disable=g-import-not-at-top
+  from avdiff.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  planned = step_lib.sequence_parallel
+  if context == 1:
+    # The kernel per device in shard_map, sequence whole: left to the partitioner, the chunked kernel's lax.map over
+    # batch x heads gathers the whole global batch onto every device (24 GiB of temporaries at 2 s instead of the
+    # one clip's), which the GPU's cuDNN kernel, batched over clips, does not do.
+    step_lib.sequence_parallel = lambda config, mesh: attn_lib.SequenceParallel(mesh, ('data', 'fsdp'), (), ())
+  try:
+    return bench_train.bench_memory_child('pod_1b', long_clip_overrides(seconds, context))
+  finally:
+    step_lib.sequence_parallel = planned
 
 
 def table(rows: list[dict], budget: float, command: str, context: int) -> list[str]:

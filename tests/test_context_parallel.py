@@ -124,6 +124,19 @@ def test_default_mesh_has_no_sequence_split():
   assert tuple(mesh.axis_names) == ('data', 'fsdp', 'context', 'tensor')  # Context next to tensor, whatever order.
 
 
+def test_local_kernel_without_context_axis_equals_auto():
+  """SequenceParallel with no context axes (used by benchmarks.context_memory) runs the kernel on each device's clips
+  in shard_map, no all-to-all: the same values as the partitioner's placement."""
+  from avdiff.models import attention as attn_lib
+  mesh = parallel.make_mesh(ml_collections.ConfigDict({'shape': {'data': 4, 'fsdp': 1, 'context': 1, 'tensor': 2}}))
+  sp = attn_lib.SequenceParallel(mesh, ('data',), (), ('tensor',))
+  q, k, v = (jax.random.normal(key, (4, 12, 4, 8)) for key in jax.random.split(jax.random.key(0), 3))
+  times, groups = np.arange(12) * 0.1, np.arange(12) % 2
+  bias = attn_lib.TimeBias(attn_lib.alibi_slopes(4, 5.0), times, times, groups, groups)
+  got = jax.jit(lambda q, k, v: attn_lib.attention(q, k, v, 'chunked', bias, sp))(q, k, v)
+  np.testing.assert_allclose(got, attn_lib.attention(q, k, v, 'chunked', bias), rtol=1e-5, atol=1e-6)
+
+
 def test_interleaved_shards_cover_one_time_span():
   """With sequence_order='interleaved' and c dividing the video token steps, each device's video and audio tokens
   start and end at the same times (shared-clock positions and TimeBias rows are those of its tokens)."""

@@ -75,7 +75,7 @@ class SequenceParallel:
   sizes are checked up front by `config_lib.check_context_parallel`."""
   mesh: jax.sharding.Mesh
   batch: tuple  # Mesh axes of the batch dimension.
-  context: tuple  # Mesh axes the sequence is split over (product > 1).
+  context: tuple  # Mesh axes the sequence is split over; () runs the kernel per device with the sequence whole.
   heads: tuple  # Mesh axes the heads are split over outside attention.
 
   @property
@@ -105,11 +105,12 @@ class SequenceParallel:
 def _ulysses(q, k, v, kind: str, bias: Optional['TimeBias'], sp: SequenceParallel):
   """`attention` on q / k / v [B, N, H, Dh] split over sp.context along N: all-to-all to the whole sequence for
   H / c heads, the kernel, all-to-all back. Each device then holds heads block (tensor index, context index), so
-  the TimeBias slopes enter split over (tensor, context) in that order; its [N, N] distances are global."""
+  the TimeBias slopes enter split over (tensor, context) in that order; its [N, N] distances are global. With
+  sp.context = () there is no all-to-all: the kernel runs on each device's batch and heads as they lie."""
   ctx = sp._axes(sp.context)
   spec = P(sp._axes(sp.batch), ctx, sp._axes(sp.heads), None)
-  to_heads = lambda x: jax.lax.all_to_all(x, ctx, split_axis=2, concat_axis=1, tiled=True)
-  to_tokens = lambda x: jax.lax.all_to_all(x, ctx, split_axis=1, concat_axis=2, tiled=True)
+  to_heads = lambda x: jax.lax.all_to_all(x, ctx, split_axis=2, concat_axis=1, tiled=True) if ctx else x
+  to_tokens = lambda x: jax.lax.all_to_all(x, ctx, split_axis=1, concat_axis=2, tiled=True) if ctx else x
 
   def local(q, k, v, *slopes):
     local_bias = dataclasses.replace(bias, slopes=slopes[0]) if slopes else None
