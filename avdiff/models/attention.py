@@ -145,8 +145,8 @@ def _forward_one(q, k, v, slope=None, distance=None):
 
 
 # Most queries per step of the chunked kernel: a step holds [QUERY_BLOCK, Nk] float32 scores (and as many
-# probabilities), 0.8 GiB at 50k keys, instead of [Nq, Nk] (10 GiB at 50k). Clips of up to 4096 tokens, every
-# configuration in configs/ but the long-clip planning one, run in one block per head, as before.
+# probabilities), 0.8 GiB at 50k keys, instead of [Nq, Nk] (10 GiB at 50k). Clips of up to 4096 tokens (the CPU
+# configs: hundreds) run in one block per head, as before; pod_1b's 4352 in two (on GPU it uses cuDNN anyway).
 QUERY_BLOCK = 4096
 
 
