@@ -329,4 +329,54 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     tp = shape.get('tensor', 1)
     if m.num_heads % tp:
       raise ConfigError(f'model.num_heads={m.num_heads} is not divisible by mesh.shape.tensor={tp}')
+    check_context_parallel(config, shape)
   return lay
+
+
+def rule_axes(rules, logical: str, shape) -> tuple:
+  """Mesh axes of the first of `rules` (config.mesh.axis_rules) for `logical` whose axes are in `shape` (mesh axis
+  -> size), restricted to those axes; () when none is. For activations, whose sizes are checked up front
+  (`check_context_parallel`) rather than falling back to replication per array as parameters do."""
+  for name, axes in rules:
+    axes = tuple(a for a in ((axes,) if isinstance(axes, str) else tuple(axes or ())) if a in shape)
+    if name == logical and axes:
+      return axes
+  return ()
+
+
+def sequence_length(config: ml_collections.ConfigDict) -> int:
+  """Tokens in the joint trunk's sequence: video + audio tokens of a clip, plus the prompt's text tokens when they
+  join the sequence (model.text.fusion='tokens')."""
+  n = layout(config).num_tokens
+  if text_encoder(config) and config.model.text.fusion == 'tokens':
+    n += config.model.text.num_tokens
+  return n
+
+
+def check_context_parallel(config: ml_collections.ConfigDict, shape: dict) -> int:
+  """Checks that the mesh axes of the 'length' rule (mesh.shape.context) can split this model's sequence; returns
+  their size (1: no context parallelism). Raises ConfigError naming the fields, so a bad combination fails before
+  anything compiles rather than deep in the partitioner."""
+  axes = rule_axes(config.mesh.axis_rules, 'length', shape)
+  size = math.prod(shape[a] for a in axes)
+  if size == 1:
+    return 1
+  m = config.model
+  where = f'mesh.shape.{"*".join(axes)}={size}'
+  if m.fusion != 'joint' or (text_encoder(config) and m.text.fusion != 'tokens'):
+    raise ConfigError(f"{where} (context parallelism) needs model.fusion='joint' with text, if any, in the sequence "
+                      f"(model.text.fusion='tokens'); got model.fusion={m.fusion!r}")
+  n = sequence_length(config)
+  if n % size:
+    raise ConfigError(f'{where} does not divide the {n} tokens of the sequence (video + audio + text tokens of a '
+                      'clip: data.clip_seconds, data.resolution, model.video_patch, model.audio_patch)')
+  heads = math.prod(shape[a] for a in rule_axes(config.mesh.axis_rules, 'heads', shape) if a not in axes)
+  if m.num_heads % (heads * size):
+    raise ConfigError(f'model.num_heads={m.num_heads} is not divisible by {where} times the {heads}-way split of '
+                      'heads (mesh.shape.tensor): attention splits each device\'s heads over the context devices')
+  steps = layout(config).video_grid[0]
+  if m.sequence_order == 'interleaved' and steps % size:
+    raise ConfigError(f"{where} does not divide the {steps} video token steps, so with "
+                      "model.sequence_order='interleaved' a device's audio and video tokens would cover different "
+                      "times; choose a context size that divides them")
+  return size

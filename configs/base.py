@@ -193,8 +193,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ------------------------------------------------------------------ parallelism
   c.mesh = ms = ml_collections.ConfigDict()
-  # Mesh axis sizes; -1 takes the devices left over. Product must equal the device count.
-  ms.shape = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1})
+  # Mesh axis sizes; -1 takes the devices left over. Product must equal the device count. `context` splits each
+  # clip's token sequence (context parallelism, avdiff.models.attention.SequenceParallel): activations are split
+  # along the sequence, and attention swaps that split for one over heads (all-to-all, Ulysses); it needs the
+  # tokens per clip and model.num_heads / mesh.shape.tensor divisible by it. The mesh is laid out
+  # data, fsdp, context, tensor (outermost first), whatever the order here (avdiff.parallel.mesh).
+  ms.shape = ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'context': 1, 'tensor': 1})
   ms.data_axes = ('data', 'fsdp')  # Mesh axes the batch is split over.
   # Logical axis -> mesh axes. Parameters and activations carry logical names; this table places them.
   ms.axis_rules = (
@@ -203,7 +207,7 @@ def get_config() -> ml_collections.ConfigDict:
       ('mlp', 'tensor'),
       ('heads', 'tensor'),
       ('kv', None),
-      ('length', None),
+      ('length', 'context'),  # Token sequence of activations (context parallelism).
       ('vocab', None),
   )
 

@@ -103,3 +103,20 @@ def test_time_bias_matches_xla_values_and_gradients():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
   unbiased = attn_lib.attention(q, k, v, 'chunked')
   assert not np.allclose(np.asarray(unbiased), np.asarray(attn_lib.attention(q, k, v, "chunked", bias)))
+
+
+def test_chunked_query_blocks_match_xla(monkeypatch):
+  """Long sequences run QUERY_BLOCK queries at a time (here 8 of 40 in 5 blocks, and 7 uneven queries in 7 blocks
+  of 1): same values and gradients, with and without a TimeBias."""
+  monkeypatch.setattr(attn_lib, 'QUERY_BLOCK', 8)
+  assert attn_lib._query_blocks(40) == 5 and attn_lib._query_blocks(7) == 1 and attn_lib._query_blocks(9) == 3
+  for nq in (40, 9):
+    q, k, v, w = _inputs(nq=nq, nk=24)
+    times = np.arange(max(nq, 24)) * 0.1
+    groups = np.arange(max(nq, 24)) % 2
+    bias = attn_lib.TimeBias(attn_lib.alibi_slopes(3, 5.0), times[:nq], times[:24], groups[:nq], groups[:24])
+    for b in (None, bias):
+      loss = lambda kind: lambda q, k, v: jnp.sum(attn_lib.attention(q, k, v, kind, b).astype(jnp.float32) * w)
+      for want, got in zip(jax.tree.leaves(jax.value_and_grad(loss('xla'), argnums=(0, 1, 2))(q, k, v)),
+                           jax.tree.leaves(jax.value_and_grad(loss('chunked'), argnums=(0, 1, 2))(q, k, v))):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)

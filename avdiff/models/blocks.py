@@ -32,6 +32,7 @@ class Context:
   merge_index: sequence permutation that turns concat(parts) back into sequence order (None: identity).
   attention: backend kind ('auto' | 'xla' | 'cudnn' | 'chunked').
   bias: attention logits added by time distance between modalities (None: none).
+  sequence: the sequence's split over the mesh's context axes (None: no context parallelism).
   """
   cos: Optional[jax.Array]
   sin: Optional[jax.Array]
@@ -40,6 +41,11 @@ class Context:
   merge_index: Optional[np.ndarray]
   attention: str
   bias: Optional[attn_lib.TimeBias] = None
+  sequence: Optional[attn_lib.SequenceParallel] = None
+
+  def constrain(self, x: jax.Array) -> jax.Array:
+    """x [B, N, C] kept split along the sequence under context parallelism; unchanged otherwise."""
+    return x if self.sequence is None else self.sequence.constrain(x)
 
   def split(self, x: jax.Array) -> list:
     if self.parts is None:
@@ -107,11 +113,11 @@ class Block(nnx.Module):
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if ctx.cos is not None:
       q, k = positions.apply_rope(q, ctx.cos, ctx.sin), positions.apply_rope(k, ctx.cos, ctx.sin)
-    o = ctx.split(checkpoint_name(attn_lib.attention(q, k, v, ctx.attention, ctx.bias), 'attention'))
+    o = ctx.split(checkpoint_name(attn_lib.attention(q, k, v, ctx.attention, ctx.bias, ctx.sequence), 'attention'))
     hs = [x + m(2) * checkpoint_name(s.out(oi), 'attention_out') for x, m, s, oi in zip(hs, mods, self.streams, o)]
     hs = [x + m(5) * s.mlp(layers.modulate(layers.layer_norm(x), m(3), m(4)))
           for x, m, s in zip(hs, mods, self.streams)]
-    return ctx.merge(hs)
+    return ctx.constrain(ctx.merge(hs))
 
 
 class CrossWeights(nnx.Module):

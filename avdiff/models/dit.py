@@ -66,6 +66,9 @@ class DiT(nnx.Module):
     # {stack name: pure dict of one layer's parameter shardings}, set by the train step for FSDP (see
     # stacks.run_stack); its presence tells the train state that this model takes them.
     self.layer_shardings = None
+    # attention.SequenceParallel, set by the train step on a mesh with a context axis (None: the sequence is whole
+    # on every device).
+    self.sequence_parallel = None
     dtype, pdt = layers.dtype_of(m.dtype), layers.dtype_of(m.param_dtype)
     self.dtype = dtype
     kw = dict(dtype=dtype, param_dtype=pdt)

@@ -24,7 +24,15 @@ from avdiff.models import blocks, dit, stacks, tokens
 
 class JointDiT(dit.DiT):
   """Video, audio (and text) tokens in one sequence through `depth` self-attention blocks (`blocks`), each followed
-  by a cross-attention to the text tokens (`text_blocks`) with model.text.fusion='cross_attention'."""
+  by a cross-attention to the text tokens (`text_blocks`) with model.text.fusion='cross_attention'.
+
+  With `sequence_parallel` set (by the train step, on a mesh with a context axis) the sequence stays split over the
+  context devices through every block (rotary tables, TimeBias and per-token modality are indexed by global
+  sequence position, so each shard reads its own rows); with model.sequence_order='interleaved' and a context
+  size dividing the video token steps, each device holds whole time steps: its video and audio tokens cover one
+  time span. Per-modality weights (model.modality_specific_weights) gather tokens by modality and move them between
+  devices in every block: correct, not efficient.
+  """
 
   def _build_trunk(self, m, rngs: nnx.Rngs, kw: dict) -> None:
     self.modality_specific = bool(m.modality_specific_weights)
@@ -45,14 +53,17 @@ class JointDiT(dit.DiT):
     cos, sin = rope.get('sequence', (None, None))
     n_mod = 3 if num_text else 2
     bias = self._time_bias('sequence', 'sequence', num_text)
+    sp = self.sequence_parallel
+    if sp is not None:
+      sp.check(n + num_text, self.heads)
     if not self.modality_specific:
-      return blocks.Context(cos, sin, modality, None, None, self.attention, bias)
+      return blocks.Context(cos, sin, modality, None, None, self.attention, bias, sp)
     if tok.is_identity_order:
       nv = self.layout.num_video_tokens
       parts = [slice(0, nv), slice(nv, n)] + ([slice(n, n + num_text)] if n_mod == 3 else [])
-      return blocks.Context(cos, sin, None, tuple(parts), None, self.attention, bias)
+      return blocks.Context(cos, sin, None, tuple(parts), None, self.attention, bias, sp)
     parts = [np.nonzero(modality == i)[0] for i in range(n_mod)]
-    return blocks.Context(cos, sin, None, tuple(parts), np.argsort(np.concatenate(parts)), self.attention, bias)
+    return blocks.Context(cos, sin, None, tuple(parts), np.argsort(np.concatenate(parts)), self.attention, bias, sp)
 
   def _trunk(self, v: jax.Array, a: jax.Array, txt: Optional[jax.Array], cv: jax.Array, ca: jax.Array,
              ct: jax.Array, rope: dict) -> tuple[jax.Array, jax.Array]:
@@ -64,6 +75,7 @@ class JointDiT(dit.DiT):
       h = jnp.concatenate([h, txt.astype(h.dtype)], axis=1)
     cond = jnp.stack(conds, axis=1)  # [B, M, C]
     ctx = self._context(num_text, rope)
+    h = ctx.constrain(h)
     if txt is not None and not in_sequence:  # Cross-attention to the text after every block.
       av_ctx = blocks.Context(None, None, self.encoder.token_layout.modality, None, None, self.attention)
       txt = txt.astype(h.dtype)

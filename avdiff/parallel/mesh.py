@@ -1,4 +1,5 @@
-"""Device mesh from `config.mesh`: named axes (e.g. data, fsdp, tensor) with sizes, -1 = the devices left over.
+"""Device mesh from `config.mesh`: named axes (e.g. data, fsdp, context, tensor) with sizes, -1 = the devices left
+over.
 
 Axis types are `Auto` on purpose: the models annotate parameters with logical names and leave activations to
 GSPMD sharding propagation, which is what Auto axes do. (`jax.make_mesh` defaults to Explicit axes, which would
@@ -15,15 +16,21 @@ import numpy as np
 
 from avdiff import config_lib
 
+# Mesh axes outermost first. ConfigDict lists keys sorted by name, which would put 'context' outermost, across hosts;
+# its all-to-alls move every activation of attention, so it belongs next to 'tensor' on the closely connected
+# devices. Axes not named here follow, in the config's order.
+AXIS_ORDER = ('data', 'fsdp', 'context', 'tensor')
+
 
 def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Mesh:
-  """Mesh over `devices` (default: all devices of all processes) with the axes of `mesh_cfg.shape`, in order.
+  """Mesh over `devices` (default: all devices of all processes) with the axes of `mesh_cfg.shape`, in AXIS_ORDER.
 
   The last axis varies fastest over the device list, so with `jax.make_mesh`'s topology-aware ordering the
   innermost axis (conventionally 'tensor') lands on the most tightly connected devices.
   """
   devices = list(jax.devices() if devices is None else devices)
   shape = config_lib.mesh_shape(mesh_cfg, len(devices))
+  shape = {a: shape[a] for a in sorted(shape, key=lambda a: AXIS_ORDER.index(a) if a in AXIS_ORDER else len(AXIS_ORDER))}
   names, sizes = tuple(shape), tuple(shape.values())
   types = (jax.sharding.AxisType.Auto,) * len(names)
   if len(devices) == len(jax.devices()):

@@ -186,8 +186,13 @@ def _restore_or_init(config, workdir, task, tx: optax.GradientTransformation, mo
 def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
   """jitted (params, model_state, batch, frozen, rng) -> (loss, metrics) of the task's `eval_loss`."""
 
+  sequence = step_lib.sequence_parallel(config, mesh)
+
   def run(params, model_state, batch, frozen, rng):
-    return task.eval_loss(model.merge(params, model_state), batch, rng, frozen)
+    module = model.merge(params, model_state)
+    if sequence is not None:  # The sequence split over the context axis, as in the train step.
+      module.sequence_parallel = sequence
+    return task.eval_loss(module, batch, rng, frozen)
 
   rep = parallel.replicated(mesh)
   return jax.jit(run, in_shardings=(shardings.params, shardings.model_state,

@@ -12,7 +12,8 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from avdiff import parallel
+from avdiff import config_lib, parallel
+from avdiff.models import attention as attn_lib
 from avdiff.train import optim
 from avdiff.train import task as task_lib
 from avdiff.train.state import Model, TrainState
@@ -74,6 +75,39 @@ def gather_plan(gathered, stored, model: Model):
   return upfront, per_layer
 
 
+def sequence_parallel(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """attention.SequenceParallel for the model when config.mesh.axis_rules map 'length' to mesh axes of more than one
+  device (context parallelism), else None. Raises config_lib.ConfigError (before anything compiles) when the
+  sequence or the heads do not split evenly over them."""
+  shape = dict(mesh.shape)
+  if config_lib.check_context_parallel(config, shape) == 1:
+    return None
+  rules = config.mesh.axis_rules
+  context = config_lib.rule_axes(rules, 'length', shape)
+  heads = tuple(a for a in config_lib.rule_axes(rules, 'heads', shape) if a not in context)
+  batch = tuple(a for a in config.mesh.data_axes if a in shape)
+  return attn_lib.SequenceParallel(mesh, batch, context, heads)
+
+
+def loss_and_grad(config: ml_collections.ConfigDict, task: task_lib.Task, model: Model, mesh: jax.sharding.Mesh,
+                  param_shardings: Any) -> Callable:
+  """`grad_fn(params, model_state, batch, rng, frozen) -> ((loss, metrics), grads)` of the task's loss as the train
+  step computes it (to be traced under jit): FSDP parameters gathered at use (one layer at a time for layer stacks),
+  the sequence split over the context axes when the mesh has them. param_shardings: the params' storage shardings."""
+  upfront, per_layer = gather_plan(compute_shardings(config, model, mesh), param_shardings, model)
+  sequence = sequence_parallel(config, mesh)
+
+  def loss_fn(params, model_state, batch, rng, frozen):
+    module = model.merge(jax.lax.with_sharding_constraint(params, upfront), model_state)
+    if per_layer:
+      module.layer_shardings = per_layer
+    if sequence is not None:
+      module.sequence_parallel = sequence
+    return task.loss(module, batch, rng, frozen)
+
+  return jax.value_and_grad(loss_fn, has_aux=True)
+
+
 def make_train_step(config: ml_collections.ConfigDict, task: task_lib.Task, model: Model, tx: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh, shardings: TrainState, frozen_shardings: Any = None) -> Callable:
   """jitted `train_step(state, batch, frozen) -> (state, metrics)`; `state` is donated.
@@ -88,15 +122,7 @@ def make_train_step(config: ml_collections.ConfigDict, task: task_lib.Task, mode
   schedule = optim.learning_rate_schedule(t)
   data_axes = tuple(config.mesh.data_axes)
 
-  upfront, per_layer = gather_plan(compute_shardings(config, model, mesh), shardings.params, model)
-
-  def loss_fn(params, model_state, batch, rng, frozen):
-    module = model.merge(jax.lax.with_sharding_constraint(params, upfront), model_state)
-    if per_layer:
-      module.layer_shardings = per_layer
-    return task.loss(module, batch, rng, frozen)
-
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  grad_fn = loss_and_grad(config, task, model, mesh, shardings.params)
 
   def train_step(state: TrainState, batch: dict, frozen):
     rng = jax.random.fold_in(state.rng, state.step)
