@@ -29,6 +29,8 @@ import statistics
 import sys
 import time
 
+from benchmarks import report
+
 DEFAULT_DEVICES = 8
 
 
@@ -163,10 +165,7 @@ def main():
     rows += bench(args.tokens, args.heads, args.head_dim, c, args.repeats)
   command = 'python -m benchmarks.bench_context ' + ' '.join(sys.argv[1:])
   lines = table(rows, command.strip(), args)
-  print('\n'.join(lines))
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write('\n'.join(lines) + '\n')
+  report.emit(lines, args.out)
 
 
 if __name__ == '__main__':

@@ -24,6 +24,8 @@ import argparse
 import os
 import sys
 
+from benchmarks import report
+
 DEVICES = 64
 
 
@@ -105,10 +107,7 @@ def main():
       rows.append(row)
   command = ('python -m benchmarks.context_memory ' + ' '.join(sys.argv[1:])).strip()
   lines = table(rows, args.budget_gib, command, args.context)
-  print('\n'.join(lines))
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write('\n'.join(lines) + '\n')
+  report.emit(lines, args.out)
 
 
 if __name__ == '__main__':

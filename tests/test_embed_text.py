@@ -8,9 +8,7 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -19,7 +17,6 @@ from avdiff import config_lib
 from avdiff import console
 from avdiff import sampling
 from avdiff.data import captions
-from avdiff.data import frames
 from avdiff.data import pipeline
 from avdiff.data import text_embeddings
 from avdiff.data import tokenizer
@@ -121,24 +118,7 @@ def test_pipeline_batches_and_clear_errors(setup, tmp_path):
 
 def test_a_model_trains_on_the_precomputed_embeddings(setup):
   config, _, _ = setup
-  task = DiffusionTask(config)
-  host = next(pipeline.InputPipeline(config, 'train'))
-  batch = {k: v for k, v in host.items() if k in task.batch_keys}
-  batch['video'] = frames.to_float(batch['video'])
-  graphdef, params = nnx.split(task.build_model(config, nnx.Rngs(0)), nnx.Param)
-  tx = optax.adam(1e-3)
-  opt = tx.init(params)
-
-  @jax.jit
-  def step(params, opt, rng):
-    loss, grads = jax.value_and_grad(lambda p: task.loss(nnx.merge(graphdef, p), batch, rng)[0])(params)
-    updates, opt = tx.update(grads, opt, params)
-    return optax.apply_updates(params, updates), opt, loss, grads
-
-  losses = []
-  for i in range(3):
-    params, opt, loss, grads = step(params, opt, jax.random.key(i))
-    losses.append(float(loss))
+  losses, grads = train_toy.few_steps(DiffusionTask(config), next(pipeline.InputPipeline(config, 'train')))
   assert np.isfinite(losses).all(), losses
   assert float(np.abs(grads['text_encoder']['project']['kernel'][...]).max()) > 0  # The embeddings reach the loss.
 

@@ -75,3 +75,29 @@ def train_command(workdir: str, data_dir: str, *extra_flags: str, **overrides) -
 
 def run(cmd: list[str], num_devices: int = 1, timeout: float = 600) -> subprocess.CompletedProcess:
   return subprocess.run(cmd, cwd=REPO, env=env(num_devices), capture_output=True, text=True, timeout=timeout)
+
+
+def few_steps(task, host_batch: dict, steps: int = 3, learning_rate: float = 1e-3) -> tuple[list[float], dict]:
+  """`steps` jitted Adam steps of `task`'s loss on one input-pipeline batch (uint8 video, as the pipeline gives it),
+  from a model built with seed 0 -> (the losses, the last step's gradients as a pure dict)."""
+  import jax  # pylint: disable=g-import-not-at-top  (the subprocess helpers above need no JAX)
+  import optax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from avdiff.data import frames  # pylint: disable=g-import-not-at-top
+  batch = {k: v for k, v in host_batch.items() if k in task.batch_keys}
+  batch['video'] = frames.to_float(batch['video'])
+  graphdef, params = nnx.split(task.build_model(task.config, nnx.Rngs(0)), nnx.Param)
+  tx = optax.adam(learning_rate)
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, opt, rng):
+    loss, grads = jax.value_and_grad(lambda p: task.loss(nnx.merge(graphdef, p), batch, rng)[0])(params)
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), opt, loss, grads
+
+  losses = []
+  for i in range(steps):
+    params, opt, loss, grads = step(params, opt, jax.random.key(i))
+    losses.append(float(loss))
+  return losses, grads

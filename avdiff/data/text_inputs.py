@@ -69,13 +69,13 @@ class TextInputs:
     if not self.encoder:
       raise tokenizer.PromptError('this model takes no prompts (model.text.encoder is empty)')
     self.max_tokens = int(config.model.text.max_bytes)
-    self._pieces: Optional[tokenizer.Pieces] = None
+    self.pieces: Optional[tokenizer.Pieces] = None  # The SentencePiece model ('pieces').
     self._table: Optional[text_embeddings.Table] = None
     if self.encoder == 'pieces':
-      self._pieces = load_pieces(config)
+      self.pieces = load_pieces(config)
       capacity = tokenizer.OFFSET + int(config.model.text.vocab_size)
-      if self._pieces.vocab > capacity:
-        raise config_lib.ConfigError(f'the SentencePiece model {pieces_path(config)} has {self._pieces.vocab} ids, '
+      if self.pieces.vocab > capacity:
+        raise config_lib.ConfigError(f'the SentencePiece model {pieces_path(config)} has {self.pieces.vocab} ids, '
                                      f'more than model.text.vocab_size={config.model.text.vocab_size} + 2 allow')
     elif self.encoder == 'precomputed':
       self._table = text_embeddings.load(config)  # A missing table: a UserError naming experiments.embed_text.
@@ -90,7 +90,7 @@ class TextInputs:
       embeddings, mask = self._table.lookup(captions)
       return {'text_embeddings': embeddings, 'text_mask': mask}
     if self.encoder == 'pieces':
-      return {'text': self._pieces.tokenize(captions, self.max_tokens)}
+      return {'text': self.pieces.tokenize(captions, self.max_tokens)}
     return {'text': tokenizer.tokenize(captions, self.max_tokens)}
 
   def check(self, prompts: Sequence[str]) -> None:
