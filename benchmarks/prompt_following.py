@@ -129,7 +129,8 @@ def table(results: list[dict]) -> list[str]:
            f'guidance {results[0]["guidance_text"]:g}, step {results[0]["step"]}. Agreement: share of samples whose '
            'attribute, read back by the weight-free readers, is the one the prompt names (mean ± sd over seeds).', '',
            '| set | what | ' + ' | '.join(NAMES) + ' |', '|---|---|' + '---|' * len(NAMES)]
-  for name in prompts.SETS:
+  scored = [s for s in prompts.SETS if s in results[0]['sets']]  # The label control: template sets only.
+  for name in scored:
     for key, what in (('agreement', '**model samples**'), ('ground_truth', 'readers on the held-out clips'),
                       ('other_prompt', "samples vs another clip's prompt")):
       if key != 'agreement' and name.endswith('paraphrase'):
@@ -155,14 +156,16 @@ def table(results: list[dict]) -> list[str]:
             f'combinations; paraphrases within {prompts.PARAPHRASE_GAP * 100:.0f} points of the templates.']
   for r_i, r in enumerate(results):
     sets = r['sets']
-    worst = {s: min(sets[s]['agreement'][n] for n in NAMES[:-1]) for s in prompts.SETS}
+    named = lambda s: [sets[s]['agreement'][n] for n in NAMES[:-1] if sets[s]['agreement'][n] == sets[s]['agreement'][n]]
+    worst = {s: min(named(s)) for s in scored}
     met = [worst[f'{g}/template'] >= prompts.TARGETS[g] for g in ('seen', 'novel')]
-    mean = lambda s: float(np.mean([sets[s]['agreement'][n] for n in NAMES[:-1]]))
-    gaps = [mean(f'{g}/template') - mean(f'{g}/paraphrase') for g in ('seen', 'novel')]
-    lines.append(f'- {_WORKDIRS.value[r_i]}: worst attribute seen {worst["seen/template"]:.2f} '
-                 f'({"met" if met[0] else "not met"}), novel {worst["novel/template"]:.2f} '
-                 f'({"met" if met[1] else "not met"}); paraphrase gap in the mean attribute agreement seen '
-                 f'{gaps[0]:+.2f}, novel {gaps[1]:+.2f} ({"met" if max(gaps) <= prompts.PARAPHRASE_GAP else "not met"})')
+    line = (f'- {_WORKDIRS.value[r_i]}: worst attribute seen {worst["seen/template"]:.2f} '
+            f'({"met" if met[0] else "not met"}), novel {worst["novel/template"]:.2f} ({"met" if met[1] else "not met"})')
+    if 'seen/paraphrase' in sets:
+      gaps = [float(np.mean(named(f'{g}/template')) - np.mean(named(f'{g}/paraphrase'))) for g in ('seen', 'novel')]
+      line += (f'; paraphrase gap in the mean attribute agreement seen {gaps[0]:+.2f}, novel {gaps[1]:+.2f} '
+               f'({"met" if max(gaps) <= prompts.PARAPHRASE_GAP else "not met"})')
+    lines.append(line)
   return lines
 
 
