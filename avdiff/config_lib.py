@@ -258,6 +258,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     for field in ('max_bytes', 'width', 'depth', 'num_heads', 'num_tokens', 'ngram', 'vocab_size'):
       if m.text[field] <= 0:
         raise ConfigError(f'model.text.{field} must be positive, got {m.text[field]}')
+    if m.text.get('bag') and m.text.encoder == 'precomputed':
+      raise ConfigError("model.text.bag needs token ids (model.text.encoder='bytes' or 'pieces'), not 'precomputed'")
     if m.text.width % m.text.num_heads:
       raise ConfigError(f'model.text.width={m.text.width} is not divisible by model.text.num_heads={m.text.num_heads}')
     if m.text.encoder == 'precomputed' and (m.text.embed_dim <= 0 or m.text.embed_len <= 0

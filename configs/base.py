@@ -91,6 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
   tx.ngram = 7  # 'bytes' / 'pieces': tokens each position sees before attention (bytes: a word-sized window; 1 = none).
   tx.num_heads = 4
   tx.num_tokens = 8  # K: text tokens handed to the DiT (learned queries over the encoder outputs).
+  # 'bytes' / 'pieces': also add the mean of the prompt's token embeddings (a bag of words) to the pooled vector, so
+  # each word moves the conditioning along a direction of its own from the first step, as a label embedding does.
+  tx.bag = False
   tx.embed_dim = 0  # 'precomputed': width D of the stored embeddings (set by experiments.embed_text's dataset).
   tx.embed_len = 0  # 'precomputed': stored tokens per caption L.
   # 'precomputed': which stored table (avdiff.data.text_embeddings): the --tag given to experiments.embed_text (a file

@@ -19,6 +19,7 @@ learned register (so an all-masked input, the null text of 'precomputed', is wel
 DiT's width whatever the prompt length: the DiT needs no padding mask. The mean of the K tokens, projected to the
 DiT's width, is added to every modality's conditioning vector (as SD3 adds its pooled text embedding): a learned,
 selective pooling (a plain mean over the bytes of a caption is dominated by the words every caption shares).
+model.text.bag adds a projected mean of the token embeddings to it (with pieces, a bag of words).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class TextEncoder(nnx.Module):
     self.o = layers.Dense((heads, w // heads), w, ('heads', 'kv', 'embed'), rngs=rngs, **kw)
     self.to_tokens = layers.Dense(w, out_width, ('mlp', 'embed'), rngs=rngs, **kw)
     self.to_pooled = layers.Dense(w, out_width, ('mlp', 'embed'), rngs=rngs, **kw)
+    bag = c.get('bag') and self.kind in ('bytes', 'pieces')
+    self.to_bag = layers.Dense(w, out_width, ('mlp', 'embed'), rngs=rngs, **kw) if bag else None
 
   def _encode(self, text: Text) -> tuple[jax.Array, jax.Array]:
     """-> (per-token features [B, L, w], mask bool [B, L])."""
@@ -128,6 +131,13 @@ class TextEncoder(nnx.Module):
       raise ValueError("model.text.encoder='precomputed' takes {'embeddings': [B, L, D], 'mask': [B, L]}")
     return layers.layer_norm(self.project(text['embeddings'])), jnp.asarray(text['mask'], bool)
 
+  def _bag(self, text: Text) -> jax.Array:
+    """[B, w]: mean of the prompt's token embeddings, BOS and padding left out (zeros for the null prompt)."""
+    ids = jnp.asarray(text, jnp.int32)
+    words = (ids != PAD) & (ids != BOS)
+    e = jnp.take(self.embed[...], ids, axis=0) * words[..., None]
+    return e.sum(1) / jnp.maximum(words.sum(1, keepdims=True), 1)
+
   def __call__(self, text: Text) -> tuple[jax.Array, jax.Array]:
     h, mask = self._encode(text)
     b = h.shape[0]
@@ -136,4 +146,7 @@ class TextEncoder(nnx.Module):
     q = self.q(jnp.broadcast_to(self.queries[...].astype(h.dtype), (b,) + self.queries.shape))
     kv = self.kv(keys)
     resampled = self.o(_attend(q, kv[:, :, 0], kv[:, :, 1], keys_mask))  # [B, K, w]
-    return self.to_tokens(resampled), self.to_pooled(jnp.mean(resampled, axis=1))
+    pooled = self.to_pooled(jnp.mean(resampled, axis=1))
+    if self.to_bag is not None:
+      pooled = pooled + self.to_bag(self._bag(text))
+    return self.to_tokens(resampled), pooled
