@@ -133,3 +133,24 @@ def test_prompts_the_model_cannot_take_are_clear_errors():
   assert sampling.prompt_clips(['visage bleu, voix aiguë'], c)  # Non-ASCII: its UTF-8 bytes.
   with pytest.raises(tokenizer.PromptError, match='takes no prompts'):
     sampling.prompt_clips(['a face'], small_config())
+
+
+def test_bag_of_words_adds_each_word_to_the_pooled_vector():
+  """model.text.bag: pooled = resampler pooling + a projection of the mean token embedding (BOS and padding left
+  out), so the null prompt adds nothing and swapping in another word moves the pooled vector; a precomputed encoder
+  has no token embeddings to average (a config error)."""
+  c = small_config(text_encoder='bytes')
+  c.model.text.bag = True
+  encoder = build_dit(c, nnx.Rngs(0)).text_encoder
+  ids = jnp.asarray(tokenizer.tokenize(['a red face', 'a red face', ''], 12))
+  np.testing.assert_array_equal(encoder._bag(ids)[2], 0.0)  # pylint: disable=protected-access
+  embed = np.asarray(encoder.embed[...])
+  words = np.asarray(ids[0])[(np.asarray(ids[0]) > tokenizer.BOS)]
+  np.testing.assert_allclose(encoder._bag(ids)[0], embed[words].mean(0), rtol=1e-5)  # pylint: disable=protected-access
+  plain = build_dit(small_config(text_encoder='bytes'), nnx.Rngs(0)).text_encoder
+  assert plain.to_bag is None
+  bad = small_config(text_encoder='bytes')
+  bad.model.text.bag, bad.model.text.encoder = True, 'precomputed'
+  bad.model.text.embed_dim, bad.model.text.embed_len, bad.model.text.embeddings = 8, 4, 't5'
+  with pytest.raises(config_lib.ConfigError, match='model.text.bag'):
+    config_lib.validate(bad)
