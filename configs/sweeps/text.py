@@ -1,7 +1,8 @@
 r"""The text recipe (configs/text.py: SentencePiece tokens in the joint sequence) against its alternatives, 3 seeds
 each at the main job's scale: cross-attention to the text tokens after every block
-(configs/ablations/text_cross_attention.py), UTF-8 bytes instead of pieces (configs/ablations/text_bytes.py), and
-the label control, no text at all (configs/ablations/text_labels.py).
+(configs/ablations/text_cross_attention.py), UTF-8 bytes instead of pieces (configs/ablations/text_bytes.py), a bag
+of words in the pooled text vector (configs/ablations/text_bag.py), and the label control, no text at all
+(configs/ablations/text_labels.py).
 
     python -m experiments.ablate --sweep=configs/sweeps/text.py --workdir=runs/text_sweep
     python -m benchmarks.prompt_following --workdirs=runs/text_sweep/tokens/seed0,... \
@@ -17,6 +18,7 @@ def get_sweep():
           'tokens': {},
           'cross_attention': 'configs/ablations/text_cross_attention.py',
           'bytes': 'configs/ablations/text_bytes.py',
+          'bag': 'configs/ablations/text_bag.py',
           'labels': 'configs/ablations/text_labels.py',
       },
   }
