@@ -156,11 +156,13 @@ def table(results: list[dict]) -> list[str]:
             f'combinations; paraphrases within {prompts.PARAPHRASE_GAP * 100:.0f} points of the templates.']
   for r_i, r in enumerate(results):
     sets = r['sets']
-    named = lambda s: [sets[s]['agreement'][n] for n in NAMES[:-1] if sets[s]['agreement'][n] == sets[s]['agreement'][n]]
+    # The attributes scored in set s (NaN: not named, e.g. rate and syllables for the label control).
+    named = lambda s: [v for v in (sets[s]['agreement'][n] for n in NAMES[:-1]) if v == v]
     worst = {s: min(named(s)) for s in scored}
     met = [worst[f'{g}/template'] >= prompts.TARGETS[g] for g in ('seen', 'novel')]
-    line = (f'- {_WORKDIRS.value[r_i]}: worst attribute seen {worst["seen/template"]:.2f} '
-            f'({"met" if met[0] else "not met"}), novel {worst["novel/template"]:.2f} ({"met" if met[1] else "not met"})')
+    verdict = ['met' if m else 'not met' for m in met]
+    line = (f'- {_WORKDIRS.value[r_i]}: worst attribute seen {worst["seen/template"]:.2f} ({verdict[0]}), novel '
+            f'{worst["novel/template"]:.2f} ({verdict[1]})')
     if 'seen/paraphrase' in sets:
       gaps = [float(np.mean(named(f'{g}/template')) - np.mean(named(f'{g}/paraphrase'))) for g in ('seen', 'novel')]
       line += (f'; paraphrase gap in the mean attribute agreement seen {gaps[0]:+.2f}, novel {gaps[1]:+.2f} '

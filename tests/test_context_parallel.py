@@ -160,7 +160,8 @@ def test_interleaved_shards_cover_one_time_span():
      'model.num_heads=4'),
     ({'data': 1, 'fsdp': 1, 'context': 8, 'tensor': 1}, {'model.sequence_order': 'interleaved'},
      'video token steps'),
-    ({'data': 4, 'fsdp': 1, 'context': 2, 'tensor': 1}, {'model.fusion': 'dual_tower', 'model.depth': 2}, "model.fusion='joint'"),
+    ({'data': 4, 'fsdp': 1, 'context': 2, 'tensor': 1}, {'model.fusion': 'dual_tower', 'model.depth': 2},
+     "model.fusion='joint'"),
 ])
 def test_invalid_combinations_fail_before_compiling(shape, extra, field):
   config = train_toy.config(DATA_DIR, **{**MODEL, **extra})

@@ -82,8 +82,9 @@ def prompt_following(sample_fn: conditions_lib.SampleFn, config: ml_collections.
       model: each sample gets the label of the prompt's (colour, shape, pitch), `synthetic.attribute_label`, and
       only those attributes are scored; how far the same DiT gets when its condition needs no text encoder).
   Returns:
-    {'num': num, 'seed': seed, 'condition': condition, 'sets': {set: {'agreement': {attribute | 'all': fraction}, 'ground_truth': {...},
-     'other_prompt': {...}, 'prompts': [caption, ...]}}}.
+    {'num': num, 'seed': seed, 'condition': condition, 'sets': {set: {'agreement': {attribute | 'all': fraction},
+     'ground_truth': {...}, 'other_prompt': {...}, 'prompts': [caption, ...]}}}; an attribute not scored
+     (condition='label': rate, syllables) has agreement NaN.
   """
   clips = dict(clips or {})
   result = {'num': num, 'seed': seed, 'condition': condition, 'sets': {}}

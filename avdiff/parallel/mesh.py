@@ -30,7 +30,8 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Optional[Sequence[ja
   """
   devices = list(jax.devices() if devices is None else devices)
   shape = config_lib.mesh_shape(mesh_cfg, len(devices))
-  shape = {a: shape[a] for a in sorted(shape, key=lambda a: AXIS_ORDER.index(a) if a in AXIS_ORDER else len(AXIS_ORDER))}
+  rank = lambda a: AXIS_ORDER.index(a) if a in AXIS_ORDER else len(AXIS_ORDER)
+  shape = {a: shape[a] for a in sorted(shape, key=rank)}
   names, sizes = tuple(shape), tuple(shape.values())
   types = (jax.sharding.AxisType.Auto,) * len(names)
   if len(devices) == len(jax.devices()):
