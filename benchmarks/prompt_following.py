@@ -1,7 +1,8 @@
 """Prompt following of text-to-audio-video runs (configs/text.py): seen vs novel attribute combinations, template vs
 paraphrase wording, over seeds; and prompt agreement and lip-sync against the text guidance scale.
 
-    python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text/seed1,runs/text/seed2
+    python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text/seed1,runs/text/seed2 \
+        --out=benchmarks/prompt_following.md
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0 --guidance=1,2,3,5 \
         --out=benchmarks/prompt_guidance.md                      # the guidance curve (+ .png)
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text_xattn/seed0 \
@@ -31,7 +32,8 @@ _GUIDANCE = flags.DEFINE_list('guidance', [], 'Text guidance scales for the curv
                               'the prompt-following table).')
 _MEMBERS = flags.DEFINE_list('members', [], 'Member name of each workdir (runs of one name are its seeds): a table '
                              'of members side by side instead of one recipe over seeds.')
-_OUT = flags.DEFINE_string('out', 'benchmarks/prompt_following.md', 'Markdown table.')
+_OUT = flags.DEFINE_string('out', '', 'Markdown table file (e.g. benchmarks/prompt_following.md); the guidance '
+                           'curve\'s png goes beside it. Empty: stdout only.')
 
 NAMES = ('colour', 'shape', 'pitch', 'rate', 'syllables', 'all')
 
@@ -218,6 +220,8 @@ def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
             mean(lambda r: r['sync'].get('eval/joint_r', float('nan')))]
     rows.append(row)
     lines.append(f'| {scale} | ' + ' | '.join(f'{v:.2f}' for v in row[1:]) + ' |')
+  if not _OUT.value:  # The plot goes beside the table file.
+    return lines
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
