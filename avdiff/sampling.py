@@ -75,7 +75,7 @@ def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
                  rng: jax.Array, mode: str = 'joint', cond_video: Optional[jax.Array] = None,
                  cond_mel: Optional[jax.Array] = None, text: Optional[text_lib.Text] = None):
   """Pure, jittable. label int32 [B]; for the conditional modes cond_video float [B, T, H, W, 3] in [-1, 1] and
-  cond_mel [B, T_a, n_mels]; text: the prompts of a text model (`text_lib.Text`: byte ids int32 [B, L], or
+  cond_mel [B, T_a, n_mels]; text: the prompts of a text model (`text_lib.Text`: token ids int32 [B, L], or
   precomputed embeddings [B, L, D] with their mask [B, L]) -> (video float [B, T, H, W, 3] in [-1, 1], mel
   [B, T_a, n_mels])."""
   if mode not in MODES:

@@ -91,7 +91,7 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
     null_label: the CFG null label (= config.model.num_classes); required when a guidance scale is not 1 or
       label is None.
     sampler, num_steps: override diffusion_cfg.sampler / num_sampling_steps.
-    text, null_text: None, or the prompts (a pytree of [B, ...] arrays, e.g. byte ids) and the null prompt in the
+    text, null_text: None, or the prompts (a pytree of [B, ...] arrays, e.g. token ids) and the null prompt in the
       same structure (needed when diffusion_cfg.guidance_text is not 1).
   Returns:
     {'video': float32 [B, ...], 'audio': float32 [B, ...]} at t = 0; given modalities / frames equal `cond`

@@ -116,7 +116,7 @@ def training_loss(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
     rng: PRNG key.
     diffusion_cfg: config.diffusion.
     num_classes: the null label index.
-    text, null_text: None, or the batch's prompts (a pytree of [B, ...] arrays, e.g. byte ids [B, L]) and the null
+    text, null_text: None, or the batch's prompts (a pytree of [B, ...] arrays, e.g. token ids [B, L]) and the null
       prompt in the same structure; each prompt is replaced by the null one with probability text_dropout.
   Returns:
     (loss, metrics). loss = sum_m w_m * sum_b mask_mb * mse_mb / B (masked examples contribute zero, so the

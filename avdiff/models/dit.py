@@ -1,7 +1,7 @@
 """Audio-video diffusion transformer, shared part: latents dict + per-modality times + label -> prediction dict.
 
     dit(x={'video': [B, T_l, H_l, W_l, C_v], 'audio': [B, T_al, F_l, C_a]}, t={'video': [B], 'audio': [B]},
-        label=int32 [B], text=None | prompt (`avdiff.models.text.Text`: byte ids int32 [B, L] or precomputed
+        label=int32 [B], text=None | prompt (`avdiff.models.text.Text`: token ids int32 [B, L] or precomputed
         embeddings)) -> float32 dict with the shapes of x.
     dit(..., sync_embeddings=True) -> (that dict, {'video': [B, T, 64], 'audio': [B, T, 64]}): per video token step,
         unit-norm embeddings of the trunk's output for the auxiliary sync loss (diffusion.sync_loss_weight > 0).

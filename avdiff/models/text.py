@@ -37,13 +37,13 @@ from avdiff.models import layers
 ENCODERS = ('bytes', 'pieces', 'precomputed')
 FUSIONS = ('tokens', 'cross_attention')
 
-# A prompt for the model: byte ids int32 [B, L] ('bytes'), or {'embeddings': float32 [B, L, D], 'mask': bool [B, L]}
-# ('precomputed').
+# A prompt for the model: token ids int32 [B, L] ('bytes', 'pieces'), or {'embeddings': float32 [B, L, D],
+# 'mask': bool [B, L]} ('precomputed').
 Text = Union[jax.Array, dict]
 
 
 def null_like(text: Text) -> Text:
-  """The null text (classifier-free guidance) in the structure and batch shape of `text`: BOS alone for byte ids,
+  """The null text (classifier-free guidance) in the structure and batch shape of `text`: BOS alone for token ids,
   an all-False mask for precomputed embeddings. Jittable."""
   if isinstance(text, dict):
     return {**text, 'mask': jnp.zeros_like(text['mask'])}
