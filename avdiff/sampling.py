@@ -151,12 +151,13 @@ def prompt_clips(prompts: list[str], config: ml_collections.ConfigDict) -> list[
   return [{'caption': p} for p in prompts]
 
 
-def _prompts(config: ml_collections.ConfigDict, chunk: list[builders.Clip]) -> Optional[text_lib.Text]:
+def _prompts(config: ml_collections.ConfigDict, inputs: Optional[text_inputs.TextInputs],
+             chunk: list[builders.Clip]) -> Optional[text_lib.Text]:
   """The clips' captions for the model (a clip without one: the null prompt), `text_inputs.model_text`; None for a
-  model without text."""
-  if not config_lib.text_encoder(config):
+  model without text (inputs None)."""
+  if inputs is None:
     return None
-  return text_inputs.model_text(config, text_inputs.TextInputs(config)([c.get('caption', '') for c in chunk]))
+  return text_inputs.model_text(config, inputs([c.get('caption', '') for c in chunk]))
 
 
 def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int, batch_size: int = 8,
@@ -174,6 +175,8 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
   graphdef, state = nnx.split(model.dit)
   ae_def, ae_state = nnx.split(model.ae) if model.ae is not None else (None, None)
   sample = jitted_sample_batch(config, graphdef, ae_def, mode, mesh)
+  # Tokenizer / embedding table read once, not per batch.
+  inputs = text_inputs.TextInputs(config) if config_lib.text_encoder(config) else None
   out = []
   rng = jax.random.key(seed)
   for s in range(0, len(clips), batch_size):
@@ -189,7 +192,7 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
       cond_mel = np.stack([c['audio_mel'] if 'audio_mel' in c else audio_lib.log_mel(c['audio'], config.data)
                            for c in chunk]).astype(np.float32)
     video, mel = jax.device_get(sample(state, ae_state, label, jax.random.fold_in(rng, s), cond_video, cond_mel,
-                                       _prompts(config, chunk)))
+                                       _prompts(config, inputs, chunk)))
     video, mel = frames.to_uint8(video), np.asarray(mel)
     for i, c in enumerate(chunk):
       audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(mel[i], config.data)
