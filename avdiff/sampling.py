@@ -73,11 +73,19 @@ def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], la
 
 def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optional[nnx.Module], label: jax.Array,
                  rng: jax.Array, mode: str = 'joint', cond_video: Optional[jax.Array] = None,
-                 cond_mel: Optional[jax.Array] = None, text: Optional[text_lib.Text] = None):
+                 cond_mel: Optional[jax.Array] = None, text: Optional[text_lib.Text] = None, prefix_frames: int = 0,
+                 windows: Optional[tuple] = None):
   """Pure, jittable. label int32 [B]; for the conditional modes cond_video float [B, T, H, W, 3] in [-1, 1] and
   cond_mel [B, T_a, n_mels]; text: the prompts of a text model (`text_lib.Text`: token ids int32 [B, L], or
   precomputed embeddings [B, L, D] with their mask [B, L]) -> (video float [B, T, H, W, 3] in [-1, 1], mel
-  [B, T_a, n_mels])."""
+  [B, T_a, n_mels]).
+
+  Windows of a long clip (`avdiff.windows`): prefix_frames > 0 (static, video frames, a multiple of the
+  autoencoder's temporal stride) in audio_to_video / video_to_audio: the first prefix_frames frames of the generated
+  modality are known (the previous window's tail, at the start of cond_video / cond_mel) and kept. windows=
+  (num_windows, hop_frames): the batch holds num_windows consecutive windows of each clip, hop_frames video frames
+  apart, denoised together and averaged where they overlap after every step (`diffusion.fuse_overlaps`).
+  """
   if mode not in MODES:
     raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
   lay = config_lib.layout(config)
@@ -87,37 +95,45 @@ def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
     cond = {'audio_to_video': {'audio': given['audio']}, 'video_to_audio': {'video': given['video']},
             'continuation': given}[mode]
     cond_frames = lay.video_latent[0] // 2 if mode == 'continuation' else 0
+    if prefix_frames and mode != 'continuation':
+      cond, cond_frames = given, prefix_frames * lay.video_latent[0] // config_lib.num_frames(config.data)
   num = label.shape[0]
   shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
+  fuse = None
+  if windows is not None:
+    num_windows, hop_frames = windows
+    fuse = diffusion.fuse_overlaps(num_windows, hop_frames * lay.video_latent[0] // config_lib.num_frames(config.data))
   null_text = None if text is None else text_lib.null_like(text)
   latents = diffusion.sample(dit, shapes, label, rng, config.diffusion, mode=mode, cond=cond, cond_frames=cond_frames,
-                             null_label=config.model.num_classes, text=text, null_text=null_text)
+                             null_label=config.model.num_classes, text=text, null_text=null_text, fuse=fuse)
   return from_latents(config, ae, latents)
 
 
 # ----------------------------------------------------------------------------- sampler cache
 
-_SAMPLERS: dict = {}  # (graphdef, ae graphdef, mode, config JSON, mesh) -> jitted sample_batch.
+_SAMPLERS: dict = {}  # (graphdef, ae graphdef, mode, config JSON, mesh, prefix, windows) -> jitted sample_batch.
 _MAX_SAMPLERS = 8
 
 
 def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mode: str,
-                        mesh: Optional[jax.sharding.Mesh] = None):
+                        mesh: Optional[jax.sharding.Mesh] = None, prefix_frames: int = 0,
+                        windows: Optional[tuple] = None):
   """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3] | None, cond mel [B, T_a, n_mels] |
   None, prompts (`text_lib.Text`) | None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]);
-  replicated on `mesh` when given (the training loop's mesh, whose params may be sharded over processes), so every
+  prefix_frames, windows: `sample_batch`'s (windows of a long clip); replicated on `mesh` when given (the training loop's mesh, whose params may be sharded over processes), so every
   process can read the result.
 
   Built once per (model structure, config, mode, mesh) and kept: evaluation samples each condition, and the
   training loop samples and scores at every eval step with the same structure, so none compiles it again.
   """
-  key = (graphdef, ae_def, mode, config.to_json_best_effort(sort_keys=True), mesh)
+  key = (graphdef, ae_def, mode, config.to_json_best_effort(sort_keys=True), mesh, prefix_frames, windows)
   if key in _SAMPLERS:
     return _SAMPLERS[key]
 
   def run(st, ae_st, label, rng, cond_video, cond_mel, text):
     auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
-    return sample_batch(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel, text)
+    return sample_batch(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel, text,
+                        prefix_frames, windows)
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
     _SAMPLERS.pop(next(iter(_SAMPLERS)))
@@ -151,13 +167,26 @@ def prompt_clips(prompts: list[str], config: ml_collections.ConfigDict) -> list[
   return [{'caption': p} for p in prompts]
 
 
-def _prompts(config: ml_collections.ConfigDict, inputs: Optional[text_inputs.TextInputs],
-             chunk: list[builders.Clip]) -> Optional[text_lib.Text]:
+def clip_text(config: ml_collections.ConfigDict, inputs: Optional[text_inputs.TextInputs],
+              chunk: list[builders.Clip]) -> Optional[text_lib.Text]:
   """The clips' captions for the model (a clip without one: the null prompt), `text_inputs.model_text`; None for a
   model without text (inputs None)."""
   if inputs is None:
     return None
   return text_inputs.model_text(config, inputs([c.get('caption', '') for c in chunk]))
+
+
+def clip_labels(config: ml_collections.ConfigDict, chunk: list[builders.Clip]) -> jax.Array:
+  """int32 [B]: each clip's label; a clip without one (a prompt) gets the null label, and so does every clip of a
+  model trained with label_dropout 1 (a text-only model never saw another)."""
+  null = config.model.num_classes
+  return jnp.asarray([null if config.diffusion.label_dropout >= 1.0 else c.get('label', null) for c in chunk],
+                     jnp.int32)
+
+
+def text_inputs_of(config: ml_collections.ConfigDict) -> Optional[text_inputs.TextInputs]:
+  """The model's caption -> token reader (tokenizer / embedding table, read once), or None for a model without text."""
+  return text_inputs.TextInputs(config) if config_lib.text_encoder(config) else None
 
 
 def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int, batch_size: int = 8,
@@ -175,24 +204,19 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
   graphdef, state = nnx.split(model.dit)
   ae_def, ae_state = nnx.split(model.ae) if model.ae is not None else (None, None)
   sample = jitted_sample_batch(config, graphdef, ae_def, mode, mesh)
-  # Tokenizer / embedding table read once, not per batch.
-  inputs = text_inputs.TextInputs(config) if config_lib.text_encoder(config) else None
+  inputs = text_inputs_of(config)  # Read once, not per batch.
   out = []
   rng = jax.random.key(seed)
   for s in range(0, len(clips), batch_size):
     chunk = clips[s:s + batch_size]
-    # A clip without a label (a prompt) gets the null label, and so does every clip of a model trained with
-    # label_dropout 1 (a text-only model never saw another).
-    null = config.model.num_classes
-    label = jnp.asarray([null if config.diffusion.label_dropout >= 1.0 else c.get('label', null) for c in chunk],
-                        jnp.int32)
+    label = clip_labels(config, chunk)
     cond_video = cond_mel = None
     if mode != 'joint':
       cond_video = frames.to_float(np.stack([c['video'] for c in chunk]))
       cond_mel = np.stack([c['audio_mel'] if 'audio_mel' in c else audio_lib.log_mel(c['audio'], config.data)
                            for c in chunk]).astype(np.float32)
     video, mel = jax.device_get(sample(state, ae_state, label, jax.random.fold_in(rng, s), cond_video, cond_mel,
-                                       _prompts(config, inputs, chunk)))
+                                       clip_text(config, inputs, chunk)))
     video, mel = frames.to_uint8(video), np.asarray(mel)
     for i, c in enumerate(chunk):
       audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(mel[i], config.data)

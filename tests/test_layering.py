@@ -6,6 +6,7 @@ in a file (also inside a function) counts.
     run_dir               (workdir io: the paths and files of a run, local or gs://)
     checkpoint, lease     (workdir io: config.json, Orbax, restore_params; the one-trainer-per-workdir lease)
     sampling              (codec, the sampler cache, load_model, sample_clips, write_clips)
+    long_clips            (any length: windows of the one model, on top of sampling)
     eval/                 metrics, sync expert network, conditions, folder / workdir / in-loop evaluation,
                           results (handed a sample function)                -- never imports train/
     train/                state, step, loop + hooks, tasks/
@@ -34,9 +35,10 @@ ALLOWED = {
     'checkpoint': {'config_lib', 'console', 'run_dir'},
     'lease': {'config_lib', 'console', 'run_dir'},
     'sampling': LIBRARIES | {'run_dir', 'checkpoint'},
-    'eval': LIBRARIES | {'run_dir', 'checkpoint', 'sampling'},
-    'train': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'sampling', 'eval'},
-    'study': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'sampling', 'eval', 'train'},
+    'long_clips': LIBRARIES | {'run_dir', 'checkpoint', 'sampling'},
+    'eval': LIBRARIES | {'run_dir', 'checkpoint', 'sampling', 'long_clips'},
+    'train': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'sampling', 'long_clips', 'eval'},
+    'study': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'sampling', 'long_clips', 'eval', 'train'},
 }
 
 

@@ -13,6 +13,13 @@ Modes (the network's time is per modality per clip, so a modality can be given t
                    (RePaint-style replacement, Lugmayr et al. 2022): the network always sees one consistent noise
                    level per modality, and the generated frames are pulled towards agreement with the known ones.
                    The known region is returned bit-exact.
+  audio_to_video / video_to_audio with cond_frames > 0: the next window of a long clip. The given modality is held
+                   clean as above, and the first cond_frames latent frames of the generated one (the previous
+                   window's tail, in cond) are replaced as in continuation.
+
+`fuse(x, t) -> x`, when given, is applied to the state at t = 1 and after every step (before the mode's
+constraint): windows of a long clip denoised together are made to agree where they overlap
+(`avdiff.diffusion.windows`).
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ def replacement_constraint(cond: dict, masks: dict, schedule: schedules.Schedule
 def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax.Array,
            diffusion_cfg: ml_collections.ConfigDict, mode: str = 'joint', cond: Optional[dict] = None,
            cond_frames: int = 0, *, null_label: Optional[int] = None, sampler: Optional[str] = None,
-           num_steps: Optional[int] = None, text=None, null_text=None) -> dict:
+           num_steps: Optional[int] = None, text=None, null_text=None, fuse: Optional[Callable] = None) -> dict:
   """Samples latents with the configured sampler, objective, schedule and guidance. Pure and jittable.
 
   Args:
@@ -86,13 +93,16 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
     diffusion_cfg: config.diffusion (objective, schedule, sampler, num_sampling_steps, ddim_eta, guidance_*).
     mode: one of MODES (module docstring).
     cond: given latents: {'audio': [B, ...]} for audio_to_video, {'video': ...} for video_to_audio, both for
-      continuation ([B, T, ...] whole clips, or [B, k, ...] just the known frames).
-    cond_frames: continuation: number of known latent video frames k (static).
+      continuation ([B, T, ...] whole clips, or [B, k, ...] just the known frames); with cond_frames > 0 in
+      audio_to_video / video_to_audio also the known frames of the generated modality.
+    cond_frames: number of known latent video frames k (static): continuation, or the generated modality's known
+      prefix in audio_to_video / video_to_audio.
     null_label: the CFG null label (= config.model.num_classes); required when a guidance scale is not 1 or
       label is None.
     sampler, num_steps: override diffusion_cfg.sampler / num_sampling_steps.
     text, null_text: None, or the prompts (a pytree of [B, ...] arrays, e.g. token ids) and the null prompt in the
       same structure (needed when diffusion_cfg.guidance_text is not 1).
+    fuse: None, or (x, t) -> x applied to the state after every step (module docstring).
   Returns:
     {'video': float32 [B, ...], 'audio': float32 [B, ...]} at t = 0; given modalities / frames equal `cond`
     bit-exactly.
@@ -113,27 +123,32 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
                                 null_text=null_text, scale_text=df.get('guidance_text', 1.0))
 
   given = _GIVEN.get(mode, ())
-  needed = ('video', 'audio') if mode == 'continuation' else given
+  known = tuple(k for k in ('video', 'audio') if k not in given) if mode != 'joint' and cond_frames > 0 else ()
+  if mode == 'continuation':
+    known = ('video', 'audio')
+  needed = given + known
   missing = [k for k in needed if cond is None or k not in cond]
   if missing:
     raise ValueError(f'sampling mode {mode!r} needs cond[{missing}]')
   clean = {k: jnp.asarray(cond[k], jnp.float32) for k in given}
-  constrain = samplers.identity_constraint
-  if clean:
-    constrain = lambda x, t, r: {**x, **clean}
-  masks = None
-  if mode == 'continuation':
-    masks = frame_masks(shapes, cond_frames)
-    full = {k: _full_length(cond[k], shapes[k]) for k in ('video', 'audio')}
-    constrain = replacement_constraint(full, masks, schedule)
+  masks = full = None
+  replace = samplers.identity_constraint
+  if known:
+    masks = {k: m for k, m in frame_masks(shapes, cond_frames).items() if k in known}
+    full = {k: _full_length(cond[k], shapes[k]) for k in known}
+    replace = replacement_constraint(full, masks, schedule)
+  fuse = fuse or (lambda x, t: x)
+
+  def constrain(x, t, rng):
+    return {**replace(fuse(x, t), t, rng), **clean}
 
   k_init, k_con, k_run = jax.random.split(rng, 3)
   init_keys = jax.random.split(k_init, len(shapes))
   x = {k: jax.random.normal(key, tuple(shapes[k]), jnp.float32) for key, k in zip(init_keys, sorted(shapes))}
-  x = constrain(x, jnp.float32(1.0), k_con)
+  x = constrain(x, jnp.float32(1.0), k_con)  # fuse, then known frames, then given modalities.
   denoise = samplers.make_denoiser(net, schedule, df.objective, label, clean)
   out = samplers.run(sampler, denoise, x, k_run, schedule, num_steps, float(df.ddim_eta), constrain)
   out = {**out, **clean}
   if masks is not None:
-    out = {k: jnp.where(_frame_mask_like(masks[k], v), full[k], v) for k, v in out.items()}
+    out = {k: jnp.where(_frame_mask_like(masks[k], v), full[k], v) if k in masks else v for k, v in out.items()}
   return out

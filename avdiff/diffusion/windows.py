@@ -1,0 +1,60 @@
+"""Windows of a long clip denoised together: the state of overlapping windows made to agree after every step.
+
+A batch of latents [B * n, T, ...] holds n consecutive windows of each of B clips (window-major per clip), window w
+starting at latent frame w * hop of its clip. `fuse_overlaps` is the `fuse(x, t)` of `conditioning.sample`:
+  t < 1  every frame becomes the mean over the windows that hold it (MultiDiffusion, Bar-Tal et al. 2023): with
+         the deterministic samplers, whose state is alpha x0_hat + sigma z for a fixed z, that averages the windows'
+         predictions of the shared frames.
+  t = 1  the initial noise: the earliest window's value (a mean of independent draws would have less than unit
+         variance, and the fixed z above would not be one draw on the whole clip).
+The stochastic samplers (ddpm, ddim with eta > 0) add fresh noise per window after each step, which the mean
+shrinks where windows overlap; use the deterministic ones.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def canvas_frames(num_windows: int, hop: int, window: int) -> int:
+  """Frames of the clip that num_windows windows of `window` frames, `hop` apart, cover."""
+  return (num_windows - 1) * hop + window
+
+
+def _fuse(x: jax.Array, num_windows: int, hop: int, first: bool) -> jax.Array:
+  """x [B * n, T, ...] -> the same with overlapping frames made equal (mean, or the earliest window's)."""
+  t = x.shape[1]
+  w = x.reshape((-1, num_windows) + x.shape[1:])
+  canvas = jnp.zeros((w.shape[0], canvas_frames(num_windows, hop, t)) + x.shape[2:], x.dtype)
+  if first:  # Later windows first, so each frame ends up with the earliest window's value.
+    for i in reversed(range(num_windows)):
+      canvas = canvas.at[:, i * hop:i * hop + t].set(w[:, i])
+  else:
+    count = jnp.zeros((canvas.shape[1],), x.dtype)
+    for i in range(num_windows):
+      canvas = canvas.at[:, i * hop:i * hop + t].add(w[:, i])
+      count = count.at[i * hop:i * hop + t].add(1.0)
+    canvas = canvas / count.reshape((1, -1) + (1,) * (x.ndim - 2))
+  return jnp.stack([canvas[:, i * hop:i * hop + t] for i in range(num_windows)], 1).reshape(x.shape)
+
+
+def fuse_overlaps(num_windows: int, hop: int) -> Callable:
+  """fuse(x: dict of [B * num_windows, T_k, ...], t) for windows `hop` latent video frames apart; a modality with
+  T_k = r * T_video frames per window has hop r * hop (one clock)."""
+  if num_windows < 1 or hop < 1:
+    raise ValueError(f'num_windows={num_windows} and hop={hop} must be positive')
+
+  def fuse(x: dict, t: jax.Array) -> dict:
+    t_video = x['video'].shape[1]
+    if hop > t_video:
+      raise ValueError(f'hop {hop} exceeds the window ({t_video} latent frames): windows would not overlap')
+    out = {}
+    for k, v in x.items():
+      h = hop * (v.shape[1] // t_video)
+      out[k] = jnp.where(t >= 1.0, _fuse(v, num_windows, h, True), _fuse(v, num_windows, h, False))
+    return out
+
+  return fuse

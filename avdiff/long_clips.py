@@ -1,0 +1,220 @@
+"""Any-length generation: audio (or video) longer than the model's window, generated window by window.
+
+    model = sampling.load_model('runs/tiny')
+    out = long_clips.generate(model, [{'audio': wave}], 'audio_to_video')    # wave float32 [S] at data.sample_rate
+    out[0]['video']   # uint8 [T, H, W, 3], T = S * fps // sample_rate frames; out[0]['audio'] is `wave`
+
+The model is trained on one window (data.clip_seconds: its positions and TimeBias are built for that many tokens).
+The given signal is cut into windows of that length which overlap by `overlap_seconds` (rounded to whole latent
+frames); the last window is padded (audio with silence, video by repeating the last frame) and the padding is cut
+off again, so a signal shorter than one window comes back at its own length. Every window is conditioned on the
+given modality over its own span, on the clip's label and caption, and on its neighbours through the overlap,
+in one of two ways (`METHODS`; measured in benchmarks/long_clips.md):
+  continue  windows in order; each window's first overlap frames of the generated modality are the previous
+            window's last ones, held by replacement (the continuation mechanism, `diffusion.sample` with
+            cond_frames). Information flows forward only. Time: windows x one window; memory: one window.
+  blend     all windows of a clip in one batch, denoised together; after every step the frames that windows share
+            are averaged over them (MultiDiffusion; per-step blending as in StableAvatar), from one initial noise
+            on the whole clip. Memory grows with the number of windows.
+Window w covers video frames [w * hop, w * hop + window), hop = window - overlap; its own frames (`Plan.own`) start
+at its overlap with the previous window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from avdiff import config_lib
+from avdiff import sampling
+from avdiff.data import audio as audio_lib
+from avdiff.data import builders
+from avdiff.data import frames as frames_lib
+
+METHODS = ('continue', 'blend')
+MODES = ('audio_to_video', 'video_to_audio')
+DEFAULT_OVERLAP_SECONDS = 0.4
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """How a clip of `frames` video frames is cut into windows of `window` frames overlapping by `overlap`."""
+  frames: int
+  window: int
+  overlap: int
+  num_windows: int
+
+  @property
+  def hop(self) -> int:
+    return self.window - self.overlap
+
+  @property
+  def padded(self) -> int:
+    """Frames the windows cover (>= frames; the rest is padding)."""
+    return (self.num_windows - 1) * self.hop + self.window
+
+  def start(self, w: int) -> int:
+    return w * self.hop
+
+  def own(self, w: int) -> tuple[int, int]:
+    """[first, end) frames of the clip that window w contributes (after the overlap it shares with w - 1)."""
+    first = 0 if w == 0 else self.start(w) + self.overlap
+    return first, min(self.start(w) + self.window, self.frames)
+
+  @property
+  def boundaries(self) -> list[int]:
+    """Frames where a window's own frames begin (the first frame after each overlap), inside the clip."""
+    return [self.own(w)[0] for w in range(1, self.num_windows) if self.own(w)[0] < self.frames]
+
+
+def plan(config: ml_collections.ConfigDict, frames: int, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS) -> Plan:
+  """The windows for a clip of `frames` video frames. The overlap is rounded to whole latent frames (the
+  autoencoder's temporal stride) and must leave each window frames of its own."""
+  window = config_lib.num_frames(config.data)
+  stride = window // config_lib.layout(config).video_latent[0]
+  if frames < 1:
+    raise ValueError(f'a clip needs at least one video frame (1 / {config.data.fps:g} s), got {frames}')
+  overlap = int(round(overlap_seconds * config.data.fps / stride)) * stride
+  if not 0 < overlap < window:
+    raise ValueError(f'overlap {overlap_seconds:g} s = {overlap} frames must lie strictly between 0 and the window '
+                     f'({window} frames = {config.data.clip_seconds:g} s), in steps of {stride} frame(s)')
+  hop = window - overlap
+  return Plan(frames, window, overlap, max(1, math.ceil((frames - overlap) / hop)))
+
+
+def _pad_frames(x: np.ndarray, length: int, repeat: bool) -> np.ndarray:
+  """[T, ...] -> [length, ...]: zeros (silence) or the last frame repeated after the end."""
+  if x.shape[0] >= length:
+    return x[:length]
+  pad = np.repeat(x[-1:], length - x.shape[0], 0) if repeat else np.zeros((length - x.shape[0],) + x.shape[1:],
+                                                                            x.dtype)
+  return np.concatenate([x, pad])
+
+
+def _given(config: ml_collections.ConfigDict, clip: builders.Clip, mode: str, p: Plan) -> np.ndarray:
+  """The given modality over the padded windows: audio_to_video log-mel [padded * m, n_mels] (m mel frames per
+  video frame), video_to_audio frames float [padded, H, W, 3] in [-1, 1]."""
+  d = config.data
+  if mode == 'audio_to_video':
+    per_frame = config_lib.num_samples(d) // config_lib.num_frames(d)
+    wave = _pad_frames(np.asarray(clip['audio'], np.float32), p.padded * per_frame, repeat=False)
+    return audio_lib.log_mel(wave, d)
+  return np.asarray(frames_lib.to_float(_pad_frames(np.asarray(clip['video']), p.padded, repeat=True)))
+
+
+def clip_frames(config: ml_collections.ConfigDict, clip: builders.Clip, mode: str) -> int:
+  """Video frames of the output for a given clip: its frames, or the whole frames its audio spans."""
+  if mode == 'video_to_audio':
+    return len(clip['video'])
+  per_frame = config_lib.num_samples(config.data) // config_lib.num_frames(config.data)
+  return len(clip['audio']) // per_frame
+
+
+def _assemble(windows: list[np.ndarray], p: Plan, rate: int) -> np.ndarray:
+  """Per-window outputs [B, window * rate, ...] -> the clip [B, frames * rate, ...] (each window's own frames)."""
+  parts = [win[:, (p.own(w)[0] - p.start(w)) * rate:] for w, win in enumerate(windows)]
+  return np.concatenate(parts, 1)[:, :p.frames * rate]
+
+
+def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'audio_to_video', seed: int = 0,
+             overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, method: str = 'continue',
+             batch_size: int = 8) -> list[builders.Clip]:
+  """One clip of the given clip's length per clip: video uint8 [T, H, W, 3] + waveform float32 [S] + label
+  (+ caption, mouth_box) + `plan` (`Plan`).
+
+  clips: audio_to_video: each with `audio` float32 [S] at data.sample_rate (any S); video_to_audio: `video` uint8
+    [T, H, W, 3] at data.fps and data.resolution. Optional `label` (default: the null label) and `caption`.
+    Clips of different lengths are padded to the longest of their batch.
+  batch_size: windows per sampler call (continue: clips per call; blend: one clip's windows, or several clips').
+  audio_to_video returns each clip's own waveform; video_to_audio its frames with Griffin-Lim of the generated mel.
+  """
+  config = model.config
+  if mode not in MODES:
+    raise ValueError(f'long clips are generated in {MODES}, not {mode!r}')
+  if method not in METHODS:
+    raise ValueError(f'method {method!r} is not one of {METHODS}')
+  m = int(config.data.mel_frames_per_video_frame)
+  graphdef, state = nnx.split(model.dit)
+  ae_def, ae_state = nnx.split(model.ae) if model.ae is not None else (None, None)
+  inputs = sampling.text_inputs_of(config)
+  rng = jax.random.key(seed)
+  plans = [plan(config, clip_frames(config, c, mode), overlap_seconds) for c in clips]
+  per_call = batch_size if method == 'continue' else max(1, batch_size // max(p.num_windows for p in plans))
+  out = []
+  for s in range(0, len(clips), per_call):
+    chunk = clips[s:s + per_call]
+    p = max(plans[s:s + per_call], key=lambda q: q.frames)
+    given = np.stack([_given(config, c, mode, p) for c in chunk])
+    args = (sampling.clip_labels(config, chunk), sampling.clip_text(config, inputs, chunk))
+    run = _continue if method == 'continue' else _blend
+    video, mel = run(config, (graphdef, state, ae_def, ae_state), mode, given, args, p,
+                     jax.random.fold_in(rng, s), m)
+    for i, c in enumerate(chunk):
+      q = plans[s + i]
+      gen = {'plan': q, 'label': c.get('label', config.model.num_classes)}
+      if mode == 'audio_to_video':
+        gen.update(video=frames_lib.to_uint8(video[i, :q.frames]), audio=np.asarray(c['audio'], np.float32))
+      else:
+        wave = audio_lib.mel_to_waveform(mel[i, :q.frames * m], config.data)
+        gen.update(video=np.asarray(c['video']), audio=np.asarray(wave, np.float32))
+      gen.update({k: c[k] for k in ('caption', 'mouth_box') if k in c})
+      out.append(gen)
+  return out
+
+
+def _window_inputs(mode: str, given: np.ndarray, p: Plan, w: int, m: int, template: dict):
+  """(cond_video, cond_mel) of window w: the given modality's span, the generated one's `template` (zeros or the
+  previous tail)."""
+  a, b = p.start(w), p.start(w) + p.window
+  if mode == 'audio_to_video':
+    return template['video'], given[:, a * m:b * m]
+  return given[:, a:b], template['audio']
+
+
+def _continue(config, model_state, mode, given, args, p: Plan, rng, m):
+  """Windows in order, each continuing the previous one's tail -> (video [B, frames', ...], mel [B, frames' m, ...])
+  as float, frames' = p.frames."""
+  graphdef, state, ae_def, ae_state = model_state
+  label, text = args
+  first = sampling.jitted_sample_batch(config, graphdef, ae_def, mode)
+  later = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, prefix_frames=p.overlap)
+  num, res = given.shape[0], int(config.data.resolution)
+  zeros = {'video': np.zeros((num, p.window, res, res, 3), np.float32),
+           'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}
+  videos, mels = [], []
+  template = zeros
+  for w in range(p.num_windows):
+    cond_video, cond_mel = _window_inputs(mode, given, p, w, m, template)
+    fn = first if w == 0 else later
+    video, mel = jax.device_get(fn(state, ae_state, label, jax.random.fold_in(rng, w), cond_video, cond_mel, text))
+    videos.append(np.asarray(video))
+    mels.append(np.asarray(mel))
+    # The next window starts with this one's last `overlap` frames of the generated modality.
+    template = {'video': np.concatenate([videos[-1][:, p.hop:], zeros['video'][:, p.overlap:]], 1),
+                'audio': np.concatenate([mels[-1][:, p.hop * m:], zeros['audio'][:, p.overlap * m:]], 1)}
+  return _assemble(videos, p, 1), _assemble(mels, p, m)
+
+
+def _blend(config, model_state, mode, given, args, p: Plan, rng, m):
+  """All windows of the clips in one batch, fused after every step -> as `_continue`."""
+  graphdef, state, ae_def, ae_state = model_state
+  label, text = args
+  n, num, res = p.num_windows, given.shape[0], int(config.data.resolution)
+  windows = [_window_inputs(mode, given, p, w, m, {
+      'video': np.zeros((num, p.window, res, res, 3), np.float32),
+      'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}) for w in range(n)]
+  cond_video = np.stack([v for v, _ in windows], 1).reshape((num * n,) + windows[0][0].shape[1:])
+  cond_mel = np.stack([a for _, a in windows], 1).reshape((num * n,) + windows[0][1].shape[1:])
+  label = np.repeat(np.asarray(label), n, 0)
+  text = jax.tree.map(lambda x: np.repeat(np.asarray(x), n, 0), text)
+  fn = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, windows=(n, p.hop))
+  video, mel = jax.device_get(fn(state, ae_state, label, rng, cond_video, cond_mel, text))
+  video = np.asarray(video).reshape((num, n) + video.shape[1:])
+  mel = np.asarray(mel).reshape((num, n) + mel.shape[1:])
+  return _assemble([video[:, w] for w in range(n)], p, 1), _assemble([mel[:, w] for w in range(n)], p, m)
