@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Optional
 
 import jax
@@ -32,14 +33,17 @@ import numpy as np
 from flax import nnx
 
 from avdiff import config_lib
+from avdiff import run_dir
 from avdiff import sampling
 from avdiff.data import audio as audio_lib
+from avdiff.data import av_io
 from avdiff.data import builders
 from avdiff.data import frames as frames_lib
 
 METHODS = ('continue', 'blend')
 MODES = ('audio_to_video', 'video_to_audio')
 DEFAULT_OVERLAP_SECONDS = 0.4
+DEFAULT_METHOD = 'blend'  # benchmarks/long_clips.md
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +85,9 @@ def plan(config: ml_collections.ConfigDict, frames: int, overlap_seconds: float 
   if frames < 1:
     raise ValueError(f'a clip needs at least one video frame (1 / {config.data.fps:g} s), got {frames}')
   overlap = int(round(overlap_seconds * config.data.fps / stride)) * stride
-  if not 0 < overlap < window:
-    raise ValueError(f'overlap {overlap_seconds:g} s = {overlap} frames must lie strictly between 0 and the window '
-                     f'({window} frames = {config.data.clip_seconds:g} s), in steps of {stride} frame(s)')
+  if not 0 <= overlap < window:
+    raise ValueError(f'overlap {overlap_seconds:g} s = {overlap} frames must lie in [0, the window = {window} frames '
+                     f'= {config.data.clip_seconds:g} s), in steps of {stride} frame(s)')
   hop = window - overlap
   return Plan(frames, window, overlap, max(1, math.ceil((frames - overlap) / hop)))
 
@@ -123,7 +127,7 @@ def _assemble(windows: list[np.ndarray], p: Plan, rate: int) -> np.ndarray:
 
 
 def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'audio_to_video', seed: int = 0,
-             overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, method: str = 'continue',
+             overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, method: str = DEFAULT_METHOD,
              batch_size: int = 8) -> list[builders.Clip]:
   """One clip of the given clip's length per clip: video uint8 [T, H, W, 3] + waveform float32 [S] + label
   (+ caption, mouth_box) + `plan` (`Plan`).
@@ -183,7 +187,7 @@ def _continue(config, model_state, mode, given, args, p: Plan, rng, m):
   graphdef, state, ae_def, ae_state = model_state
   label, text = args
   first = sampling.jitted_sample_batch(config, graphdef, ae_def, mode)
-  later = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, prefix_frames=p.overlap)
+  later = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, prefix_frames=p.overlap) if p.overlap else first
   num, res = given.shape[0], int(config.data.resolution)
   zeros = {'video': np.zeros((num, p.window, res, res, 3), np.float32),
            'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}
@@ -218,3 +222,70 @@ def _blend(config, model_state, mode, given, args, p: Plan, rng, m):
   video = np.asarray(video).reshape((num, n) + video.shape[1:])
   mel = np.asarray(mel).reshape((num, n) + mel.shape[1:])
   return _assemble([video[:, w] for w in range(n)], p, 1), _assemble([mel[:, w] for w in range(n)], p, m)
+
+
+# ----------------------------------------------------------------------------- files
+
+SILENCE_PEAK = 1e-3  # -60 dBFS: below it the given audio counts as silence.
+
+
+class InputError(ValueError):
+  """A file that cannot be generated from (unreadable, without the needed stream, shorter than one frame)."""
+
+
+@dataclasses.dataclass
+class Given:
+  """A file's signal, read before any model loads: `clip` for `generate` (the model's rate / frames), the
+  original audio to put back (float32 [S, C] at `rate`; None for video_to_audio), notes for the user."""
+  clip: builders.Clip
+  original: Optional[np.ndarray]
+  rate: int
+  notes: list
+
+
+def read_given(config: ml_collections.ConfigDict, path: str, mode: str, label: Optional[int] = None,
+               caption: Optional[str] = None) -> Given:
+  """The file's audio (audio_to_video; any rate, mono or stereo: downmixed and resampled to data.sample_rate) or
+  frames (video_to_audio; any fps and size: resampled to data.fps, centre-cropped and scaled to data.resolution).
+
+  Raises InputError for an unreadable file, a file without the needed stream, or less than one video frame of it
+  (1 / data.fps seconds). Documented behaviours instead of errors: a signal shorter than one window is generated
+  in one padded window and cut back to its length; silent audio (peak below -60 dBFS) gives a closed mouth, noted.
+  """
+  d = config.data
+  kind = 'audio' if mode == 'audio_to_video' else 'video'
+  try:
+    if kind == 'audio':
+      original, rate = av_io.read_audio(path, mono=False)
+      wave, _ = av_io.read_audio(path, int(d.sample_rate))
+      clip, seconds = {'audio': wave}, len(wave) / d.sample_rate
+    else:
+      original, rate = None, int(d.sample_rate)
+      clip = {'video': av_io.read_frames(path, float(d.fps), int(d.resolution))}
+      seconds = len(clip['video']) / d.fps
+  except av_io.UnusableClipError as e:
+    raise InputError(f'cannot read {kind} from {path}: {e}') from None
+  if clip_frames(config, clip, mode) < 1:
+    raise InputError(f'{path} holds {seconds:.3f} s of {kind}, less than one video frame (1 / {d.fps:g} s)')
+  notes = []
+  if seconds < float(d.clip_seconds):
+    notes.append(f'{seconds:.2f} s is shorter than one window ({d.clip_seconds:g} s): generated in one window padded '
+                 f'with {"silence" if kind == "audio" else "its last frame"}, cut back to {seconds:.2f} s')
+  if kind == 'audio' and float(np.abs(clip['audio']).max()) < SILENCE_PEAK:
+    notes.append(f'{path} is silent (peak below -60 dBFS): the face will keep its mouth closed')
+  if label is not None:
+    clip['label'] = int(label)
+  if caption is not None:
+    clip['caption'] = caption
+  return Given(clip, original, rate, notes)
+
+
+def write(config: ml_collections.ConfigDict, given: Given, clip: builders.Clip, out: str) -> str:
+  """Writes the generated clip to `out` (mp4; a local path or gs://): audio_to_video with the file's own audio at
+  its own rate and channels, video_to_audio with the generated audio."""
+  audio, rate = (given.original, given.rate) if given.original is not None else (clip['audio'], config.data.sample_rate)
+  audio = np.clip(np.nan_to_num(np.asarray(audio, np.float32)), -1.0, 1.0)
+  folder, name = os.path.split(out)
+  with run_dir.staged(folder or '.') as local:
+    av_io.write_video(os.path.join(local, name), clip['video'], audio, config.data.fps, rate)
+  return out

@@ -4,6 +4,8 @@
     python -m experiments.sample --workdir=runs/tiny --mode=audio_to_video --num=8   # audio from the test split
     python -m experiments.sample --workdir=runs/text --mode=joint --prompt="a blue round face, high voice, four syllables"
     python -m experiments.sample --workdir=runs/text --mode=joint --prompts=prompts.txt --num=1   # one prompt a line
+    python -m experiments.sample --workdir=runs/tiny --mode=audio_to_video --audio=speech.wav     # any length
+    python -m experiments.sample --workdir=runs/tiny --mode=video_to_audio --video=clip.mp4
 
 Modes: joint (labels 0, 1, ... cycled; a text model: --num samples per prompt, or the captions of the first --num
 clips of --split), audio_to_video / video_to_audio (the other modality taken from the first --num clips of --split,
@@ -11,6 +13,13 @@ labels and captions too), continuation (the first half of each test clip's laten
 --prompts replace the captions in every mode. An empty prompt, or one of more than the model's
 model.text.max_bytes tokens (`avdiff.data.text_inputs`), is an error before anything loads; non-ASCII text is
 allowed (SentencePiece and byte tokens both fall back to its UTF-8 bytes).
+
+--audio / --video: a file of any length (any sample rate, mono or stereo; any frame rate and size) generated in
+overlapping windows of the model's clip length (`avdiff.long_clips`), written as one mp4 (--out, default
+W/samples/<step>/<file name>_<mode>.mp4); audio_to_video keeps the file's own audio track. An unreadable file, one
+without the needed stream, or less than one video frame of signal is an error before the model loads; shorter than
+one window is generated in one padded window; silence gives a closed mouth (both said on the console). --label
+names the speaker (default: none, the null label).
 """
 
 import os
@@ -22,6 +31,8 @@ console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 from absl import flags
 
 from avdiff import checkpoint
+from avdiff import long_clips
+from avdiff import run_dir
 from avdiff import sampling
 from avdiff.data import tokenizer
 from configs import base
@@ -35,6 +46,13 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Sampling noise seed.')
 _PARAMS = flags.DEFINE_enum('params', 'ema', ['ema', 'raw'], 'Sample from the EMA or the raw (last step) params.')
 _PROMPT = flags.DEFINE_string('prompt', None, 'Text prompt (a text model, model.text.encoder).')
 _PROMPTS = flags.DEFINE_string('prompts', None, 'File of prompts, one a line (blank lines skipped).')
+_AUDIO = flags.DEFINE_string('audio', None, 'audio_to_video: a sound file of any length to make the video for.')
+_VIDEO = flags.DEFINE_string('video', None, 'video_to_audio: a video file of any length to make the sound for.')
+_OUT = flags.DEFINE_string('out', None, 'With --audio / --video: the mp4 to write.')
+_OVERLAP = flags.DEFINE_float('overlap', long_clips.DEFAULT_OVERLAP_SECONDS, 'Window overlap, seconds.')
+_WINDOWS = flags.DEFINE_enum('windows', long_clips.DEFAULT_METHOD, list(long_clips.METHODS),
+                             'How windows agree where they overlap (avdiff.long_clips).')
+_LABEL = flags.DEFINE_integer('label', None, 'With --audio / --video: the speaker label (default: none).')
 
 
 def main(argv):
@@ -49,12 +67,43 @@ def main(argv):
       prompts = [line.strip() for line in f if line.strip()]
     if not prompts:
       raise console.UserError(f'{_PROMPTS.value} holds no prompts')
+  if _AUDIO.value or _VIDEO.value:
+    sample_file(config, prompts)
+    return
   try:
     paths = sampling.sample_workdir(_WORKDIR.value, _MODE.value, _NUM.value, _SPLIT.value, _SEED.value,
                                     _PARAMS.value, _STEP.value, config, prompts)
   except tokenizer.PromptError as e:
     raise console.UserError(str(e)) from None
   console.say(f'Wrote {len(paths)} {_MODE.value} clips to {os.path.dirname(paths[0]) if paths else _WORKDIR.value}')
+
+
+def sample_file(config, prompts) -> None:
+  """--audio / --video: the whole file in windows, one mp4."""
+  if _AUDIO.value and _VIDEO.value:
+    raise console.UserError('give --audio or --video, not both')
+  path, mode = (_AUDIO.value, 'audio_to_video') if _AUDIO.value else (_VIDEO.value, 'video_to_audio')
+  if _MODE.value != mode:
+    raise console.UserError(f'--{"audio" if _AUDIO.value else "video"} goes with --mode={mode}')
+  if prompts is not None and len(prompts) != 1:
+    raise console.UserError('a file is generated with one prompt')
+  try:
+    if prompts is not None:
+      sampling.prompt_clips(prompts, config)
+    long_clips.plan(config, 1, _OVERLAP.value)
+    given = long_clips.read_given(config, path, mode, _LABEL.value, prompts[0] if prompts else None)
+  except (long_clips.InputError, tokenizer.PromptError, ValueError) as e:
+    raise console.UserError(str(e)) from None
+  for note in given.notes:
+    console.say(note)
+  model = sampling.load_model(_WORKDIR.value, config, params=_PARAMS.value, step=_STEP.value)
+  clip = long_clips.generate(model, [given.clip], mode, _SEED.value, _OVERLAP.value, _WINDOWS.value)[0]
+  stem = os.path.splitext(os.path.basename(path))[0]
+  out = _OUT.value or str(run_dir.RunDir(_WORKDIR.value).samples(model.step) / f'{stem}_{mode}.mp4')
+  long_clips.write(config, given, clip, out)
+  p = clip['plan']
+  console.say(f'Wrote {out}: {p.frames / config.data.fps:.1f} s in {p.num_windows} windows ({_WINDOWS.value}, '
+              f'{p.overlap / config.data.fps:g} s overlap)')
 
 
 if __name__ == '__main__':

@@ -352,3 +352,74 @@ def read_video(path: str, fps: Optional[float] = None, sample_rate: Optional[int
   info.update(video_start=t0, audio_start=audio_start, video_seconds=video_seconds, audio_seconds=audio_seconds,
               duration=num_frames / out_fps, fps=out_fps, sample_rate=out_rate)
   return video, wave.astype(np.float32), info
+
+
+def _open(path: str, kind: str):
+  """The container and its first `kind` ('audio' / 'video') stream; UnusableClipError when unreadable or absent."""
+  try:
+    container = av.open(path)
+  except (av.error.FFmpegError, OSError) as e:
+    raise UnusableClipError('corrupt', str(e)) from e
+  streams = getattr(container.streams, kind)
+  if not streams:
+    container.close()
+    raise UnusableClipError(f'no {kind} stream')
+  return container, streams[0]
+
+
+def read_audio(path: str, sample_rate: Optional[int] = None, mono: bool = True) -> tuple[np.ndarray, int]:
+  """The first audio stream of any file ffmpeg reads (wav, flac, mp3, the audio of an mp4, ...), from its first
+  sample.
+
+  Args:
+    path: media file.
+    sample_rate: output rate (Hz); None keeps the stream's.
+    mono: average the channels (as `Stream` and librosa.load do); else keep them.
+  Returns:
+    (float32 [S] (mono) or [S, C] in [-1, 1], sample rate).
+  Raises:
+    UnusableClipError: unreadable or corrupt file, no audio stream, no samples.
+  """
+  container, stream = _open(path, 'audio')
+  with container:
+    channels = max(1, stream.codec_context.channels)
+    rate = int(sample_rate or stream.codec_context.sample_rate)
+    resampler = av.AudioResampler(format='flt', layout=stream.layout.name if channels > 1 else 'mono', rate=rate)
+    chunks = []
+    try:
+      for frame in container.decode(stream):
+        chunks.extend(out.to_ndarray().reshape(-1, channels) for out in resampler.resample(frame))
+      chunks.extend(out.to_ndarray().reshape(-1, channels) for out in resampler.resample(None))
+    except (av.error.FFmpegError, ValueError) as e:
+      raise UnusableClipError('corrupt', f'decode failed: {e}') from e
+  if not chunks or sum(len(c) for c in chunks) == 0:
+    raise UnusableClipError('zero-length audio stream')
+  wave = np.concatenate(chunks).astype(np.float32)
+  return (wave.mean(1) if mono else wave), rate
+
+
+def read_frames(path: str, fps: float, size: Optional[int] = None) -> np.ndarray:
+  """The first video stream's frames resampled to `fps` (`Regrid`: output frame k shows the frame on screen at
+  (k + 0.5) / fps from the first frame), short side scaled to `size` and centre-cropped square (None keeps the size):
+  uint8 [T, H, W, 3]. An audio stream, if any, is ignored.
+
+  Raises:
+    UnusableClipError: unreadable or corrupt file, no video stream, no frames.
+  """
+  container, stream = _open(path, 'video')
+  regrid, frames, first = Regrid(fps), [], None
+  with container:
+    stream.thread_type = 'AUTO'
+    try:
+      for frame in container.decode(stream):
+        if frame.pts is None:
+          continue
+        time = float(frame.pts * frame.time_base)
+        first = time if first is None else first
+        frames += regrid.push(time - first, _resize_crop(frame, size))
+    except (av.error.FFmpegError, ValueError) as e:
+      raise UnusableClipError('corrupt', f'decode failed: {e}') from e
+  frames += regrid.finish()
+  if not frames:
+    raise UnusableClipError('zero-length video stream')
+  return np.stack(frames)

@@ -130,21 +130,21 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
   missing = [k for k in needed if cond is None or k not in cond]
   if missing:
     raise ValueError(f'sampling mode {mode!r} needs cond[{missing}]')
+  k_init, k_con, k_run = jax.random.split(rng, 3)
+  init_keys = jax.random.split(k_init, len(shapes))
+  x = {k: jax.random.normal(key, tuple(shapes[k]), jnp.float32) for key, k in zip(init_keys, sorted(shapes))}
   clean = {k: jnp.asarray(cond[k], jnp.float32) for k in given}
   masks = full = None
   replace = samplers.identity_constraint
+  fuse = fuse or (lambda x, t: x)
   if known:
     masks = {k: m for k, m in frame_masks(shapes, cond_frames).items() if k in known}
     full = {k: _full_length(cond[k], shapes[k]) for k in known}
     replace = replacement_constraint(full, masks, schedule)
-  fuse = fuse or (lambda x, t: x)
 
   def constrain(x, t, rng):
     return {**replace(fuse(x, t), t, rng), **clean}
 
-  k_init, k_con, k_run = jax.random.split(rng, 3)
-  init_keys = jax.random.split(k_init, len(shapes))
-  x = {k: jax.random.normal(key, tuple(shapes[k]), jnp.float32) for key, k in zip(init_keys, sorted(shapes))}
   x = constrain(x, jnp.float32(1.0), k_con)  # fuse, then known frames, then given modalities.
   denoise = samplers.make_denoiser(net, schedule, df.objective, label, clean)
   out = samplers.run(sampler, denoise, x, k_run, schedule, num_steps, float(df.ddim_eta), constrain)

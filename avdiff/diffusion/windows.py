@@ -2,9 +2,11 @@
 
 A batch of latents [B * n, T, ...] holds n consecutive windows of each of B clips (window-major per clip), window w
 starting at latent frame w * hop of its clip. `fuse_overlaps` is the `fuse(x, t)` of `conditioning.sample`:
-  t < 1  every frame becomes the mean over the windows that hold it (MultiDiffusion, Bar-Tal et al. 2023): with
-         the deterministic samplers, whose state is alpha x0_hat + sigma z for a fixed z, that averages the windows'
-         predictions of the shared frames.
+  t < 1  every frame becomes the weighted mean over the windows that hold it (MultiDiffusion, Bar-Tal et al.
+         2023): with the deterministic samplers, whose state is alpha x0_hat + sigma z for a fixed z, that averages
+         the windows' predictions of the shared frames. A window's weight ramps linearly across its overlaps, from
+         1 / (k + 1) at its edge to 1 after k frames (`window_weights`), so a frame passes from one window to the
+         next gradually instead of at the overlap's end.
   t = 1  the initial noise: the earliest window's value (a mean of independent draws would have less than unit
          variance, and the fixed z above would not be one draw on the whole clip).
 The stochastic samplers (ddpm, ddim with eta > 0) add fresh noise per window after each step, which the mean
@@ -24,8 +26,20 @@ def canvas_frames(num_windows: int, hop: int, window: int) -> int:
   return (num_windows - 1) * hop + window
 
 
+def window_weights(num_windows: int, hop: int, window: int) -> jnp.ndarray:
+  """float32 [num_windows, window]: each window's weight per frame; 1 outside overlaps, (j + 1) / (k + 1) on the
+  j-th frame into an overlap of k = window - hop frames (none at the clip's first and last edge)."""
+  k = max(window - hop, 0)
+  j = jnp.arange(window, dtype=jnp.float32)
+  rise = jnp.minimum(1.0, (j + 1.0) / (k + 1.0))
+  fall = rise[::-1]
+  w = jnp.ones((num_windows, window), jnp.float32)
+  w = w.at[1:].multiply(rise)
+  return w.at[:-1].multiply(fall)
+
+
 def _fuse(x: jax.Array, num_windows: int, hop: int, first: bool) -> jax.Array:
-  """x [B * n, T, ...] -> the same with overlapping frames made equal (mean, or the earliest window's)."""
+  """x [B * n, T, ...] -> the same with overlapping frames made equal (weighted mean, or the earliest window's)."""
   t = x.shape[1]
   w = x.reshape((-1, num_windows) + x.shape[1:])
   canvas = jnp.zeros((w.shape[0], canvas_frames(num_windows, hop, t)) + x.shape[2:], x.dtype)
@@ -33,11 +47,13 @@ def _fuse(x: jax.Array, num_windows: int, hop: int, first: bool) -> jax.Array:
     for i in reversed(range(num_windows)):
       canvas = canvas.at[:, i * hop:i * hop + t].set(w[:, i])
   else:
-    count = jnp.zeros((canvas.shape[1],), x.dtype)
+    weights = window_weights(num_windows, hop, t).astype(x.dtype)
+    shape = (1, t) + (1,) * (x.ndim - 2)
+    total = jnp.zeros((canvas.shape[1],), x.dtype)
     for i in range(num_windows):
-      canvas = canvas.at[:, i * hop:i * hop + t].add(w[:, i])
-      count = count.at[i * hop:i * hop + t].add(1.0)
-    canvas = canvas / count.reshape((1, -1) + (1,) * (x.ndim - 2))
+      canvas = canvas.at[:, i * hop:i * hop + t].add(w[:, i] * weights[i].reshape(shape))
+      total = total.at[i * hop:i * hop + t].add(weights[i])
+    canvas = canvas / total.reshape((1, -1) + (1,) * (x.ndim - 2))
   return jnp.stack([canvas[:, i * hop:i * hop + t] for i in range(num_windows)], 1).reshape(x.shape)
 
 

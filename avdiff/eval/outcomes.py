@@ -90,7 +90,7 @@ def reader_validation(clips: Sequence[builders.Clip], data_cfg: ml_collections.C
 
 # ----------------------------------------------------------------------------- speaker classifier
 
-def _face_colour(video: np.ndarray) -> np.ndarray:
+def face_colour(video: np.ndarray) -> np.ndarray:
   """float [3]: median RGB in [0, 1] of the face centre (rows 30-55%, columns 30-70% of the frame; between the eyes
   and the mouth) over all frames of video uint8 [T, H, W, 3]. Medians ignore the background, eyes and mouth that
   enter the region when a head sways or a mouth opens."""
@@ -108,13 +108,13 @@ class SpeakerClassifier:
 
   @classmethod
   def fit(cls, clips: Sequence[builders.Clip]) -> 'SpeakerClassifier':
-    feats = np.stack([_face_colour(c['video']) for c in clips])
+    feats = np.stack([face_colour(c['video']) for c in clips])
     labels = np.asarray([int(c['label']) for c in clips])
     classes = np.unique(labels)
     return cls(np.stack([feats[labels == k].mean(0) for k in classes]), classes)
 
   def predict(self, video: np.ndarray) -> int:
-    d = np.square(self.centroids - _face_colour(video)[None]).sum(-1)
+    d = np.square(self.centroids - face_colour(video)[None]).sum(-1)
     return int(self.classes[int(np.argmin(d))])
 
   def accuracy(self, clips: Sequence[builders.Clip]) -> float:
