@@ -15,7 +15,11 @@ in one of two ways (`METHODS`; measured in benchmarks/long_clips.md):
             cond_frames). Information flows forward only. Time: windows x one window; memory: one window.
   blend     all windows of a clip in one batch, denoised together; after every step the frames that windows share
             are averaged over them (MultiDiffusion; per-step blending as in StableAvatar), from one initial noise
-            on the whole clip. Memory grows with the number of windows.
+            on the whole clip, and down to noise level share_above every window's still appearance is the clip's
+            (against identity drift; `avdiff.diffusion.windows`). Memory grows with the number of windows. The
+            default: it keeps the single window's lip-sync, shows no seam and keeps the speaker.
+A file is taken to show one speaker throughout (shared appearance): a clip whose speaker changes needs one call
+per speaker, or share_above=1.
 Window w covers video frames [w * hop, w * hop + window), hop = window - overlap; its own frames (`Plan.own`) start
 at its overlap with the previous window.
 """
@@ -44,6 +48,7 @@ METHODS = ('continue', 'blend')
 MODES = ('audio_to_video', 'video_to_audio')
 DEFAULT_OVERLAP_SECONDS = 0.4
 DEFAULT_METHOD = 'blend'  # benchmarks/long_clips.md
+DEFAULT_SHARE_ABOVE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,13 +133,15 @@ def _assemble(windows: list[np.ndarray], p: Plan, rate: int) -> np.ndarray:
 
 def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'audio_to_video', seed: int = 0,
              overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, method: str = DEFAULT_METHOD,
-             batch_size: int = 8) -> list[builders.Clip]:
+             share_above: float = DEFAULT_SHARE_ABOVE, batch_size: int = 8) -> list[builders.Clip]:
   """One clip of the given clip's length per clip: video uint8 [T, H, W, 3] + waveform float32 [S] + label
   (+ caption, mouth_box) + `plan` (`Plan`).
 
   clips: audio_to_video: each with `audio` float32 [S] at data.sample_rate (any S); video_to_audio: `video` uint8
     [T, H, W, 3] at data.fps and data.resolution. Optional `label` (default: the null label) and `caption`.
     Clips of different lengths are padded to the longest of their batch.
+  share_above: blend: the noise level down to which every window shares the clip's still appearance
+    (`diffusion.fuse_overlaps`); 1 turns it off.
   batch_size: windows per sampler call (continue: clips per call; blend: one clip's windows, or several clips').
   audio_to_video returns each clip's own waveform; video_to_audio its frames with Griffin-Lim of the generated mel.
   """
@@ -156,9 +163,11 @@ def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'aud
     p = max(plans[s:s + per_call], key=lambda q: q.frames)
     given = np.stack([_given(config, c, mode, p) for c in chunk])
     args = (sampling.clip_labels(config, chunk), sampling.clip_text(config, inputs, chunk))
-    run = _continue if method == 'continue' else _blend
-    video, mel = run(config, (graphdef, state, ae_def, ae_state), mode, given, args, p,
-                     jax.random.fold_in(rng, s), m)
+    key = jax.random.fold_in(rng, s)
+    if method == 'continue':
+      video, mel = _continue(config, (graphdef, state, ae_def, ae_state), mode, given, args, p, key, m)
+    else:
+      video, mel = _blend(config, (graphdef, state, ae_def, ae_state), mode, given, args, p, key, m, share_above)
     for i, c in enumerate(chunk):
       q = plans[s + i]
       gen = {'plan': q, 'label': c.get('label', config.model.num_classes)}
@@ -205,7 +214,7 @@ def _continue(config, model_state, mode, given, args, p: Plan, rng, m):
   return _assemble(videos, p, 1), _assemble(mels, p, m)
 
 
-def _blend(config, model_state, mode, given, args, p: Plan, rng, m):
+def _blend(config, model_state, mode, given, args, p: Plan, rng, m, share_above: float):
   """All windows of the clips in one batch, fused after every step -> as `_continue`."""
   graphdef, state, ae_def, ae_state = model_state
   label, text = args
@@ -217,7 +226,7 @@ def _blend(config, model_state, mode, given, args, p: Plan, rng, m):
   cond_mel = np.stack([a for _, a in windows], 1).reshape((num * n,) + windows[0][1].shape[1:])
   label = np.repeat(np.asarray(label), n, 0)
   text = jax.tree.map(lambda x: np.repeat(np.asarray(x), n, 0), text)
-  fn = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, windows=(n, p.hop))
+  fn = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, windows=(n, p.hop, share_above))
   video, mel = jax.device_get(fn(state, ae_state, label, rng, cond_video, cond_mel, text))
   video = np.asarray(video).reshape((num, n) + video.shape[1:])
   mel = np.asarray(mel).reshape((num, n) + mel.shape[1:])

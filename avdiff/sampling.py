@@ -101,8 +101,9 @@ def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
   shapes = {'video': (num,) + tuple(lay.video_latent), 'audio': (num,) + tuple(lay.audio_latent)}
   fuse = None
   if windows is not None:
-    num_windows, hop_frames = windows
-    fuse = diffusion.fuse_overlaps(num_windows, hop_frames * lay.video_latent[0] // config_lib.num_frames(config.data))
+    num_windows, hop_frames, *share = windows
+    fuse = diffusion.fuse_overlaps(num_windows, hop_frames * lay.video_latent[0] // config_lib.num_frames(config.data),
+                                   *share)
   null_text = None if text is None else text_lib.null_like(text)
   latents = diffusion.sample(dit, shapes, label, rng, config.diffusion, mode=mode, cond=cond, cond_frames=cond_frames,
                              null_label=config.model.num_classes, text=text, null_text=null_text, fuse=fuse)

@@ -52,6 +52,9 @@ _OUT = flags.DEFINE_string('out', None, 'With --audio / --video: the mp4 to writ
 _OVERLAP = flags.DEFINE_float('overlap', long_clips.DEFAULT_OVERLAP_SECONDS, 'Window overlap, seconds.')
 _WINDOWS = flags.DEFINE_enum('windows', long_clips.DEFAULT_METHOD, list(long_clips.METHODS),
                              'How windows agree where they overlap (avdiff.long_clips).')
+_SHARE_ABOVE = flags.DEFINE_float('share_above', long_clips.DEFAULT_SHARE_ABOVE,
+                                  '--windows=blend: windows share the still appearance down to this noise level '
+                                  '(one speaker throughout; 1 = off).')
 _LABEL = flags.DEFINE_integer('label', None, 'With --audio / --video: the speaker label (default: none).')
 
 
@@ -97,7 +100,8 @@ def sample_file(config, prompts) -> None:
   for note in given.notes:
     console.say(note)
   model = sampling.load_model(_WORKDIR.value, config, params=_PARAMS.value, step=_STEP.value)
-  clip = long_clips.generate(model, [given.clip], mode, _SEED.value, _OVERLAP.value, _WINDOWS.value)[0]
+  clip = long_clips.generate(model, [given.clip], mode, _SEED.value, _OVERLAP.value, _WINDOWS.value,
+                             _SHARE_ABOVE.value)[0]
   stem = os.path.splitext(os.path.basename(path))[0]
   out = _OUT.value or str(run_dir.RunDir(_WORKDIR.value).samples(model.step) / f'{stem}_{mode}.mp4')
   long_clips.write(config, given, clip, out)

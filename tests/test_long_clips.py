@@ -87,6 +87,22 @@ def test_fuse_keeps_agreeing_windows_and_makes_disagreeing_ones_agree():
   np.testing.assert_array_equal(first[:, 0], noisy['video'].reshape(2, n, t, 2)[:, 0])  # Initial noise: earliest.
 
 
+def test_shared_appearance_gives_every_window_the_clip_mean_while_noisy():
+  n, hop, t = 3, 4, 6
+  x = {'video': jax.random.normal(jax.random.key(0), (2 * n, t, 2, 2, 3)),
+       'audio': jax.random.normal(jax.random.key(1), (2 * n, 2 * t, 4, 1))}
+  shared = windows._share_mean(x['video'], n).reshape(2, n, t, 2, 2, 3)  # pylint: disable=protected-access
+  means = shared.mean(axis=2)
+  np.testing.assert_allclose(means, np.broadcast_to(means[:, :1], means.shape), rtol=1e-5, atol=1e-6)
+  motion = lambda v: v - v.mean(axis=2, keepdims=True)  # What moves is each window's own.
+  np.testing.assert_allclose(motion(shared), motion(x['video'].reshape(2, n, t, 2, 2, 3)), rtol=1e-5, atol=1e-5)
+  plain, sharing = windows.fuse_overlaps(n, hop), windows.fuse_overlaps(n, hop, share_above=0.5)
+  for time, same in ((0.3, True), (0.7, False)):
+    a, b = plain(x, jnp.float32(time)), sharing(x, jnp.float32(time))
+    np.testing.assert_array_equal(a['audio'], b['audio'])  # Video only.
+    assert np.array_equal(a['video'], b['video']) == same
+
+
 def test_window_weights_sum_to_one_on_the_clip():
   n, hop, t = 5, 6, 10
   w = windows.window_weights(n, hop, t)

@@ -125,3 +125,30 @@ def test_a_bug_still_shows_its_traceback(tmp_path):
   proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
                         check=False, env=dict(os.environ, PYTHONPATH=REPO))
   assert proc.returncode == 1 and 'Traceback' in proc.stderr and 'RuntimeError: a bug' in proc.stderr
+
+
+@pytest.mark.parametrize('case,needles', [
+    ('text', ('cannot read audio', 'speech.wav')),
+    ('no_sound', ('cannot read audio', 'no audio stream')),
+    ('blip', ('less than one video frame',)),
+    ('mode', ('--audio goes with --mode=audio_to_video',)),
+])
+def test_sample_file_that_cannot_be_generated_from(tmp_path, case, needles):
+  """--audio: every unusable file is one line before the model loads (the workdir has no checkpoint)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import soundfile  # pylint: disable=g-import-not-at-top
+  from avdiff import checkpoint  # pylint: disable=g-import-not-at-top
+  from avdiff.data import av_io  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'config.json').write_text(checkpoint.config_to_json(tiny.get_config()))
+  path = tmp_path / 'speech.wav'
+  if case == 'text':
+    path.write_text('not a sound file\n')
+  elif case == 'no_sound':
+    path = tmp_path / 'speech.mp4'
+    av_io.write_video(str(path), np.zeros((10, 32, 32, 3), np.uint8), None, 25, 16000)
+  else:
+    soundfile.write(path, np.zeros(800 if case == 'blip' else 32000, np.float32), 16000)
+  mode = 'joint' if case == 'mode' else 'audio_to_video'
+  proc = _run('experiments.sample', f'--workdir={tmp_path}', f'--mode={mode}', f'--audio={path}')
+  _assert_user_error(proc, *needles)

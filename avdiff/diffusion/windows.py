@@ -9,6 +9,13 @@ starting at latent frame w * hop of its clip. `fuse_overlaps` is the `fuse(x, t)
          next gradually instead of at the overlap's end.
   t = 1  the initial noise: the earliest window's value (a mean of independent draws would have less than unit
          variance, and the fixed z above would not be one draw on the whole clip).
+Shared appearance (share_above < 1): overlaps alone tie neighbours, not the whole clip, and a window may draw the
+speaker's face in a slightly other colour than its neighbour, which the next one follows, and so on (measured:
+per-window colour jitter of about the distance between two speakers' colours). While the noise level is at least
+share_above, each window's video mean over time is made the mean over all windows: the coarse, still part of the
+picture (decided at high noise) is one for the whole clip, while what moves (a mouth) and the fine detail (decided
+below share_above) stay each window's own. A clip is then one speaker throughout, by construction.
+
 The stochastic samplers (ddpm, ddim with eta > 0) add fresh noise per window after each step, which the mean
 shrinks where windows overlap; use the deterministic ones.
 """
@@ -57,9 +64,18 @@ def _fuse(x: jax.Array, num_windows: int, hop: int, first: bool) -> jax.Array:
   return jnp.stack([canvas[:, i * hop:i * hop + t] for i in range(num_windows)], 1).reshape(x.shape)
 
 
-def fuse_overlaps(num_windows: int, hop: int) -> Callable:
+def _share_mean(x: jax.Array, num_windows: int) -> jax.Array:
+  """x [B * n, T, ...] -> each window's mean over its frames replaced by the mean of all n windows' means."""
+  w = x.reshape((-1, num_windows) + x.shape[1:])
+  own = w.mean(axis=2, keepdims=True)
+  return (w - own + own.mean(axis=1, keepdims=True)).reshape(x.shape)
+
+
+def fuse_overlaps(num_windows: int, hop: int, share_above: float = 1.0) -> Callable:
   """fuse(x: dict of [B * num_windows, T_k, ...], t) for windows `hop` latent video frames apart; a modality with
-  T_k = r * T_video frames per window has hop r * hop (one clock)."""
+  T_k = r * T_video frames per window has hop r * hop (one clock). share_above < 1: at 1 > t >= share_above each
+  window's video mean over its frames (the still appearance: face colour, shape, background) is replaced by the mean
+  over all windows of the clip, so every window draws one speaker (module docstring)."""
   if num_windows < 1 or hop < 1:
     raise ValueError(f'num_windows={num_windows} and hop={hop} must be positive')
 
@@ -70,6 +86,8 @@ def fuse_overlaps(num_windows: int, hop: int) -> Callable:
     out = {}
     for k, v in x.items():
       h = hop * (v.shape[1] // t_video)
+      if k == 'video' and share_above <= 1.0:
+        v = jnp.where((t >= share_above) & (t < 1.0), _share_mean(v, num_windows), v)
       out[k] = jnp.where(t >= 1.0, _fuse(v, num_windows, h, True), _fuse(v, num_windows, h, False))
     return out
 

@@ -25,9 +25,19 @@ import ml_collections
 import numpy as np
 
 from avdiff.data import builders
+from avdiff.data import synthetic
 from avdiff.eval import outcomes
 from avdiff.eval import shift as shift_lib
 from avdiff.eval import stats
+
+
+def held_out(data_cfg: ml_collections.ConfigDict, windows: float, num: int) -> list[builders.Clip]:
+  """The test split's first `num` seeds of `talking` drawn `windows` x data.clip_seconds long: the speakers of the
+  held-out clips, with speech no training clip has (`synthetic.make_clip` at that length)."""
+  d = data_cfg.copy_and_resolve_references()
+  d.clip_seconds = float(data_cfg.clip_seconds) * windows
+  first = builders.SPLIT_SEED_OFFSET['test']
+  return [synthetic.make_clip('talking', first + i, d) for i in range(num)]
 
 
 def _part(clip: builders.Clip, a: int, b: int, data_cfg: ml_collections.ConfigDict,
@@ -82,15 +92,16 @@ def measure(held_out: Sequence[builders.Clip], generated: Sequence[builders.Clip
     token_frames: video frames per token step (`seam_ratio`'s period).
     classifier: speaker classifier (None: identity not measured).
   Returns:
-    {name: {'mean', 'std', 'n', 'undecided'} or float}: r, shuffled_r, segment_r, offset_within_1,
+    {name: {'mean', 'std', 'n', 'undecided'} or float}: r, shuffled_r (2 clips or more), segment_r, offset_within_1,
     mouth_offset_within_1, seam_ratio, ground_truth_seam_ratio, seam_r, inside_r, speaker_accuracy,
     speaker_consistent, colour_drift, ground_truth_colour_drift.
   """
-  others = shift_lib.shuffled_audio(held_out, seed)
   segs = _segments(len(held_out[0]['video']), window)
   summary = lambda v: stats.summarize(v).outcome_dict()
-  out = {'r': summary([outcomes.sync_r(g, data_cfg, h['audio']) for g, h in zip(generated, held_out)]),
-         'shuffled_r': summary([outcomes.sync_r(g, data_cfg, a) for g, a in zip(generated, others)])}
+  out = {'r': summary([outcomes.sync_r(g, data_cfg, h['audio']) for g, h in zip(generated, held_out)])}
+  if len(held_out) > 1:  # Another clip's audio to pair each one with.
+    others = shift_lib.shuffled_audio(held_out, seed)
+    out['shuffled_r'] = summary([outcomes.sync_r(g, data_cfg, a) for g, a in zip(generated, others)])
   seg_r, within, mouth_within = [], [], []
   for g, h in zip(generated, held_out):
     parts = [_part(g, a, b, data_cfg, h['audio']) for a, b in segs]
