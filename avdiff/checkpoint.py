@@ -261,21 +261,24 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, shardings
 
 # ----------------------------------------------------------------------------- inference
 
-def restore_params(workdir: str, model: nnx.Module, *, ema: bool = True, step: Optional[int] = None) -> nnx.Module:
+def restore_params(workdir: str, model: nnx.Module, *, ema: bool = True, step: Optional[int] = None,
+                   shardings=None) -> nnx.Module:
   """`model` (real or abstract, e.g. from nnx.eval_shape) with the EMA (or raw) params of the latest (or given)
-  checkpoint of workdir. Only the params are read (partial restore), onto the first local device. Without `step`,
-  a newest checkpoint that cannot be read is skipped with a warning (readers never move anything aside)."""
-  return restore_latest_params(workdir, model, ema=ema, step=step)[0]
+  checkpoint of workdir. Only the params are read (partial restore), onto the first local device, or each straight
+  into its sharding (`shardings`: a pure-dict tree of them like nnx.to_pure_dict of the params; e.g. the training
+  mesh's, so a model larger than one device restores; every process of a multi-process job calls it). Without
+  `step`, a newest checkpoint that cannot be read is skipped with a warning (readers never move anything aside)."""
+  return restore_latest_params(workdir, model, ema=ema, step=step, shardings=shardings)[0]
 
 
-def restore_latest_params(workdir: str, model: nnx.Module, *, ema: bool = True,
-                          step: Optional[int] = None) -> tuple[nnx.Module, int]:
+def restore_latest_params(workdir: str, model: nnx.Module, *, ema: bool = True, step: Optional[int] = None,
+                          shardings=None) -> tuple[nnx.Module, int]:
   """(`restore_params`'s model, the step it came from)."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                       sharding=jax.sharding.SingleDeviceSharding(
-                                                           jax.local_devices()[0])),
-                        nnx.to_pure_dict(params))
+  pure = nnx.to_pure_dict(params)
+  if shardings is None:
+    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.local_devices()[0]), pure)
+  target = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), pure, shardings)
   directory = run_dir.RunDir(workdir).checkpoints
   # Handlers for every saved item (only 'state' is read): without them Orbax warns about each unread item.
   manager = ocp.CheckpointManager(directory, item_handlers={'state': ocp.PyTreeCheckpointHandler(),

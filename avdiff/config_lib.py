@@ -318,9 +318,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     raise ConfigError(f"train.keep_best_by={t.keep_best_by!r} must name a validation metric ('val_loss', ...)")
   if t.keep_best_by and t.eval_every <= 0:
     raise ConfigError(f'train.keep_best_by={t.keep_best_by!r} needs train.eval_every > 0 (validation metrics)')
-  if t.eval_samples and (t.eval_every <= 0 or num_processes > 1):
-    raise ConfigError('train.eval_samples needs train.eval_every > 0 and a single process '
-                      f'(eval_every={t.eval_every}, {num_processes} processes)')
+  if t.eval_samples and t.eval_every <= 0:
+    raise ConfigError(f'train.eval_samples needs train.eval_every > 0 (eval_every={t.eval_every})')
   if num_devices is not None:
     dp = data_parallel_size(config, num_devices)
     micro = t.global_batch_size // t.grad_accum_steps

@@ -165,9 +165,10 @@ def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'aud
     args = (sampling.clip_labels(config, chunk), sampling.clip_text(config, inputs, chunk))
     key = jax.random.fold_in(rng, s)
     if method == 'continue':
-      video, mel = _continue(config, (graphdef, state, ae_def, ae_state), mode, given, args, p, key, m)
+      video, mel = _continue(config, (graphdef, state, ae_def, ae_state), mode, given, args, p, key, m, model.mesh)
     else:
-      video, mel = _blend(config, (graphdef, state, ae_def, ae_state), mode, given, args, p, key, m, share_above)
+      video, mel = _blend(config, (graphdef, state, ae_def, ae_state), mode, given, args, p, key, m, model.mesh,
+                          share_above)
     for i, c in enumerate(chunk):
       q = plans[s + i]
       gen = {'plan': q, 'label': c.get('label', config.model.num_classes)}
@@ -190,13 +191,13 @@ def _window_inputs(mode: str, given: np.ndarray, p: Plan, w: int, m: int, templa
   return given[:, a:b], template['audio']
 
 
-def _continue(config, model_state, mode, given, args, p: Plan, rng, m):
+def _continue(config, model_state, mode, given, args, p: Plan, rng, m, mesh):
   """Windows in order, each continuing the previous one's tail -> (video [B, frames', ...], mel [B, frames' m, ...])
   as float, frames' = p.frames."""
   graphdef, state, ae_def, ae_state = model_state
   label, text = args
-  first = sampling.jitted_sample_batch(config, graphdef, ae_def, mode)
-  later = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, prefix_frames=p.overlap) if p.overlap else first
+  first = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, mesh)
+  later = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, mesh, p.overlap) if p.overlap else first
   num, res = given.shape[0], int(config.data.resolution)
   zeros = {'video': np.zeros((num, p.window, res, res, 3), np.float32),
            'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}
@@ -214,7 +215,7 @@ def _continue(config, model_state, mode, given, args, p: Plan, rng, m):
   return _assemble(videos, p, 1), _assemble(mels, p, m)
 
 
-def _blend(config, model_state, mode, given, args, p: Plan, rng, m, share_above: float):
+def _blend(config, model_state, mode, given, args, p: Plan, rng, m, mesh, share_above: float):
   """All windows of the clips in one batch, fused after every step -> as `_continue`."""
   graphdef, state, ae_def, ae_state = model_state
   label, text = args
@@ -226,7 +227,7 @@ def _blend(config, model_state, mode, given, args, p: Plan, rng, m, share_above:
   cond_mel = np.stack([a for _, a in windows], 1).reshape((num * n,) + windows[0][1].shape[1:])
   label = np.repeat(np.asarray(label), n, 0)
   text = jax.tree.map(lambda x: np.repeat(np.asarray(x), n, 0), text)
-  fn = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, windows=(n, p.hop, share_above))
+  fn = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, mesh, windows=(n, p.hop, share_above))
   video, mel = jax.device_get(fn(state, ae_state, label, rng, cond_video, cond_mel, text))
   video = np.asarray(video).reshape((num, n) + video.shape[1:])
   mel = np.asarray(mel).reshape((num, n) + mel.shape[1:])

@@ -40,12 +40,14 @@ from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import diffusion
 from avdiff import models
+from avdiff import parallel
 from avdiff import run_dir
 from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import builders
 from avdiff.data import frames
 from avdiff.data import text_inputs
+from avdiff.models import attention
 from avdiff.models import text as text_lib
 
 MODES = diffusion.MODES  # joint, audio_to_video, video_to_audio, continuation
@@ -131,10 +133,24 @@ def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mod
   if key in _SAMPLERS:
     return _SAMPLERS[key]
 
+  sequence = attention.sequence_parallel(config, mesh) if mesh is not None else None
+
+  # With the sequence split over a context axis, attention splits the batch over the data axes: pad it to a multiple.
+  multiple = int(np.prod([mesh.shape[a] for a in sequence.batch])) if sequence is not None else 1
+
   def run(st, ae_st, label, rng, cond_video, cond_mel, text):
     auto = nnx.merge(ae_def, ae_st) if ae_def is not None else None
-    return sample_batch(config, nnx.merge(graphdef, st), auto, label, rng, mode, cond_video, cond_mel, text,
-                        prefix_frames, windows)
+    dit = nnx.merge(graphdef, st)
+    if sequence is not None:  # A mesh with a context axis: the sequence split over it, as in training.
+      dit.sequence_parallel = sequence
+    num = label.shape[0]
+    unit = windows[0] if windows is not None else 1  # Windows of a clip stay together: pad whole clips.
+    pad = next(k * unit for k in range(multiple + 1) if (num + k * unit) % multiple == 0)
+    grow = lambda x: None if x is None else jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+    label = jnp.pad(label, (0, pad), constant_values=config.model.num_classes)
+    video, mel = sample_batch(config, dit, auto, label, rng, mode, grow(cond_video), grow(cond_mel),
+                              jax.tree.map(grow, text), prefix_frames, windows)
+    return video[:num], mel[:num]
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
     _SAMPLERS.pop(next(iter(_SAMPLERS)))
@@ -148,11 +164,13 @@ def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mod
 @dataclasses.dataclass
 class Model:
   """A model to sample from: the run's config, the DiT with the params to use, the stage-1 autoencoder (None for
-  the patch encoder), and the checkpoint step they came from (None for in-memory models)."""
+  the patch encoder), the checkpoint step they came from (None for in-memory models), and the mesh its params live
+  on (None: one device)."""
   config: ml_collections.ConfigDict
   dit: nnx.Module
   ae: Optional[nnx.Module] = None
   step: Optional[int] = None
+  mesh: Optional[jax.sharding.Mesh] = None
 
 
 def label_clips(config: ml_collections.ConfigDict, num: int) -> list[builders.Clip]:
@@ -197,9 +215,10 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
   Joint sampling reads only each clip's label; the conditional modes also its frames and audio (`audio_mel` if
   present, else the log-mel of `audio`). audio_to_video pairs the generated frames with the clip's own waveform,
   video_to_audio the clip's frames with the generated audio (Griffin-Lim of the generated mel, as for the others).
-  mesh: see `jitted_sample_batch` (the training loop's).
+  mesh: see `jitted_sample_batch` (the training loop's); default the model's.
   """
   config = model.config
+  mesh = mesh if mesh is not None else model.mesh
   if mode not in MODES:
     raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')
   graphdef, state = nnx.split(model.dit)
@@ -244,18 +263,26 @@ def load_autoencoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
                                    model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
 
 
+def param_shardings(config: ml_collections.ConfigDict, dit: nnx.Module, mesh: jax.sharding.Mesh):
+  """The training shardings of the DiT's params on `mesh` (config.mesh.axis_rules): a pure-dict tree of
+  NamedShardings, as `checkpoint.restore_params` takes it."""
+  return parallel.named(mesh, parallel.param_specs(nnx.state(dit, nnx.Param), config.mesh.axis_rules, mesh))
+
+
 def load_model(workdir: str, config: Optional[ml_collections.ConfigDict] = None, params: Optional[str] = None,
-               step: Optional[int] = None) -> Model:
+               step: Optional[int] = None, mesh: Optional[jax.sharding.Mesh] = None) -> Model:
   """The model of the run in `workdir` for inference: its config (W/config.json unless given), the DiT with the EMA
   or raw params (`params`, default config.eval.params) of checkpoint `step` (default: the newest readable one), and
-  its autoencoder."""
+  its autoencoder. mesh: restore the params straight into their training shardings on it (`param_shardings`; a
+  model larger than one device's memory; every process calls this) and sample there; None: one device."""
   config = config if config is not None else checkpoint.load_config(workdir)
   params = params or config.eval.params
   if params not in ('ema', 'raw'):
     raise ValueError(f"params={params!r} is not 'ema' or 'raw'")
-  dit, step = checkpoint.restore_latest_params(
-      workdir, nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0))), ema=params == 'ema', step=step)
-  return Model(config, dit, load_autoencoder(config), step)
+  abstract = nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0)))
+  shardings = param_shardings(config, abstract, mesh) if mesh is not None else None
+  dit, step = checkpoint.restore_latest_params(workdir, abstract, ema=params == 'ema', step=step, shardings=shardings)
+  return Model(config, dit, load_autoencoder(config), step, mesh)
 
 
 def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], out_dir: str, prefix: str,
@@ -279,18 +306,19 @@ def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], o
 def sample_workdir(workdir: str, mode: str = 'joint', num: int = 8, split: str = 'test', seed: int = 0,
                    params: str = 'ema', step: Optional[int] = None,
                    config: Optional[ml_collections.ConfigDict] = None,
-                   prompts: Optional[list[str]] = None) -> list[str]:
+                   prompts: Optional[list[str]] = None, mesh: Optional[jax.sharding.Mesh] = None) -> list[str]:
   """Samples clips from the run in workdir and writes W/samples/<step>/<mode>_<i>.mp4 (and <mode>_<i>.mp4.json with
   the prompt, for a text model). config: the run's (default W/config.json).
 
   Joint samples: `num` per prompt of `prompts` when given (a text model); else a text model takes the captions of
   the first `num` clips of `split`, and a label model cycles the labels. The conditional modes take the first `num`
   clips of `split` (labels too), each with the prompt prompts[i % len(prompts)] instead of its caption when given.
-  Prompts are checked (`prompt_clips`) before the model loads.
+  Prompts are checked (`prompt_clips`) before the model loads. mesh: `load_model`'s; with several processes each
+  samples (the same clips) and process 0 writes.
   """
   config = config if config is not None else checkpoint.load_config(workdir)
   asked = prompt_clips(prompts, config) if prompts is not None else None
-  model = load_model(workdir, config, params=params, step=step)
+  model = load_model(workdir, config, params=params, step=step, mesh=mesh)
   if mode == 'joint' and asked is not None:
     given = [dict(c) for c in asked for _ in range(num)]
   elif mode == 'joint' and not config_lib.text_encoder(config):
@@ -302,4 +330,5 @@ def sample_workdir(workdir: str, mode: str = 'joint', num: int = 8, split: str =
     for i, c in enumerate(given if asked is not None else ()):
       c['caption'] = asked[i % len(asked)]['caption']
   clips = sample_clips(model, given, mode, seed)
-  return write_clips(model.config, clips, str(run_dir.RunDir(workdir).samples(model.step)), mode)
+  return write_clips(model.config, clips, str(run_dir.RunDir(workdir).samples(model.step)), mode,
+                     write=parallel.is_primary())

@@ -2,7 +2,8 @@
 windows (avdiff.long_clips), both ways of handling the overlap, over seeds; and what it costs.
 
     python -m benchmarks.long_clips --out=benchmarks/long_clips.md
-    python -m benchmarks.long_clips --cost --out=benchmarks/long_clips_cost.md    # time and peak memory vs length
+    python -m benchmarks.long_clips --cost --variants=blend:0.4:0.5,continue:0.4:1 \
+        --out=benchmarks/long_clips_cost.md                              # time and peak memory vs length
     python -m benchmarks.long_clips --demo=30 --out=benchmarks/long_clips_demo.md  # a 30 s speech file, end to end
 
 The held-out clips are the test split's seeds drawn at the longer length (`synthetic.make_clip` with
@@ -164,7 +165,8 @@ def _time_one(spec: str) -> None:
 
 
 def cost_table() -> list[str]:
-  lines = [f'Written by `python -m benchmarks.long_clips --cost --out=benchmarks/long_clips_cost.md` (one clip, '
+  lines = [f'Written by `python -m benchmarks.long_clips --cost --variants={",".join(_VARIANTS.value)} '
+           f'--out=benchmarks/long_clips_cost.md` (one clip, '
            f'{_WORKDIRS.value[0]}, after a warm-up generation of the same length: seconds exclude compilation; peak '
            'resident memory of the whole process, model and JAX included; this machine\'s 2 CPU cores).', '',
            '| variant | length | clip seconds | generation s | s per clip second | peak RSS MiB |',

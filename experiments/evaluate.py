@@ -26,6 +26,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from avdiff import checkpoint
+from avdiff import parallel
 from avdiff import run_dir
 from avdiff.eval import folder
 from avdiff.eval import results
@@ -33,6 +34,7 @@ from avdiff.eval import workdir
 from avdiff.eval import scoring
 from avdiff.eval import syncnet
 from configs import base
+from experiments import processes
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config (folder mode). Workdir mode reads '
                                           "W/config.json and applies --config.<field>=value overrides on top.")
@@ -54,6 +56,7 @@ _SYNCNET = flags.DEFINE_string('syncnet', '', 'Path to public syncnet_v2.model w
 
 def main(argv):
   del argv
+  processes.initialize()
   if bool(_CLIPS.value) == bool(_WORKDIR.value):
     raise app.UsageError('give exactly one of --clips=DIR (with --out=FILE.json) or --workdir=W')
   if _CLIPS.value:
@@ -81,9 +84,10 @@ def main(argv):
                     (_PARAMS, 'params')):
     if flag.value:
       config.eval[key] = flag.value
-  evaluation = workdir.evaluate_workdir(_WORKDIR.value, config)
-  results.write_workdir(run_dir.RunDir(_WORKDIR.value), evaluation, config)
-  print(results.markdown(evaluation.result))
+  evaluation = workdir.evaluate_workdir(_WORKDIR.value, config, mesh=processes.inference_mesh(config))
+  if parallel.is_primary():  # Every process samples and scores the same clips; one writes.
+    results.write_workdir(run_dir.RunDir(_WORKDIR.value), evaluation, config)
+    print(results.markdown(evaluation.result))
 
 
 if __name__ == '__main__':

@@ -20,6 +20,9 @@ W/samples/<step>/<file name>_<mode>.mp4); audio_to_video keeps the file's own au
 without the needed stream, or less than one video frame of signal is an error before the model loads; shorter than
 one window is generated in one padded window; silence gives a closed mouth (both said on the console). --label
 names the speaker (default: none, the null label).
+
+On several devices or processes (the multi-process flags of experiments.train, the same command on every process)
+the params are restored into their training shardings on the run's mesh and sampled there; process 0 writes.
 """
 
 import os
@@ -34,8 +37,10 @@ from avdiff import checkpoint
 from avdiff import long_clips
 from avdiff import run_dir
 from avdiff import sampling
+from avdiff import parallel
 from avdiff.data import tokenizer
 from configs import base
+from experiments import processes
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory.', required=True)
 _MODE = flags.DEFINE_enum('mode', 'joint', list(sampling.MODES), 'What to sample.')
@@ -60,6 +65,7 @@ _LABEL = flags.DEFINE_integer('label', None, 'With --audio / --video: the speake
 
 def main(argv):
   del argv
+  processes.initialize()
   # The run's config.json on top of configs/base.py: fields added since the run get their defaults.
   config = checkpoint.load_config(_WORKDIR.value, base.get_config())
   if _PROMPT.value is not None and _PROMPTS.value:
@@ -75,7 +81,7 @@ def main(argv):
     return
   try:
     paths = sampling.sample_workdir(_WORKDIR.value, _MODE.value, _NUM.value, _SPLIT.value, _SEED.value,
-                                    _PARAMS.value, _STEP.value, config, prompts)
+                                    _PARAMS.value, _STEP.value, config, prompts, processes.inference_mesh(config))
   except tokenizer.PromptError as e:
     raise console.UserError(str(e)) from None
   console.say(f'Wrote {len(paths)} {_MODE.value} clips to {os.path.dirname(paths[0]) if paths else _WORKDIR.value}')
@@ -99,12 +105,14 @@ def sample_file(config, prompts) -> None:
     raise console.UserError(str(e)) from None
   for note in given.notes:
     console.say(note)
-  model = sampling.load_model(_WORKDIR.value, config, params=_PARAMS.value, step=_STEP.value)
+  model = sampling.load_model(_WORKDIR.value, config, params=_PARAMS.value, step=_STEP.value,
+                              mesh=processes.inference_mesh(config))
   clip = long_clips.generate(model, [given.clip], mode, _SEED.value, _OVERLAP.value, _WINDOWS.value,
                              _SHARE_ABOVE.value)[0]
   stem = os.path.splitext(os.path.basename(path))[0]
   out = _OUT.value or str(run_dir.RunDir(_WORKDIR.value).samples(model.step) / f'{stem}_{mode}.mp4')
-  long_clips.write(config, given, clip, out)
+  if parallel.is_primary():
+    long_clips.write(config, given, clip, out)
   p = clip['plan']
   console.say(f'Wrote {out}: {p.frames / config.data.fps:.1f} s in {p.num_windows} windows ({_WINDOWS.value}, '
               f'{p.overlap / config.data.fps:g} s overlap)')

@@ -19,22 +19,18 @@ console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 from absl import flags
 from ml_collections import config_flags
 
-from avdiff import parallel
 from avdiff.train import loop
 from avdiff.train import tasks
+from experiments import processes
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Training config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics, samples).', required=True)
 _TASK = flags.DEFINE_enum('task', 'diffusion', list(tasks.NAMES), 'What to train.')
-_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-process runs).')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes in the run; -1 = from the cluster '
-                                      'environment (TPU pod, SLURM).')
-_PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'Index of this process.')
 
 
 def main(argv):
   del argv
-  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  processes.initialize()
   config, task = tasks.build(_TASK.value, _CONFIG.value)
   result = loop.train(config, _WORKDIR.value, task)
   console.say(f"Finished at step {result['step']} ({result['stopped']}); run directory {_WORKDIR.value}")

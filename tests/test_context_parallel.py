@@ -13,6 +13,7 @@ import pytest
 
 import train_toy
 from avdiff import config_lib, parallel
+from avdiff.models import attention as attn_lib
 from avdiff.models import tokens
 from avdiff.train import loop, metrics as metrics_lib, optim, state as state_lib, step as step_lib
 from avdiff.train.tasks import DiffusionTask
@@ -119,7 +120,7 @@ def test_sequence_is_split(data_context_fsdp):
 def test_default_mesh_has_no_sequence_split():
   for shape in ({'data': 8, 'fsdp': 1, 'context': 1, 'tensor': 1}, {'data': 2, 'fsdp': 2, 'tensor': 2}):  # 1 / absent.
     config = _config(shape)
-    assert step_lib.sequence_parallel(config, parallel.make_mesh(config.mesh)) is None
+    assert attn_lib.sequence_parallel(config, parallel.make_mesh(config.mesh)) is None
   mesh = parallel.make_mesh(_config({'tensor': 2, 'context': 2, 'fsdp': 1, 'data': -1}).mesh)
   assert tuple(mesh.axis_names) == ('data', 'fsdp', 'context', 'tensor')  # Context next to tensor, whatever order.
 
@@ -170,7 +171,7 @@ def test_invalid_combinations_fail_before_compiling(shape, extra, field):
     config_lib.validate(config, num_devices=8)
   # The train step checks too, for callers that build it without `validate`.
   with pytest.raises(config_lib.ConfigError, match=re.escape(field)):
-    step_lib.sequence_parallel(config, parallel.make_mesh(config.mesh))
+    attn_lib.sequence_parallel(config, parallel.make_mesh(config.mesh))
 
 
 @pytest.mark.slow  # Four train-step compilations (~15 s each idle).

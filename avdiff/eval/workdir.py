@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import jax
 import ml_collections
 
 from avdiff import config_lib
@@ -55,12 +56,14 @@ def sampler_settings(config: ml_collections.ConfigDict) -> dict:
 
 def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict,
                      sample_fn: Optional[conditions_lib.SampleFn] = None,
-                     expert: Optional[scoring.ExpertScorer] = None) -> Evaluation:
+                     expert: Optional[scoring.ExpertScorer] = None,
+                     mesh: Optional[jax.sharding.Mesh] = None) -> Evaluation:
   """Baselines and model samples on config.eval.num_clips clips of config.eval.split of the run in `workdir`.
 
   sample_fn defaults to `avdiff.sampling.sample_clips` with the workdir's newest checkpoint (its EMA or raw params as
   config.eval.params says). When the model cannot be restored or sampled, its conditions are recorded as
-  unavailable with the reason. The sync expert is `expert`, else the one `find_expert` finds, if any.
+  unavailable with the reason. The sync expert is `expert`, else the one `find_expert` finds, if any. mesh: restore
+  and sample the model there (`sampling.load_model`; every process of a multi-process job calls this).
   """
   config_lib.validate(config)
   builders.check_labels(config)
@@ -76,7 +79,7 @@ def evaluate_workdir(workdir: str, config: ml_collections.ConfigDict,
 
     def sample_fn(clips, mode, seed):  # The run is restored on first use, once for every mode.
       nonlocal restored
-      restored = restored or sampling.load_model(workdir, config)
+      restored = restored or sampling.load_model(workdir, config, mesh=mesh)
       return sampling.sample_clips(restored, clips, mode, seed)
   for mode in SAMPLED_MODES:
     try:

@@ -25,9 +25,12 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 from jax.sharding import PartitionSpec as P
+
+from avdiff import config_lib
 
 
 def resolve(kind: str, dtype) -> str:
@@ -100,6 +103,20 @@ class SequenceParallel:
     if num_tokens % self.size or num_heads % (self.size * heads):
       raise ValueError(f'context parallelism over {self.context} ({self.size} devices) needs the {num_tokens} tokens '
                        f'divisible by {self.size} and the {num_heads} heads by {self.size} x {heads} (tensor)')
+
+
+def sequence_parallel(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Optional[SequenceParallel]:
+  """`SequenceParallel` for the model when config.mesh.axis_rules map 'length' to mesh axes of more than one
+  device (context parallelism), else None. Raises config_lib.ConfigError (before anything compiles) when the
+  sequence or the heads do not split evenly over them."""
+  shape = dict(mesh.shape)
+  if config_lib.check_context_parallel(config, shape) == 1:
+    return None
+  rules = config.mesh.axis_rules
+  context = config_lib.rule_axes(rules, 'length', shape)
+  heads = tuple(a for a in config_lib.rule_axes(rules, 'heads', shape) if a not in context)
+  batch = tuple(a for a in config.mesh.data_axes if a in shape)
+  return SequenceParallel(mesh, batch, context, heads)
 
 
 def _ulysses(q, k, v, kind: str, bias: Optional['TimeBias'], sp: SequenceParallel):

@@ -41,6 +41,7 @@ from avdiff import parallel
 from avdiff import run_dir
 from avdiff.data import builders
 from avdiff.data import pipeline
+from avdiff.models import attention as attn_lib
 from avdiff.train import flops
 from avdiff.train import metrics as metrics_lib
 from avdiff.train import optim
@@ -186,7 +187,7 @@ def _restore_or_init(config, workdir, task, tx: optax.GradientTransformation, mo
 def _make_eval_fn(config, task, model, mesh, shardings, frozen_sh):
   """jitted (params, model_state, batch, frozen, rng) -> (loss, metrics) of the task's `eval_loss`."""
 
-  sequence = step_lib.sequence_parallel(config, mesh)
+  sequence = attn_lib.sequence_parallel(config, mesh)
 
   def run(params, model_state, batch, frozen, rng):
     module = model.merge(params, model_state)
@@ -382,7 +383,7 @@ class Evaluation(Hook):
     metrics.drain()
     self.last = evaluate(loop.config, loop.eval_fn, loop.state, loop.frozen, loop.mesh, loop.task.batch_keys)
     if t.eval_samples:
-      self.last.update(loop.task.score_samples(loop.model, loop.state.ema_params, done))
+      self.last.update(loop.task.score_samples(loop.model, loop.state.ema_params, done, loop.mesh))
     self.step = done
     loop.writer.write(done, dict(self.last, wall_s=time.perf_counter() - loop.started))
 

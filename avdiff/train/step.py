@@ -75,27 +75,13 @@ def gather_plan(gathered, stored, model: Model):
   return upfront, per_layer
 
 
-def sequence_parallel(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-  """attention.SequenceParallel for the model when config.mesh.axis_rules map 'length' to mesh axes of more than one
-  device (context parallelism), else None. Raises config_lib.ConfigError (before anything compiles) when the
-  sequence or the heads do not split evenly over them."""
-  shape = dict(mesh.shape)
-  if config_lib.check_context_parallel(config, shape) == 1:
-    return None
-  rules = config.mesh.axis_rules
-  context = config_lib.rule_axes(rules, 'length', shape)
-  heads = tuple(a for a in config_lib.rule_axes(rules, 'heads', shape) if a not in context)
-  batch = tuple(a for a in config.mesh.data_axes if a in shape)
-  return attn_lib.SequenceParallel(mesh, batch, context, heads)
-
-
 def loss_and_grad(config: ml_collections.ConfigDict, task: task_lib.Task, model: Model, mesh: jax.sharding.Mesh,
                   param_shardings: Any) -> Callable:
   """`grad_fn(params, model_state, batch, rng, frozen) -> ((loss, metrics), grads)` of the task's loss as the train
   step computes it (to be traced under jit): FSDP parameters gathered at use (one layer at a time for layer stacks),
   the sequence split over the context axes when the mesh has them. param_shardings: the params' storage shardings."""
   upfront, per_layer = gather_plan(compute_shardings(config, model, mesh), param_shardings, model)
-  sequence = sequence_parallel(config, mesh)
+  sequence = attn_lib.sequence_parallel(config, mesh)
 
   def loss_fn(params, model_state, batch, rng, frozen):
     module = model.merge(jax.lax.with_sharding_constraint(params, upfront), model_state)

@@ -57,6 +57,6 @@ class Task:
     """Writes periodic samples of `params` (the EMA params) to out_dir; returns their paths. Default: none."""
     return []
 
-  def score_samples(self, model_def, params, step: int) -> dict[str, float]:
+  def score_samples(self, model_def, params, step: int, mesh: Optional[jax.sharding.Mesh] = None) -> dict[str, float]:
     """Metrics of samples of `params` on held-out clips (in-loop evaluation). Default: none."""
     return {}

@@ -85,8 +85,8 @@ class DiffusionTask(task_lib.Task):
   def tokens_per_clip(self, config: ml_collections.ConfigDict) -> int:
     return config_lib.layout(config).num_tokens
 
-  def _model(self, model_def, params) -> sampling.Model:
-    return sampling.Model(self.config, model_def.merge(params), self.autoencoder(self._ae_params))
+  def _model(self, model_def, params, mesh: Optional[jax.sharding.Mesh] = None) -> sampling.Model:
+    return sampling.Model(self.config, model_def.merge(params), self.autoencoder(self._ae_params), mesh=mesh)
 
   def write_samples(self, model_def, params, step: int, out_dir: str, mesh: jax.sharding.Mesh,
                     write: bool = True) -> list[str]:
@@ -96,10 +96,11 @@ class DiffusionTask(task_lib.Task):
                                   mesh=mesh)
     return sampling.write_clips(self.config, clips, out_dir, 'joint', write)
 
-  def score_samples(self, model_def, params, step: int) -> dict[str, float]:
+  def score_samples(self, model_def, params, step: int, mesh: Optional[jax.sharding.Mesh] = None) -> dict[str, float]:
     """Sync metrics of samples from `params` on train.eval_clips fixed held-out clips, next to their ground truth:
-    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.in_loop)."""
+    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.in_loop). mesh: the
+    training mesh the params live on (every process samples and scores the same clips)."""
     if self._in_loop_evaluator is None:
       self._in_loop_evaluator = in_loop.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
-    return self._in_loop_evaluator(functools.partial(sampling.sample_clips, self._model(model_def, params)),
+    return self._in_loop_evaluator(functools.partial(sampling.sample_clips, self._model(model_def, params, mesh)),
                                    seed=step)
