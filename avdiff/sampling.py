@@ -82,11 +82,12 @@ def sample_batch(config: ml_collections.ConfigDict, dit: nnx.Module, ae: Optiona
   precomputed embeddings [B, L, D] with their mask [B, L]) -> (video float [B, T, H, W, 3] in [-1, 1], mel
   [B, T_a, n_mels]).
 
-  Windows of a long clip (`avdiff.windows`): prefix_frames > 0 (static, video frames, a multiple of the
+  Windows of a long clip (`avdiff.long_clips`): prefix_frames > 0 (static, video frames, a multiple of the
   autoencoder's temporal stride) in audio_to_video / video_to_audio: the first prefix_frames frames of the generated
   modality are known (the previous window's tail, at the start of cond_video / cond_mel) and kept. windows=
-  (num_windows, hop_frames): the batch holds num_windows consecutive windows of each clip, hop_frames video frames
-  apart, denoised together and averaged where they overlap after every step (`diffusion.fuse_overlaps`).
+  (num_windows, hop_frames[, share_above]): the batch holds num_windows consecutive windows of each clip, hop_frames
+  video frames apart, denoised together and averaged where they overlap after every step, sharing their still
+  appearance while t >= share_above (`diffusion.fuse_overlaps`).
   """
   if mode not in MODES:
     raise ValueError(f'sampling mode {mode!r} is not one of {MODES}')

@@ -10,6 +10,7 @@ import pytest
 import soundfile
 from flax import nnx
 
+import train_toy
 from avdiff import diffusion
 from avdiff import long_clips
 from avdiff import models
@@ -18,7 +19,7 @@ from avdiff.data import av_io
 from avdiff.data import synthetic
 from avdiff.diffusion import windows
 from avdiff.eval import long_clips as measures
-from tests import train_toy
+from configs import base
 
 
 @pytest.fixture(scope='module')
@@ -128,7 +129,6 @@ def test_a_continuing_window_keeps_its_prefix_and_the_given_modality_exact(mode,
 
 
 def _diffusion_config():
-  from configs import base  # pylint: disable=g-import-not-at-top
   c = base.get_config().diffusion
   c.num_sampling_steps = 4
   return c

@@ -13,12 +13,14 @@ import pytest
 from flax import nnx
 
 import train_toy
+from avdiff import checkpoint
 from avdiff import long_clips
 from avdiff import parallel
 from avdiff import sampling
 from avdiff.data import av_io
 from avdiff.data import builders
 from avdiff.train import loop
+from avdiff.train import metrics as metrics_lib
 from avdiff.train.tasks import DiffusionTask
 
 
@@ -74,7 +76,6 @@ def _free_port():
 
 def _run_dir(path, workdir, config):
   """A run directory with `workdir`'s checkpoints and `config` (its mesh) as its config.json."""
-  from avdiff import checkpoint  # pylint: disable=g-import-not-at-top
   path.mkdir()
   os.symlink(os.path.join(workdir, 'checkpoints'), path / 'checkpoints')
   (path / 'config.json').write_text(checkpoint.config_to_json(config))
@@ -114,7 +115,6 @@ def test_sample_command_on_two_processes_writes_what_one_process_does(run, tmp_p
 def test_in_loop_sample_scores_on_two_processes(tmp_path):
   """Training over 2 processes x 2 devices with params split over fsdp=2 scores EMA samples at its eval step, as one
   process does."""
-  from avdiff.train import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / 'run')
   overrides = {'data.clip_seconds': 2.0, 'train.steps': 2, 'train.eval_every': 2, 'train.eval_clips': 2,
                'train.eval_samples': True, 'mesh.shape.fsdp': 2}

@@ -10,12 +10,12 @@ starting at latent frame w * hop of its clip. `fuse_overlaps` is the `fuse(x, t)
   t = 1  the initial noise: the earliest window's value (a mean of independent draws would have less than unit
          variance, and the fixed z above would not be one draw on the whole clip).
 Shared appearance (share_above < 1): overlaps alone tie neighbours, not the whole clip, and a window may draw the
-speaker's face in a slightly other colour than its neighbour, which the next one follows, and so on (measured on
-the main job, benchmarks/long_clips.md: first and last window 0.08-0.14 apart in RGB, half the distance between the
-two closest speakers, and the speaker classifier disagreeing between windows in a third of the clips). While the noise level is at least
-share_above, each window's video mean over time is made the mean over all windows: the coarse, still part of the
-picture (decided at high noise) is one for the whole clip, while what moves (a mouth) and the fine detail (decided
-below share_above) stay each window's own. A clip is then one speaker throughout, by construction.
+speaker's face in a slightly other colour than its neighbour, which the next one follows, and so on (measured on the
+main job, benchmarks/long_clips.md: first and last window 0.08-0.14 apart in RGB, half the distance between the two
+closest speakers, and the speaker classifier disagreeing between windows in a third of the clips). While the noise
+level is at least share_above, each window's video mean over time is made the mean over all windows: the coarse,
+still part of the picture (decided at high noise) is one for the whole clip, while what moves (a mouth) and the fine
+detail (decided below share_above) stay each window's own. A clip is then one speaker throughout, by construction.
 
 The stochastic samplers (ddpm, ddim with eta > 0) add fresh noise per window after each step, which the mean
 shrinks where windows overlap; use the deterministic ones.
@@ -87,7 +87,7 @@ def fuse_overlaps(num_windows: int, hop: int, share_above: float = 1.0) -> Calla
     out = {}
     for k, v in x.items():
       h = hop * (v.shape[1] // t_video)
-      if k == 'video' and share_above <= 1.0:
+      if k == 'video' and share_above < 1.0:
         v = jnp.where((t >= share_above) & (t < 1.0), _share_mean(v, num_windows), v)
       out[k] = jnp.where(t >= 1.0, _fuse(v, num_windows, h, True), _fuse(v, num_windows, h, False))
     return out
