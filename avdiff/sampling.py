@@ -124,10 +124,11 @@ def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mod
                         windows: Optional[tuple] = None):
   """jitted (dit state, ae state, label [B], rng, cond video [B, T, H, W, 3] | None, cond mel [B, T_a, n_mels] |
   None, prompts (`text_lib.Text`) | None) -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels]);
-  prefix_frames, windows: `sample_batch`'s (windows of a long clip); replicated on `mesh` when given (the training loop's mesh, whose params may be sharded over processes), so every
-  process can read the result.
+  prefix_frames, windows: `sample_batch`'s (windows of a long clip). On `mesh` when given (the training loop's, or
+  `load_model`'s: params may be sharded over processes) the result is replicated, so every process can read it, and
+  with a context axis the sequence is split as in training.
 
-  Built once per (model structure, config, mode, mesh) and kept: evaluation samples each condition, and the
+  Built once per (model structure, config, mode, mesh, windows) and kept: evaluation samples each condition, and the
   training loop samples and scores at every eval step with the same structure, so none compiles it again.
   """
   key = (graphdef, ae_def, mode, config.to_json_best_effort(sort_keys=True), mesh, prefix_frames, windows)

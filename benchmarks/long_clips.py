@@ -142,7 +142,8 @@ def quality_table() -> list[str]:
   centroids = outcomes.SpeakerClassifier.fit(builders.load_clips(config, 'train', 64)).centroids
   gaps = np.linalg.norm(centroids[:, None] - centroids[None], axis=-1)[~np.eye(len(centroids), dtype=bool)]
   lines += ['', f'For scale: the face colours of the two closest speakers are {gaps.min():.3f} apart (RGB distance of '
-            f'the classifier\'s class centroids, fitted on 64 training clips; median over pairs {np.median(gaps):.3f}).']
+            'the classifier\'s class centroids, fitted on 64 training clips; median over pairs '
+            f'{np.median(gaps):.3f}).']
   return lines
 
 

@@ -96,6 +96,9 @@ def sample_file(config, prompts) -> None:
     raise console.UserError(f'--{"audio" if _AUDIO.value else "video"} goes with --mode={mode}')
   if prompts is not None and len(prompts) != 1:
     raise console.UserError('a file is generated with one prompt')
+  if _LABEL.value is not None and not 0 <= _LABEL.value < config.model.num_classes:
+    raise console.UserError(f'--label={_LABEL.value} is not one of the model\'s labels '
+                            f'0..{config.model.num_classes - 1}')
   try:
     if prompts is not None:
       sampling.prompt_clips(prompts, config)
