@@ -2,6 +2,7 @@
 (FSDP, context), sampled there, the same clips as on one device; the sample command over 2 processes on localhost,
 and in-loop sample scoring in a 2-process training run (both slow)."""
 
+import json
 import os
 import socket
 import subprocess
@@ -86,29 +87,40 @@ def _frames(workdir):
   return [av_io.read_video(str(f))[0] for f in sorted((workdir / 'samples' / '2').glob('*.mp4'))]
 
 
+def _two_processes(args, devices=1, timeout=900):
+  """Runs `python -m args...` as 2 processes x `devices` fake devices on localhost; returns their outputs."""
+  port = _free_port()
+  procs = [subprocess.Popen([sys.executable, '-m', *args, f'--coordinator_address=localhost:{port}',
+                             '--num_processes=2', f'--process_id={i}'],
+                            cwd=train_toy.REPO, env=train_toy.env(devices), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=timeout)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-4000:]
+  return outs
+
+
 @pytest.mark.slow
 def test_sample_command_on_two_processes_writes_what_one_process_does(run, tmp_path):
   """experiments.sample on 2 processes x 1 device (params split over both: fsdp=2 across processes, gloo) and on
-  one process with 2 devices (the same mesh): process 0 writes the same clips."""
+  one process with 2 devices (the same mesh): process 0 writes the same clips. experiments.evaluate on 2 processes
+  writes one result."""
   workdir, config = run
   config = config.copy_and_resolve_references()
   config.mesh.shape.update(data=1, fsdp=2)
   two, one = _run_dir(tmp_path / 'two', workdir, config), _run_dir(tmp_path / 'one', workdir, config)
-  sample = [sys.executable, '-m', 'experiments.sample', '--mode=audio_to_video', '--num=2']
-  port = _free_port()
-  procs = [subprocess.Popen(sample + [f'--workdir={two}', f'--coordinator_address=localhost:{port}',
-                                      '--num_processes=2', f'--process_id={i}'],
-                            cwd=train_toy.REPO, env=train_toy.env(1), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
-  proc = train_toy.run(sample + [f'--workdir={one}'], num_devices=2)
+  sample = ['experiments.sample', '--mode=audio_to_video', '--num=2']
+  _two_processes(sample + [f'--workdir={two}'])
+  proc = train_toy.run([sys.executable, '-m', *sample, f'--workdir={one}'], num_devices=2)
   assert proc.returncode == 0, proc.stderr[-4000:]
   a, b = _frames(two), _frames(one)
   assert len(a) == len(b) == 2
   for x, y in zip(a, b):
     assert np.abs(x.astype(int) - y.astype(int)).mean() < 1.0
+  _two_processes(['experiments.evaluate', f'--workdir={two}', '--num_clips=4', '--config.eval.fvd=False',
+                  '--config.eval.bootstrap_samples=20'])
+  result = json.loads((two / 'eval' / 'test.json').read_text())
+  assert 'unavailable' not in result['conditions']['model_audio_to_video'], result['conditions']
 
 
 @pytest.mark.slow
@@ -118,15 +130,7 @@ def test_in_loop_sample_scores_on_two_processes(tmp_path):
   workdir = str(tmp_path / 'run')
   overrides = {'data.clip_seconds': 2.0, 'train.steps': 2, 'train.eval_every': 2, 'train.eval_clips': 2,
                'train.eval_samples': True, 'mesh.shape.fsdp': 2}
-  port = _free_port()
-  procs = [subprocess.Popen(
-      train_toy.train_command(workdir, str(tmp_path / 'data'), f'--coordinator_address=localhost:{port}',
-                              '--num_processes=2', f'--process_id={i}', **overrides),
-      cwd=train_toy.REPO, env=train_toy.env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
-  outs = [p.communicate(timeout=900)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
+  _two_processes(train_toy.train_command(workdir, str(tmp_path / 'data'), **overrides)[2:], devices=2)
   logged = {r['step']: r for r in metrics_lib.read_metrics(workdir)}[2]
   for cond in ('ground_truth', 'model_joint', 'model_audio_to_video'):
     assert 0.0 <= logged[f'eval/{cond}/av_align'] <= 1.0, sorted(logged)
