@@ -21,7 +21,7 @@ in one of two ways (`METHODS`; measured in benchmarks/long_clips.md):
 A file is taken to show one speaker throughout (shared appearance): a clip whose speaker changes needs one call
 per speaker, or share_above=1.
 Window w covers video frames [w * hop, w * hop + window), hop = window - overlap; its own frames (`Plan.own`) start
-at its overlap with the previous window.
+after its overlap with the previous window. A model on a mesh (`sampling.load_model(mesh=...)`) samples there.
 """
 
 from __future__ import annotations

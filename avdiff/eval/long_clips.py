@@ -129,3 +129,19 @@ def measure(held_out: Sequence[builders.Clip], generated: Sequence[builders.Clip
   out['colour_drift'] = summary([drift(g['video']) for g in generated])
   out['ground_truth_colour_drift'] = summary([drift(h['video']) for h in held_out])
   return out
+
+
+def measure_video_to_audio(held_out: Sequence[builders.Clip], generated: Sequence[builders.Clip],
+                           data_cfg: ml_collections.ConfigDict, window: int, seed: int = 0) -> dict:
+  """video_to_audio clips generated for the held-out clips' frames: {'r', 'segment_r', 'shuffled_r'}, the sync r of
+  the given mouth with the generated audio's envelope over the whole clip, its mean over window-long segments, and
+  against another clip's generated audio."""
+  summary = lambda v: stats.summarize(v).outcome_dict()
+  segs = _segments(len(held_out[0]['video']), window)
+  others = shift_lib.shuffled_audio(generated, seed) if len(generated) > 1 else None
+  out = {'r': summary([outcomes.sync_r(h, data_cfg, g['audio']) for g, h in zip(generated, held_out)]),
+         'segment_r': summary([float(np.nanmean([outcomes.sync_r(_part(h, a, b, data_cfg, g['audio']), data_cfg)
+                                                 for a, b in segs])) for g, h in zip(generated, held_out)])}
+  if others is not None:
+    out['shuffled_r'] = summary([outcomes.sync_r(h, data_cfg, a) for h, a in zip(held_out, others)])
+  return out
