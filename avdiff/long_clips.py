@@ -37,6 +37,7 @@ import numpy as np
 from flax import nnx
 
 from avdiff import config_lib
+from avdiff import parallel
 from avdiff import run_dir
 from avdiff import sampling
 from avdiff.data import audio as audio_lib
@@ -299,3 +300,32 @@ def write(config: ml_collections.ConfigDict, given: Given, clip: builders.Clip, 
   with run_dir.staged(folder or '.') as local:
     av_io.write_video(os.path.join(local, name), clip['video'], audio, config.data.fps, rate)
   return out
+
+
+def sample_file(workdir: str, path: str, mode: str, config: ml_collections.ConfigDict, *, out: Optional[str] = None,
+                label: Optional[int] = None, prompt: Optional[str] = None,
+                overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, method: str = DEFAULT_METHOD,
+                share_above: float = DEFAULT_SHARE_ABOVE, seed: int = 0, params: str = 'ema',
+                step: Optional[int] = None, mesh: Optional[jax.sharding.Mesh] = None, say=print) -> tuple[str, Plan]:
+  """The sample command for a file: everything checked and read (`read_given`; its notes passed to `say`) before
+  the model of the run in `workdir` loads (`sampling.load_model`, on `mesh`), the whole length generated, and the mp4
+  written to `out` (default W/samples/<step>/<file name>_<mode>.mp4) by process 0. Returns (out, the windows).
+  Raises InputError (the file, the label) or tokenizer.PromptError (the prompt) before anything loads."""
+  if label is not None and not 0 <= label < config.model.num_classes:
+    raise InputError(f'label {label} is not one of the model\'s labels 0..{config.model.num_classes - 1}')
+  if prompt is not None:
+    sampling.prompt_clips([prompt], config)
+  try:
+    plan(config, 1, overlap_seconds)
+  except ValueError as e:
+    raise InputError(str(e)) from None
+  given = read_given(config, path, mode, label, prompt)
+  for note in given.notes:
+    say(note)
+  model = sampling.load_model(workdir, config, params=params, step=step, mesh=mesh)
+  clip = generate(model, [given.clip], mode, seed, overlap_seconds, method, share_above)[0]
+  stem = os.path.splitext(os.path.basename(path))[0]
+  out = out or str(run_dir.RunDir(workdir).samples(model.step) / f'{stem}_{mode}.mp4')
+  if parallel.is_primary():
+    write(config, given, clip, out)
+  return out, clip['plan']

@@ -34,7 +34,6 @@ from avdiff.eval import workdir
 from avdiff.eval import scoring
 from avdiff.eval import syncnet
 from configs import base
-from experiments import processes
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Config (folder mode). Workdir mode reads '
                                           "W/config.json and applies --config.<field>=value overrides on top.")
@@ -51,12 +50,13 @@ _PROTOCOL = flags.DEFINE_enum('protocol', None, ['native', 'config'], 'Folder mo
 _FACES = flags.DEFINE_enum('faces', None, ['auto', 'on', 'off'], 'Folder mode: track faces for the mouth region '
                            '(default config.eval.faces; auto = when a lip-sync scorer runs without a crop box).')
 _FVD_REFERENCE = flags.DEFINE_string('fvd_reference', None, 'Folder mode: reference videos for FVD.')
+_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID = parallel.process_flags()
 _SYNCNET = flags.DEFINE_string('syncnet', '', 'Path to public syncnet_v2.model weights (needs torch).')
 
 
 def main(argv):
   del argv
-  processes.initialize()
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if bool(_CLIPS.value) == bool(_WORKDIR.value):
     raise app.UsageError('give exactly one of --clips=DIR (with --out=FILE.json) or --workdir=W')
   if _CLIPS.value:
@@ -84,7 +84,7 @@ def main(argv):
                     (_PARAMS, 'params')):
     if flag.value:
       config.eval[key] = flag.value
-  evaluation = workdir.evaluate_workdir(_WORKDIR.value, config, mesh=processes.inference_mesh(config))
+  evaluation = workdir.evaluate_workdir(_WORKDIR.value, config, mesh=parallel.inference_mesh(config.mesh))
   if parallel.is_primary():  # Every process samples and scores the same clips; one writes.
     results.write_workdir(run_dir.RunDir(_WORKDIR.value), evaluation, config)
     print(results.markdown(evaluation.result))

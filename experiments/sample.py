@@ -35,12 +35,10 @@ from absl import flags
 
 from avdiff import checkpoint
 from avdiff import long_clips
-from avdiff import run_dir
 from avdiff import sampling
 from avdiff import parallel
 from avdiff.data import tokenizer
 from configs import base
-from experiments import processes
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training run directory.', required=True)
 _MODE = flags.DEFINE_enum('mode', 'joint', list(sampling.MODES), 'What to sample.')
@@ -60,12 +58,13 @@ _WINDOWS = flags.DEFINE_enum('windows', long_clips.DEFAULT_METHOD, list(long_cli
 _SHARE_ABOVE = flags.DEFINE_float('share_above', long_clips.DEFAULT_SHARE_ABOVE,
                                   '--windows=blend: windows share the still appearance down to this noise level '
                                   '(one speaker throughout; 1 = off).')
+_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID = parallel.process_flags()
 _LABEL = flags.DEFINE_integer('label', None, 'With --audio / --video: the speaker label (default: none).')
 
 
 def main(argv):
   del argv
-  processes.initialize()
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # The run's config.json on top of configs/base.py: fields added since the run get their defaults.
   config = checkpoint.load_config(_WORKDIR.value, base.get_config())
   if _PROMPT.value is not None and _PROMPTS.value:
@@ -76,49 +75,31 @@ def main(argv):
       prompts = [line.strip() for line in f if line.strip()]
     if not prompts:
       raise console.UserError(f'{_PROMPTS.value} holds no prompts')
-  if _AUDIO.value or _VIDEO.value:
-    sample_file(config, prompts)
+  mesh = parallel.inference_mesh(config.mesh)
+  if _AUDIO.value or _VIDEO.value:  # A file of any length, in windows.
+    if _AUDIO.value and _VIDEO.value:
+      raise console.UserError('give --audio or --video, not both')
+    path, mode = (_AUDIO.value, 'audio_to_video') if _AUDIO.value else (_VIDEO.value, 'video_to_audio')
+    if _MODE.value != mode:
+      raise console.UserError(f'--{"audio" if _AUDIO.value else "video"} goes with --mode={mode}')
+    if prompts is not None and len(prompts) != 1:
+      raise console.UserError('a file is generated with one prompt')
+    try:
+      out, p = long_clips.sample_file(
+          _WORKDIR.value, path, mode, config, out=_OUT.value, label=_LABEL.value, prompt=prompts[0] if prompts else None,
+          overlap_seconds=_OVERLAP.value, method=_WINDOWS.value, share_above=_SHARE_ABOVE.value, seed=_SEED.value,
+          params=_PARAMS.value, step=_STEP.value, mesh=mesh, say=console.say)
+    except (long_clips.InputError, tokenizer.PromptError) as e:
+      raise console.UserError(str(e)) from None
+    console.say(f'Wrote {out}: {p.frames / config.data.fps:.1f} s in {p.num_windows} windows ({_WINDOWS.value}, '
+                f'{p.overlap / config.data.fps:g} s overlap)')
     return
   try:
     paths = sampling.sample_workdir(_WORKDIR.value, _MODE.value, _NUM.value, _SPLIT.value, _SEED.value,
-                                    _PARAMS.value, _STEP.value, config, prompts, processes.inference_mesh(config))
+                                    _PARAMS.value, _STEP.value, config, prompts, mesh)
   except tokenizer.PromptError as e:
     raise console.UserError(str(e)) from None
   console.say(f'Wrote {len(paths)} {_MODE.value} clips to {os.path.dirname(paths[0]) if paths else _WORKDIR.value}')
-
-
-def sample_file(config, prompts) -> None:
-  """--audio / --video: the whole file in windows, one mp4."""
-  if _AUDIO.value and _VIDEO.value:
-    raise console.UserError('give --audio or --video, not both')
-  path, mode = (_AUDIO.value, 'audio_to_video') if _AUDIO.value else (_VIDEO.value, 'video_to_audio')
-  if _MODE.value != mode:
-    raise console.UserError(f'--{"audio" if _AUDIO.value else "video"} goes with --mode={mode}')
-  if prompts is not None and len(prompts) != 1:
-    raise console.UserError('a file is generated with one prompt')
-  if _LABEL.value is not None and not 0 <= _LABEL.value < config.model.num_classes:
-    raise console.UserError(f'--label={_LABEL.value} is not one of the model\'s labels '
-                            f'0..{config.model.num_classes - 1}')
-  try:
-    if prompts is not None:
-      sampling.prompt_clips(prompts, config)
-    long_clips.plan(config, 1, _OVERLAP.value)
-    given = long_clips.read_given(config, path, mode, _LABEL.value, prompts[0] if prompts else None)
-  except (long_clips.InputError, tokenizer.PromptError, ValueError) as e:
-    raise console.UserError(str(e)) from None
-  for note in given.notes:
-    console.say(note)
-  model = sampling.load_model(_WORKDIR.value, config, params=_PARAMS.value, step=_STEP.value,
-                              mesh=processes.inference_mesh(config))
-  clip = long_clips.generate(model, [given.clip], mode, _SEED.value, _OVERLAP.value, _WINDOWS.value,
-                             _SHARE_ABOVE.value)[0]
-  stem = os.path.splitext(os.path.basename(path))[0]
-  out = _OUT.value or str(run_dir.RunDir(_WORKDIR.value).samples(model.step) / f'{stem}_{mode}.mp4')
-  if parallel.is_primary():
-    long_clips.write(config, given, clip, out)
-  p = clip['plan']
-  console.say(f'Wrote {out}: {p.frames / config.data.fps:.1f} s in {p.num_windows} windows ({_WINDOWS.value}, '
-              f'{p.overlap / config.data.fps:g} s overlap)')
 
 
 if __name__ == '__main__':

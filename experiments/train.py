@@ -19,18 +19,19 @@ console.quiet_logging()  # Before JAX loads: its C++ log level is read then.
 from absl import flags
 from ml_collections import config_flags
 
+from avdiff import parallel
 from avdiff.train import loop
 from avdiff.train import tasks
-from experiments import processes
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/tiny.py', 'Training config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, metrics, samples).', required=True)
 _TASK = flags.DEFINE_enum('task', 'diffusion', list(tasks.NAMES), 'What to train.')
+_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID = parallel.process_flags()
 
 
 def main(argv):
   del argv
-  processes.initialize()
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config, task = tasks.build(_TASK.value, _CONFIG.value)
   result = loop.train(config, _WORKDIR.value, task)
   console.say(f"Finished at step {result['step']} ({result['stopped']}); run directory {_WORKDIR.value}")

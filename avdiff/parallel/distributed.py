@@ -14,7 +14,17 @@ import os
 from typing import Optional
 
 import jax
+from absl import flags
 from absl import logging
+
+
+def process_flags():
+  """Defines the multi-process flags of an entry point (train, sample, evaluate): (--coordinator_address,
+  --num_processes, --process_id) flag holders, for `initialize(*(f.value for f in holders))`."""
+  return (flags.DEFINE_string('coordinator_address', '', 'host:port of process 0 (multi-process runs).'),
+          flags.DEFINE_integer('num_processes', 1, 'Processes in the run; -1 = from the cluster environment (TPU pod, '
+                               'SLURM).'),
+          flags.DEFINE_integer('process_id', 0, 'Index of this process.'))
 
 
 def _detected_cluster() -> bool:

@@ -39,6 +39,13 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Optional[Sequence[ja
   return jax.sharding.Mesh(np.asarray(devices).reshape(sizes), names, axis_types=types)
 
 
+def inference_mesh(mesh_cfg: ml_collections.ConfigDict) -> Optional[jax.sharding.Mesh]:
+  """The mesh to restore and sample a run on: its mesh_cfg over every device of every process when there is more
+  than one device (the params in their training shardings: a model that needed them to train fits to sample), else
+  None (one device)."""
+  return make_mesh(mesh_cfg) if jax.device_count() > 1 else None
+
+
 def describe(mesh: jax.sharding.Mesh) -> str:
   """'data=2 fsdp=2 tensor=2 (8 devices, 1 process)'."""
   axes = ' '.join(f'{k}={v}' for k, v in mesh.shape.items())
