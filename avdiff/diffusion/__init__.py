@@ -11,4 +11,4 @@ from avdiff.diffusion.loss import training_loss
 from avdiff.diffusion.objectives import OBJECTIVES
 from avdiff.diffusion.samplers import SAMPLERS, make_denoiser, num_evals
 from avdiff.diffusion.schedules import SCHEDULES, Schedule, from_config as schedule_from_config, resolution_shift
-from avdiff.diffusion.windows import canvas_frames, fuse_overlaps
+from avdiff.diffusion.windows import fuse_overlaps

@@ -12,7 +12,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from avdiff import config_lib, parallel
+from avdiff import parallel
 from avdiff.models import attention as attn_lib
 from avdiff.train import optim
 from avdiff.train import task as task_lib
