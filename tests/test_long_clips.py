@@ -195,3 +195,18 @@ def test_files_of_any_rate_and_channels_are_read_at_the_model_clock(config, tmp_
   soundfile.write(tmp_path / 'blip.wav', np.zeros(800, np.float32), 16000)  # 0.05 s: half a frame.
   with pytest.raises(long_clips.InputError, match='less than one video frame'):
     long_clips.read_given(config, str(tmp_path / 'blip.wav'), 'audio_to_video')
+
+
+def test_long_clip_measures_tell_synced_from_unsynced_clips(config):
+  """Ground truth 4 windows long scores as synced, with no seam and no drift; its audio paired with another clip's
+  video (or frames with another clip's sound) does not."""
+  clips = measures.held_out(config.data, 4, 4)
+  p = long_clips.plan(config, len(clips[0]['video']), 0.2)
+  own = [p.own(w) for w in range(p.num_windows)]
+  m = measures.measure(clips, clips, config.data, p.boundaries, own, p.window, token_frames=2)
+  assert m['r']['mean'] > 0.9 and abs(m['shuffled_r']['mean']) < 0.3, m
+  assert m['colour_drift']['mean'] < 0.01 and 0.7 < m['seam_ratio']['mean'] < 1.3, m
+  swapped = [dict(c, video=o['video']) for c, o in zip(clips, clips[1:] + clips[:1])]
+  assert measures.measure(clips, swapped, config.data, p.boundaries, own, p.window)['r']['mean'] < 0.5
+  v2a = measures.measure_video_to_audio(clips, clips, config.data, p.window)
+  assert v2a['r']['mean'] > 0.9 and v2a['segment_r']['mean'] > 0.9 and abs(v2a['shuffled_r']['mean']) < 0.3, v2a
