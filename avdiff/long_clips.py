@@ -32,6 +32,7 @@ import os
 from typing import Optional
 
 import jax
+import librosa
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -183,6 +184,14 @@ def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'aud
   return out
 
 
+def _unknown(config: ml_collections.ConfigDict, num: int, p: Plan, m: int) -> dict:
+  """The generated modality's placeholder for `num` windows: {'video': zeros [num, window, H, W, 3], 'audio': zeros
+  [num, window * m, n_mels]} (the sampler reads only the known prefix of it)."""
+  res = int(config.data.resolution)
+  return {'video': np.zeros((num, p.window, res, res, 3), np.float32),
+          'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}
+
+
 def _window_inputs(mode: str, given: np.ndarray, p: Plan, w: int, m: int, template: dict):
   """(cond_video, cond_mel) of window w: the given modality's span, the generated one's `template` (zeros or the
   previous tail)."""
@@ -199,9 +208,7 @@ def _continue(config, model_state, mode, given, args, p: Plan, rng, m, mesh):
   label, text = args
   first = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, mesh)
   later = sampling.jitted_sample_batch(config, graphdef, ae_def, mode, mesh, p.overlap) if p.overlap else first
-  num, res = given.shape[0], int(config.data.resolution)
-  zeros = {'video': np.zeros((num, p.window, res, res, 3), np.float32),
-           'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}
+  zeros = _unknown(config, given.shape[0], p, m)
   videos, mels = [], []
   template = zeros
   for w in range(p.num_windows):
@@ -220,10 +227,9 @@ def _blend(config, model_state, mode, given, args, p: Plan, rng, m, mesh, share_
   """All windows of the clips in one batch, fused after every step -> as `_continue`."""
   graphdef, state, ae_def, ae_state = model_state
   label, text = args
-  n, num, res = p.num_windows, given.shape[0], int(config.data.resolution)
-  windows = [_window_inputs(mode, given, p, w, m, {
-      'video': np.zeros((num, p.window, res, res, 3), np.float32),
-      'audio': np.zeros((num, p.window * m, int(config.data.n_mels)), np.float32)}) for w in range(n)]
+  n, num = p.num_windows, given.shape[0]
+  zeros = _unknown(config, num, p, m)
+  windows = [_window_inputs(mode, given, p, w, m, zeros) for w in range(n)]
   cond_video = np.stack([v for v, _ in windows], 1).reshape((num * n,) + windows[0][0].shape[1:])
   cond_mel = np.stack([a for _, a in windows], 1).reshape((num * n,) + windows[0][1].shape[1:])
   label = np.repeat(np.asarray(label), n, 0)
@@ -266,9 +272,9 @@ def read_given(config: ml_collections.ConfigDict, path: str, mode: str, label: O
   d = config.data
   kind = 'audio' if mode == 'audio_to_video' else 'video'
   try:
-    if kind == 'audio':
+    if kind == 'audio':  # Decoded once: the original track to put back, downmixed and resampled for the model.
       original, rate = av_io.read_audio(path, mono=False)
-      wave, _ = av_io.read_audio(path, int(d.sample_rate))
+      wave = librosa.resample(original.mean(1), orig_sr=rate, target_sr=int(d.sample_rate)).astype(np.float32)
       clip, seconds = {'audio': wave}, len(wave) / d.sample_rate
     else:
       original, rate = None, int(d.sample_rate)
@@ -295,10 +301,9 @@ def write(config: ml_collections.ConfigDict, given: Given, clip: builders.Clip, 
   """Writes the generated clip to `out` (mp4; a local path or gs://): audio_to_video with the file's own audio at
   its own rate and channels, video_to_audio with the generated audio."""
   audio, rate = (given.original, given.rate) if given.original is not None else (clip['audio'], config.data.sample_rate)
-  audio = np.clip(np.nan_to_num(np.asarray(audio, np.float32)), -1.0, 1.0)
   folder, name = os.path.split(out)
   with run_dir.staged(folder or '.') as local:
-    av_io.write_video(os.path.join(local, name), clip['video'], audio, config.data.fps, rate)
+    sampling.write_mp4(os.path.join(local, name), clip['video'], audio, config.data.fps, rate)
   return out
 
 

@@ -148,10 +148,11 @@ def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mod
     num = label.shape[0]
     unit = windows[0] if windows is not None else 1  # Windows of a clip stay together: pad whole clips.
     pad = next(k * unit for k in range(multiple + 1) if (num + k * unit) % multiple == 0)
-    grow = lambda x: None if x is None else jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-    label = jnp.pad(label, (0, pad), constant_values=config.model.num_classes)
-    video, mel = sample_batch(config, dit, auto, label, rng, mode, grow(cond_video), grow(cond_mel),
-                              jax.tree.map(grow, text), prefix_frames, windows)
+    if pad:
+      grow = lambda x: None if x is None else jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+      label = jnp.pad(label, (0, pad), constant_values=config.model.num_classes)
+      cond_video, cond_mel, text = grow(cond_video), grow(cond_mel), jax.tree.map(grow, text)
+    video, mel = sample_batch(config, dit, auto, label, rng, mode, cond_video, cond_mel, text, prefix_frames, windows)
     return video[:num], mel[:num]
 
   if len(_SAMPLERS) >= _MAX_SAMPLERS:
@@ -287,6 +288,13 @@ def load_model(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
   return Model(config, dit, load_autoencoder(config), step, mesh)
 
 
+def write_mp4(path: str, video: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int) -> None:
+  """A local h264 + AAC file of uint8 frames [T, H, W, 3] and audio float [S] or [S, C] at sample_rate (NaN -> 0,
+  clipped to [-1, 1]: a diverged sample still writes)."""
+  wave = np.clip(np.nan_to_num(np.asarray(audio, np.float32)), -1.0, 1.0)
+  av_io.write_video(path, video, wave, fps, sample_rate)
+
+
 def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], out_dir: str, prefix: str,
                 write: bool = True) -> list[str]:
   """Clips (uint8 frames, waveform) -> out_dir/<prefix>_<i>.mp4 (h264 + AAC at data.fps / data.sample_rate), and
@@ -297,8 +305,7 @@ def write_clips(config: ml_collections.ConfigDict, clips: list[builders.Clip], o
   if write:
     with run_dir.staged(out_dir) as local:
       for name, clip in zip(names, clips):
-        wave = np.clip(np.nan_to_num(np.asarray(clip['audio'], np.float32)), -1.0, 1.0)
-        av_io.write_video(os.path.join(local, name), clip['video'], wave, config.data.fps, config.data.sample_rate)
+        write_mp4(os.path.join(local, name), clip['video'], clip['audio'], config.data.fps, config.data.sample_rate)
         if clip.get('caption'):  # The prompt, as the sidecar a folder dataset reads (avdiff.data.sidecar).
           with open(os.path.join(local, name + '.json'), 'w', encoding='utf-8') as f:
             json.dump({'caption': clip['caption']}, f)

@@ -50,7 +50,7 @@ def test_params_restore_into_their_shardings_and_sample_as_on_one_device(run, sh
   one = sampling.load_model(workdir, config)
   on_mesh = sampling.load_model(workdir, config, mesh=mesh)
   assert on_mesh.step == one.step == 2
-  leaves = jax.tree.leaves(jax.tree.map(lambda p: p.sharding, nnx_params(on_mesh.dit)))
+  leaves = jax.tree.leaves(jax.tree.map(lambda p: p.sharding, nnx.state(on_mesh.dit, nnx.Param)))
   assert all(s.mesh.shape == mesh.shape for s in leaves)
   split = [s for s in leaves if 'fsdp' in str(s.spec)]
   assert split, 'no parameter is split over fsdp'  # Each device holds 1 / fsdp of them, not the whole model.
@@ -63,10 +63,6 @@ def test_params_restore_into_their_shardings_and_sample_as_on_one_device(run, sh
   long_mesh = long_clips.generate(on_mesh, [{'audio': np.concatenate([c['audio'] for c in clips])}],
                                   overlap_seconds=0.2)
   assert np.abs(long_one[0]['video'].astype(int) - long_mesh[0]['video'].astype(int)).max() <= 1
-
-
-def nnx_params(dit):
-  return nnx.state(dit, nnx.Param)
 
 
 def _free_port():

@@ -88,8 +88,10 @@ def fuse_overlaps(num_windows: int, hop: int, share_above: float = 1.0) -> Calla
     for k, v in x.items():
       h = hop * (v.shape[1] // t_video)
       if k == 'video' and share_above < 1.0:
-        v = jnp.where((t >= share_above) & (t < 1.0), _share_mean(v, num_windows), v)
-      out[k] = jnp.where(t >= 1.0, _fuse(v, num_windows, h, True), _fuse(v, num_windows, h, False))
+        v = jax.lax.cond((t >= share_above) & (t < 1.0), lambda u: _share_mean(u, num_windows), lambda u: u, v)
+      # Only the branch of this time runs: the earliest window's at t = 1, the weighted mean after every step.
+      out[k] = jax.lax.cond(t >= 1.0, lambda u, h=h: _fuse(u, num_windows, h, True),
+                            lambda u, h=h: _fuse(u, num_windows, h, False), v)
     return out
 
   return fuse
