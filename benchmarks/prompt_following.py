@@ -7,8 +7,10 @@ paraphrase wording, over seeds; and prompt agreement and lip-sync against the te
         --out=benchmarks/prompt_guidance.md                      # the guidance curve (+ .png)
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0,runs/text_xattn/seed0 \
         --members=tokens,cross_attention --out=benchmarks/text_fusion.md     # members side by side
+    python -m benchmarks.prompt_following --workdirs=runs/text_3k/seed0 --steps=1000,2000,3000 \
+        --out=benchmarks/prompt_steps.md                         # agreement against training steps
 
-Per run the scores go to W/eval/prompt_following[_g<scale>].json (reused when present: the command resumes); the
+Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>].json (reused when present: the command resumes); the
 table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the prompt equals it
 (avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and another clip's prompt
 are the ceiling and the chance level.
@@ -32,6 +34,8 @@ _GUIDANCE = flags.DEFINE_list('guidance', [], 'Text guidance scales for the curv
                               'the prompt-following table).')
 _MEMBERS = flags.DEFINE_list('members', [], 'Member name of each workdir (runs of one name are its seeds): a table '
                              'of members side by side instead of one recipe over seeds.')
+_STEPS = flags.DEFINE_list('steps', [], 'Checkpoint steps (kept by train.keep_checkpoints): agreement against '
+                           'training steps on the template sets instead.')
 _OUT = flags.DEFINE_string('out', '', 'Markdown table file (e.g. benchmarks/prompt_following.md); the guidance '
                            'curve\'s png goes beside it. Empty: stdout only.')
 
@@ -42,15 +46,17 @@ def _json_default(v):
   return int(v) if isinstance(v, np.integer) else float(v)
 
 
-def score_run(workdir: str, guidance: str = '') -> dict:
-  """W/eval/prompt_following[_g<guidance>].json, computed when missing: prompt following and, with a guidance
-  scale, the in-loop lip-sync measures of 16 validation clips at that scale."""
-  path = os.path.join(workdir, 'eval', f'prompt_following{"_g" + guidance if guidance else ""}.json')
+def score_run(workdir: str, guidance: str = '', step: str = '') -> dict:
+  """W/eval/prompt_following[_g<guidance>][_s<step>].json, computed when missing: prompt following and, with a
+  guidance scale, the in-loop lip-sync measures of 16 validation clips at that scale; with a step, the template
+  sets of that checkpoint only."""
+  name = f'prompt_following{"_g" + guidance if guidance else ""}{"_s" + step if step else ""}.json'
+  path = os.path.join(workdir, 'eval', name)
   cached = None
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
-    if guidance or 'probe' in cached or cached.get('condition') == 'label':
+    if guidance or step or 'probe' in cached or cached.get('condition') == 'label':
       return cached
   from avdiff import checkpoint  # pylint: disable=g-import-not-at-top  (JAX only when something is sampled)
   from avdiff import config_lib  # pylint: disable=g-import-not-at-top
@@ -60,7 +66,7 @@ def score_run(workdir: str, guidance: str = '') -> dict:
   config = checkpoint.load_config(workdir, base.get_config())
   if guidance:
     config.diffusion.guidance_text = float(guidance)
-  model = sampling.load_model(workdir, config)
+  model = sampling.load_model(workdir, config, step=int(step) if step else None)
   if cached is not None:  # Scored before the probe was part of it: add the probe only.
     cached['probe'] = text_probe(model, config)
     with open(path, 'w') as f:
@@ -72,9 +78,9 @@ def score_run(workdir: str, guidance: str = '') -> dict:
   text = bool(config_lib.text_encoder(config))
   result = prompts.prompt_following(
       sample_fn, config, num=_NUM.value, seed=0, condition='prompt' if text else 'label',
-      sets=prompts.SETS if text and not guidance else ('seen/template', 'novel/template'))
+      sets=prompts.SETS if text and not (guidance or step) else ('seen/template', 'novel/template'))
   result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step)
-  if text and not guidance:
+  if text and not (guidance or step):
     result['probe'] = text_probe(model, config)
   if guidance:
     sync = in_loop.InLoopEvaluator(config, modes=('joint', 'audio_to_video'))(sample_fn, seed=0)
@@ -119,7 +125,7 @@ def _cell(values: list[float]) -> str:
 
 def _command() -> str:
   extra = ''.join(f' --{f.name}={",".join(f.value) if isinstance(f.value, list) else f.value}'
-                  for f in (_NUM, _GUIDANCE, _MEMBERS, _OUT) if f.value != f.default)
+                  for f in (_NUM, _GUIDANCE, _MEMBERS, _STEPS, _OUT) if f.value != f.default)
   return f'python -m benchmarks.prompt_following --workdirs={",".join(_WORKDIRS.value)}{extra}'
 
 
@@ -240,9 +246,27 @@ def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
   return lines
 
 
+def steps_table(per_step: dict[str, list[dict]]) -> list[str]:
+  """Model-sample agreement per attribute on the seen and novel template sets against the checkpoint step (mean
+  over runs)."""
+  lines = [f'Written by `{_command()}`', '',
+           f'Prompt following against training steps ({_NUM.value} template prompts per set from held-out clips, one '
+           f'joint sample each, text guidance {per_step[_STEPS.value[0]][0]["guidance_text"]:g}; mean over '
+           f'{len(_WORKDIRS.value)} run(s)).', '',
+           '| step | set | ' + ' | '.join(NAMES) + ' |', '|---|---|' + '---|' * len(NAMES)]
+  for step, results in per_step.items():
+    for s in ('seen/template', 'novel/template'):
+      cells = [_cell([r['sets'][s]['agreement'][n] for r in results]) for n in NAMES]
+      lines.append(f'| {step} | {s} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
 def main(argv):
   del argv
-  if _GUIDANCE.value:
+  if _STEPS.value:
+    per_step = {s: [score_run(w, step=s) for w in _WORKDIRS.value] for s in _STEPS.value}
+    report.emit(steps_table(per_step), _OUT.value)
+  elif _GUIDANCE.value:
     per_scale = {g: [score_run(w, g) for w in _WORKDIRS.value] for g in _GUIDANCE.value}
     report.emit(guidance_table(per_scale), _OUT.value)
   elif _MEMBERS.value:

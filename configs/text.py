@@ -3,17 +3,19 @@ voice pitch, speaking rate and syllable count vary independently (data.attribute
 caption generated from its ground truth; a text encoder trained with the DiT from scratch over SentencePiece tokens
 (a BPE vocabulary fitted to the training captions, so each caption word is one token); the prompt's tokens in the
 joint sequence. The label is never shown (label_dropout 1): the prompt is the only condition, and classifier-free
-guidance runs on it (diffusion.guidance_text).
+guidance runs on it (diffusion.guidance_text). Training and sampling times are shifted towards noise
+(diffusion.flow_shift 3, the SD3 shift): a face's colour survives noise almost to t = 1 (a linear reader tells it from
+x_t alone up to t = 0.95, benchmarks/prompt_evidence.md), so the prompt's colour word is only needed, and so only
+learned, above that, where the main job's time density puts 0.4% of training; the shift puts 9.5% there.
 
     python -m experiments.train --config=configs/text.py --workdir=runs/text/seed0
     python -m experiments.sample --workdir=runs/text/seed0 --mode=joint \
         --prompt="a blue round face, high voice, four syllables"
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0,...   # the prompt-following table
 
-Expected result: README, 'Text prompts' (benchmarks/prompt_following.md, text_tokenizer.md): at 1000 steps the
-speaking rate follows the prompt on every seed, the pitch on some, the face colour and shape not yet; with
---config.train.steps=3000 shape, pitch and rate follow on seen and held-out combinations, the colour still does
-not. Lip-sync as the main job's.
+Expected result: README, 'Text prompts' (benchmarks/prompt_following.md, text_tokenizer.md, prompt_steps.md): at
+1000 steps the face colour and the speaking rate follow the prompt on every seed, seen and held-out combinations;
+shape and pitch not yet. Lip-sync as the main job's.
 """
 
 from configs import tiny
@@ -26,6 +28,7 @@ def get_config():
   c.model.text.encoder = 'pieces'
   c.model.text.ngram = 3  # A word is already a token: the window only joins neighbouring words.
   c.model.text.fusion = 'tokens'
+  c.diffusion.flow_shift = 3.0  # More training and sampling steps where only the prompt tells the face colour.
   c.diffusion.label_dropout = 1.0
   c.diffusion.text_dropout = 0.1
   c.diffusion.guidance_video = 1.0

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from avdiff import diffusion
-from avdiff.diffusion import gaussian, loss as loss_lib, objectives, schedules
+from avdiff.diffusion import diagnostics, gaussian, loss as loss_lib, objectives, schedules
 
 SHAPES = {'video': (2, 2, 1), 'audio': (3, 1)}
 DATA = gaussian.random_gaussian(0, SHAPES)
@@ -243,3 +243,27 @@ def test_each_objective_trains_a_tiny_model(objective, schedule):
       c, NUM_CLASSES)[0])
   optimal = np.mean([float(exact_loss(r)) for r in eval_rngs])
   assert optimal <= after + 0.02 and after < optimal + 0.5 * (before - optimal), (before, after, optimal)
+
+
+def test_training_share_above_matches_the_closed_form():
+  # logit-normal(0.8, 0.8) then the SD3 shift s: t > x  <=>  u > x / (s - (s - 1) x).
+  from scipy.stats import norm  # pylint: disable=g-import-not-at-top
+  for shift in (1.0, 3.0):
+    c = cfg(time_sampling='logit_normal', logit_normal_mean=0.8, logit_normal_std=0.8, flow_shift=shift)
+    share = diagnostics.training_share_above(c, (0.5, 0.9, 0.95))
+    for s, x in zip(share, (0.5, 0.9, 0.95)):
+      u = x / (shift - (shift - 1) * x)
+      expected = 1 - norm.cdf((np.log(u / (1 - u)) - 0.8) / 0.8)
+      assert abs(s - expected) < 0.005, (shift, x, s, expected)
+
+
+def test_evidence_in_noise_reads_a_mean_until_the_noise_drowns_it():
+  # Two classes of [T=4, 16, 16, 3] clips whose first channel differs by 0.2 (a colour) under per-clip texture and
+  # brightness: the clean input tells the class, pure noise does not (chance), and the accuracy falls with t.
+  rng = np.random.default_rng(0)
+  classes = np.arange(64) % 2
+  x0 = (rng.normal(0, 0.3, (64, 4, 16, 16, 3)) + rng.normal(0, 0.5, (64, 1, 1, 1, 1))).astype(np.float32)
+  x0[..., 0] += 0.2 * classes[:, None, None, None]
+  acc = diagnostics.evidence_in_noise(x0, classes, (0.0, 0.5, 0.95, 1.0), cfg())
+  assert acc[0] == 1.0 and acc[1] > 0.95, acc
+  assert acc[2] < acc[1] and abs(acc[3] - 0.5) < 0.15, acc

@@ -1,9 +1,16 @@
-"""Denoising gain per noise level: does the network's clean-signal estimate beat predicting the data mean?
+"""Diagnostics along the noise axis: what the network achieves at each time t, and what the noisy input gives away.
 
-The diagnostic of Li & He (2025) that tells at once whether a diffusion model learned: at each time t both
+`denoising_errors` / `gains` -- denoising gain per noise level: does the network's clean-signal estimate beat
+predicting the data mean? The diagnostic of Li & He (2025) that tells at once whether a diffusion model learned: at each time t both
 modalities are noised to t, the network's output is converted to an x0 estimate (any objective), and its error is
 compared with the error of the best constant, the per-coordinate mean of the clips. gain = x0 error / mean error:
 below 1 the model denoises; at or above 1 (typically at high noise) sampling from noise cannot reach the data.
+
+`evidence_in_noise` / `training_share_above` -- where a condition is the only source of an attribute. A denoiser
+takes what it can from its noisy input; a condition (label, prompt) is only needed, and so only learned, at times
+where the input no longer tells the attribute. A face's mean colour averages over hundreds of pixels and survives
+noise almost to t = 1, so with training times concentrated at mid noise the prompt's colour word gets almost no
+gradient (benchmarks/prompt_evidence.md).
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from avdiff.diffusion import objectives, schedules
+from avdiff.diffusion import loss, objectives, schedules
 
 TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 MODALITIES = ('video', 'audio')
@@ -58,3 +66,55 @@ def gains(errors: dict, times: Sequence[float] = TIMES) -> dict:
   """{'gain_<modality>_t<t>': x0 error / mean error} (scalars; jittable) from `denoising_errors` output."""
   return {f'gain_{m}_t{t:g}': errors[f'{m}/x0_mse'][i] / jnp.maximum(errors[f'{m}/mean_mse'][i], 1e-12)
           for m in MODALITIES for i, t in enumerate(times)}
+
+
+def _centred_time_mean(x: np.ndarray) -> np.ndarray:
+  """[N, T, ...] -> [N, ...]: each clip's mean over time less the mean of all its values."""
+  m = x.mean(axis=1)
+  return m - m.mean(axis=tuple(range(1, m.ndim)), keepdims=True)
+
+
+def evidence_in_noise(x0: np.ndarray, classes: np.ndarray, times: Sequence[float],
+                      diffusion_cfg: ml_collections.ConfigDict, seed: int = 0, repeats: int = 3) -> np.ndarray:
+  """How well an attribute can be read from the noisy input alone, per time: accuracy [len(times)] in [0, 1].
+
+  The reader is the nearest class template: the time mean of x_t = alpha x0 + sigma noise, less its own mean over
+  all its values (so a clip's loudness or brightness does not hide the profile, e.g. where a voice's energy sits
+  across the mel bands), against alpha times each class's mean of the same statistic of the clean clips (templates
+  fitted on the same clips; a linear reader: a network may do better with non-linear features). Accuracy near 1 means the input tells the attribute at that t, and
+  near chance that only a condition can.
+
+  Args:
+    x0: float32 [N, T, ...] clean clips in diffusion space (video in [-1, 1], normalized log-mel), one class each.
+    classes: int [N] attribute value index of each clip.
+    times: network times t in [0, 1].
+    diffusion_cfg: config.diffusion (its schedule's alpha, sigma).
+    seed: noise seed; repeats: noise draws averaged per time.
+  """
+  x0 = np.asarray(x0, np.float32)
+  classes = np.asarray(classes)
+  values = np.unique(classes)
+  clean = _centred_time_mean(x0)
+  templates = np.stack([clean[classes == v].mean(0) for v in values])  # [K, ...]
+  schedule = schedules.from_config(diffusion_cfg)
+  rng = np.random.default_rng(seed)
+  out = []
+  for t in times:
+    alpha, sigma = (float(a) for a in schedule.alpha_sigma(jnp.float32(t)))
+    hits = 0.0
+    for _ in range(repeats):
+      noisy = _centred_time_mean(alpha * x0 + sigma * rng.standard_normal(x0.shape, np.float32))
+      d = np.square(noisy[:, None] - alpha * templates[None]).reshape(len(x0), len(values), -1).sum(-1)
+      hits += np.mean(values[d.argmin(1)] == classes)
+    out.append(hits / repeats)
+  return np.asarray(out)
+
+
+def training_share_above(diffusion_cfg: ml_collections.ConfigDict, thresholds: Sequence[float],
+                         samples: int = 200_000, seed: int = 0) -> np.ndarray:
+  """Share [len(thresholds)] of noised training examples whose time t exceeds each threshold, under the config's
+  time density and schedule (diffusion.time_sampling, logit_normal_*, flow_shift); Monte Carlo."""
+  schedule = schedules.from_config(diffusion_cfg)
+  u = jax.random.uniform(jax.random.PRNGKey(seed), (samples,))
+  t = np.asarray(schedule.train_time(loss.warp_uniform(u, diffusion_cfg)))
+  return np.asarray([np.mean(t > th) for th in thresholds])

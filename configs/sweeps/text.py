@@ -1,5 +1,5 @@
 r"""The text recipe (configs/text.py: SentencePiece tokens in the joint sequence) against its alternatives, 3 seeds
-each at the main job's scale: cross-attention to the text tokens after every block
+each at the main job's scale: no timestep shift (configs/ablations/text_no_shift.py), cross-attention to the text tokens after every block
 (configs/ablations/text_cross_attention.py), UTF-8 bytes instead of pieces (configs/ablations/text_bytes.py), a bag
 of words in the pooled text vector (configs/ablations/text_bag.py), and the label control, no text at all
 (configs/ablations/text_labels.py).
@@ -16,6 +16,7 @@ def get_sweep():
       'seeds': (0, 1, 2),
       'members': {
           'tokens': {},
+          'no_shift': 'configs/ablations/text_no_shift.py',
           'cross_attention': 'configs/ablations/text_cross_attention.py',
           'bytes': 'configs/ablations/text_bytes.py',
           'bag': 'configs/ablations/text_bag.py',
