@@ -51,17 +51,17 @@ def main(argv):
   df = config.diffusion
   lines = [f'Written by `{_command()}`', '',
            f'{len(clips)} training clips of {_config_path()}. Accuracy of a linear reader of each attribute from the '
-           'noisy input x_t alone (nearest class template of its time mean, centred per clip; 3 noise draws). Chance: colour 0.25, '
-           'shape and pitch 0.5; t=0 is the reader on clean clips, its ceiling.', '',
+           'noisy input x_t alone (nearest class template of its time mean, centred per clip; 3 noise draws). '
+           'Chance: colour 0.25, shape and pitch 0.5; t=0 is the reader on clean clips, its ceiling.', '',
            '| attribute | ' + ' | '.join(f't={t:g}' for t in TIMES) + ' |',
            '|---|' + '---|' * len(TIMES)]
   for name, (modality, index) in STILL_ATTRIBUTES.items():
     acc = diagnostics.evidence_in_noise(x0[modality], attributes[:, index], TIMES, df)
     lines.append(f'| {name} ({modality}) | ' + ' | '.join(f'{a:.2f}' for a in acc) + ' |')
   thresholds = (0.9, 0.95, 0.97)
-  lines += ['', f'Share of noised training examples with t above each time (time density {df.time_sampling}'
-            + (f', logit mean {df.logit_normal_mean:g}, std {df.logit_normal_std:g}' if df.time_sampling == 'logit_normal'
-               else '') + '):', '',
+  density = df.time_sampling + (f', logit mean {df.logit_normal_mean:g}, std {df.logit_normal_std:g}'
+                                 if df.time_sampling == 'logit_normal' else '')
+  lines += ['', f'Share of noised training examples with t above each time (time density {density}):', '',
             '| diffusion.flow_shift | ' + ' | '.join(f't > {t:g}' for t in thresholds) + ' |',
             '|---|' + '---|' * len(thresholds)]
   for shift in _SHIFTS.value:

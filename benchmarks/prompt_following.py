@@ -10,8 +10,8 @@ paraphrase wording, over seeds; and prompt agreement and lip-sync against the te
     python -m benchmarks.prompt_following --workdirs=runs/text_3k/seed0 --steps=1000,2000,3000 \
         --out=benchmarks/prompt_steps.md                         # agreement against training steps
 
-Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>].json (reused when present: the command resumes); the
-table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the prompt equals it
+Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>].json (reused when present: the command
+resumes); the table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the prompt equals it
 (avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and another clip's prompt
 are the ceiling and the chance level.
 """

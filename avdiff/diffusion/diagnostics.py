@@ -1,8 +1,8 @@
 """Diagnostics along the noise axis: what the network achieves at each time t, and what the noisy input gives away.
 
 `denoising_errors` / `gains` -- denoising gain per noise level: does the network's clean-signal estimate beat
-predicting the data mean? The diagnostic of Li & He (2025) that tells at once whether a diffusion model learned: at each time t both
-modalities are noised to t, the network's output is converted to an x0 estimate (any objective), and its error is
+predicting the data mean? The diagnostic of Li & He (2025) that tells at once whether a diffusion model learned: at
+each time t both modalities are noised to t, the network's output is converted to an x0 estimate (any objective), and its error is
 compared with the error of the best constant, the per-coordinate mean of the clips. gain = x0 error / mean error:
 below 1 the model denoises; at or above 1 (typically at high noise) sampling from noise cannot reach the data.
 
@@ -81,8 +81,8 @@ def evidence_in_noise(x0: np.ndarray, classes: np.ndarray, times: Sequence[float
   The reader is the nearest class template: the time mean of x_t = alpha x0 + sigma noise, less its own mean over
   all its values (so a clip's loudness or brightness does not hide the profile, e.g. where a voice's energy sits
   across the mel bands), against alpha times each class's mean of the same statistic of the clean clips (templates
-  fitted on the same clips; a linear reader: a network may do better with non-linear features). Accuracy near 1 means the input tells the attribute at that t, and
-  near chance that only a condition can.
+  fitted on the same clips; a linear reader: a network may do better with non-linear features). Accuracy near 1
+  means the input tells the attribute at that t, and near chance that only a condition can.
 
   Args:
     x0: float32 [N, T, ...] clean clips in diffusion space (video in [-1, 1], normalized log-mel), one class each.

@@ -1,6 +1,6 @@
 r"""The text recipe (configs/text.py: SentencePiece tokens in the joint sequence) against its alternatives, 3 seeds
-each at the main job's scale: no timestep shift (configs/ablations/text_no_shift.py), cross-attention to the text tokens after every block
-(configs/ablations/text_cross_attention.py), UTF-8 bytes instead of pieces (configs/ablations/text_bytes.py), a bag
+each at the main job's scale: no timestep shift (configs/ablations/text_no_shift.py), cross-attention to the text
+tokens after every block (configs/ablations/text_cross_attention.py), UTF-8 bytes instead of pieces (configs/ablations/text_bytes.py), a bag
 of words in the pooled text vector (configs/ablations/text_bag.py), and the label control, no text at all
 (configs/ablations/text_labels.py).
 
