@@ -234,7 +234,7 @@ def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
   rows = np.asarray(rows)
   fig, ax = plt.subplots(figsize=(6, 3.6))
   for col, label in ((1, 'seen: mean attribute'), (2, 'seen: pitch'), (3, 'seen: colour'), (4, 'novel: mean attribute'),
-                     (7, 'a2v r (lip-sync)'), (8, 'joint r (lip-sync)')):
+                     (5, 'novel: pitch'), (7, 'a2v r (lip-sync)'), (8, 'joint r (lip-sync)')):
     ax.plot(rows[:, 0], rows[:, col], marker='o', label=label)
   ax.set_xlabel('text guidance scale')
   ax.set_ylim(0, 1.02)
