@@ -5,7 +5,7 @@ pitch pairs it never saw (`test_novel`), far above the samples' agreement with a
 recipe's timestep shift (diffusion.flow_shift 1) the colour followed the prompt on under half the samples at 1000
 steps (README 'Text prompts'; benchmarks/prompt_evidence.md says why).
 
-Slow (about 5 minutes on 2 cores); `.ci/run` runs it. Seeded: the same run every time.
+Slow (about 8 minutes on 2 cores, the dataset build included); `.ci/run` runs it. Seeded: the same run every time.
 """
 
 import functools
