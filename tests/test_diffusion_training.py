@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from scipy.stats import norm
 
 from avdiff import diffusion
 from avdiff.diffusion import diagnostics, gaussian, loss as loss_lib, objectives, schedules
@@ -247,7 +248,6 @@ def test_each_objective_trains_a_tiny_model(objective, schedule):
 
 def test_training_share_above_matches_the_closed_form():
   # logit-normal(0.8, 0.8) then the SD3 shift s: t > x  <=>  u > x / (s - (s - 1) x).
-  from scipy.stats import norm  # pylint: disable=g-import-not-at-top
   for shift in (1.0, 3.0):
     c = cfg(time_sampling='logit_normal', logit_normal_mean=0.8, logit_normal_std=0.8, flow_shift=shift)
     share = diagnostics.training_share_above(c, (0.5, 0.9, 0.95))
