@@ -11,9 +11,9 @@ paraphrase wording, over seeds; and prompt agreement and lip-sync against the te
         --out=benchmarks/prompt_steps.md                         # agreement against training steps
 
 Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>].json (reused when present: the command
-resumes); the table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the prompt equals it
-(avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and another clip's prompt
-are the ceiling and the chance level.
+resumes); the table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the
+prompt equals it (avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and
+another clip's prompt are the ceiling and the chance level.
 """
 
 from __future__ import annotations

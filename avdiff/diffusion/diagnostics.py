@@ -2,12 +2,13 @@
 
 `denoising_errors` / `gains` -- denoising gain per noise level: does the network's clean-signal estimate beat
 predicting the data mean? The diagnostic of Li & He (2025) that tells at once whether a diffusion model learned: at
-each time t both modalities are noised to t, the network's output is converted to an x0 estimate (any objective), and its error is
-compared with the error of the best constant, the per-coordinate mean of the clips. gain = x0 error / mean error:
-below 1 the model denoises; at or above 1 (typically at high noise) sampling from noise cannot reach the data.
+each time t both modalities are noised to t, the network's output is converted to an x0 estimate (any objective),
+and its error is compared with the error of the best constant, the per-coordinate mean of the clips.
+gain = x0 error / mean error: below 1 the model denoises; at or above 1 (typically at high noise) sampling from
+noise cannot reach the data.
 
 `evidence_in_noise` / `training_share_above` -- where a condition is the only source of an attribute. A denoiser
-takes what it can from its noisy input; a condition (label, prompt) is only needed, and so only learned, at times
+takes what it can from its noisy input; a condition (label, prompt) is needed, and so mostly learned, at times
 where the input no longer tells the attribute. A face's mean colour averages over hundreds of pixels and survives
 noise almost to t = 1, so with training times concentrated at mid noise the prompt's colour word gets almost no
 gradient (benchmarks/prompt_evidence.md).
