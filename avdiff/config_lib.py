@@ -19,6 +19,7 @@ ORDERS = ('blocks', 'interleaved')
 OBJECTIVES = ('x', 'eps', 'v', 'flow')  # = avdiff.diffusion.objectives.OBJECTIVES (config_lib imports no library).
 SCHEDULES = ('cosine', 'linear', 'flow')
 SAMPLERS = ('ddpm', 'ddim', 'dpmpp_2m', 'euler', 'heun')
+JOINT_ORDERS = ('together', 'audio_first', 'video_first')  # = avdiff.diffusion.conditioning.JOINT_ORDERS.
 ATTENTIONS = ('auto', 'xla', 'cudnn', 'chunked')
 REMATS = ('none', 'full', 'dots', 'projections')
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -300,6 +301,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
                       f'diffusion.sync_loss_temperature={df.sync_loss_temperature} positive')
   if df.num_sampling_steps <= 0:
     raise ConfigError(f'diffusion.num_sampling_steps must be positive, got {df.num_sampling_steps}')
+  if df.get('joint_order', 'together') not in JOINT_ORDERS:
+    raise ConfigError(f'diffusion.joint_order={df.joint_order!r} is not one of {JOINT_ORDERS}')
 
   if t.global_batch_size <= 0 or t.grad_accum_steps <= 0:
     raise ConfigError('train.global_batch_size and train.grad_accum_steps must be positive')

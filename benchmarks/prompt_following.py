@@ -9,8 +9,10 @@ paraphrase wording, over seeds; and prompt agreement and lip-sync against the te
         --members=tokens,cross_attention --out=benchmarks/text_fusion.md     # members side by side
     python -m benchmarks.prompt_following --workdirs=runs/text_3k/seed0 --steps=1000,2000,3000 \
         --out=benchmarks/prompt_steps.md                         # agreement against training steps
+    python -m benchmarks.prompt_following --workdirs=runs/text/seed0,... --orders=together,audio_first,video_first \
+        --out=benchmarks/prompt_order.md                         # agreement against the joint sampling order
 
-Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>].json (reused when present: the command
+Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>][_o<order>].json (reused when present: the command
 resumes); the table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the
 prompt equals it (avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and
 another clip's prompt are the ceiling and the chance level.
@@ -36,6 +38,8 @@ _MEMBERS = flags.DEFINE_list('members', [], 'Member name of each workdir (runs o
                              'of members side by side instead of one recipe over seeds.')
 _STEPS = flags.DEFINE_list('steps', [], 'Checkpoint steps (kept by train.keep_checkpoints): agreement against '
                            'training steps on the template sets instead.')
+_ORDERS = flags.DEFINE_list('orders', [], 'Joint sampling orders (diffusion.joint_order): agreement and joint '
+                            'lip-sync against the order on the template sets instead.')
 _OUT = flags.DEFINE_string('out', '', 'Markdown table file (e.g. benchmarks/prompt_following.md); the guidance '
                            'curve\'s png goes beside it. Empty: stdout only.')
 
@@ -46,17 +50,19 @@ def _json_default(v):
   return int(v) if isinstance(v, np.integer) else float(v)
 
 
-def score_run(workdir: str, guidance: str = '', step: str = '') -> dict:
-  """W/eval/prompt_following[_g<guidance>][_s<step>].json, computed when missing: prompt following and, with a
-  guidance scale, the in-loop lip-sync measures of 16 validation clips at that scale; with a step, the template
-  sets of that checkpoint only."""
-  name = f'prompt_following{"_g" + guidance if guidance else ""}{"_s" + step if step else ""}.json'
+def score_run(workdir: str, guidance: str = '', step: str = '', order: str = '') -> dict:
+  """W/eval/prompt_following[_g<guidance>][_s<step>][_o<order>].json, computed when missing: prompt following and,
+  with a guidance scale, the in-loop lip-sync measures of 16 validation clips at that scale; with a step, the
+  template sets of that checkpoint only; with a joint sampling order, the template sets and the joint lip-sync
+  sampled in that order."""
+  name = (f'prompt_following{"_g" + guidance if guidance else ""}{"_s" + step if step else ""}'
+          f'{"_o" + order if order else ""}.json')
   path = os.path.join(workdir, 'eval', name)
   cached = None
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
-    if guidance or step or 'probe' in cached or cached.get('condition') == 'label':
+    if guidance or step or order or 'probe' in cached or cached.get('condition') == 'label':
       return cached
   from avdiff import checkpoint  # pylint: disable=g-import-not-at-top  (JAX only when something is sampled)
   from avdiff import config_lib  # pylint: disable=g-import-not-at-top
@@ -66,6 +72,8 @@ def score_run(workdir: str, guidance: str = '', step: str = '') -> dict:
   config = checkpoint.load_config(workdir, base.get_config())
   if guidance:
     config.diffusion.guidance_text = float(guidance)
+  if order:
+    config.diffusion.joint_order = order
   model = sampling.load_model(workdir, config, step=int(step) if step else None)
   if cached is not None:  # Scored before the probe was part of it: add the probe only.
     cached['probe'] = text_probe(model, config)
@@ -78,12 +86,14 @@ def score_run(workdir: str, guidance: str = '', step: str = '') -> dict:
   text = bool(config_lib.text_encoder(config))
   result = prompts.prompt_following(
       sample_fn, config, num=_NUM.value, seed=0, condition='prompt' if text else 'label',
-      sets=prompts.SETS if text and not (guidance or step) else ('seen/template', 'novel/template'))
-  result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step)
-  if text and not (guidance or step):
+      sets=prompts.SETS if text and not (guidance or step or order) else ('seen/template', 'novel/template'))
+  result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step,
+                joint_order=config.diffusion.joint_order)
+  if text and not (guidance or step or order):
     result['probe'] = text_probe(model, config)
-  if guidance:
-    sync = in_loop.InLoopEvaluator(config, modes=('joint', 'audio_to_video'))(sample_fn, seed=0)
+  if guidance or order:  # The joint order changes joint samples only.
+    modes = ('joint',) if order else ('joint', 'audio_to_video')
+    sync = in_loop.InLoopEvaluator(config, modes=modes)(sample_fn, seed=0)
     result['sync'] = {k: v for k, v in sync.items() if k.startswith('eval/')}
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, 'w') as f:
@@ -125,7 +135,7 @@ def _cell(values: list[float]) -> str:
 
 def _command() -> str:
   extra = ''.join(f' --{f.name}={",".join(f.value) if isinstance(f.value, list) else f.value}'
-                  for f in (_NUM, _GUIDANCE, _MEMBERS, _STEPS, _OUT) if f.value != f.default)
+                  for f in (_NUM, _GUIDANCE, _MEMBERS, _STEPS, _ORDERS, _OUT) if f.value != f.default)
   return f'python -m benchmarks.prompt_following --workdirs={",".join(_WORKDIRS.value)}{extra}'
 
 
@@ -261,9 +271,30 @@ def steps_table(per_step: dict[str, list[dict]]) -> list[str]:
   return lines
 
 
+def orders_table(per_order: dict[str, list[dict]]) -> list[str]:
+  """Model-sample agreement per attribute on the seen and novel template sets, and joint lip-sync, against the joint
+  sampling order (mean ± sd over runs)."""
+  first = per_order[_ORDERS.value[0]][0]
+  lines = [f'Written by `{_command()}`', '',
+           f'Prompt following against the joint sampling order (diffusion.joint_order; {_NUM.value} template prompts '
+           f'per set from held-out clips, one joint sample each, text guidance {first["guidance_text"]:g}, step '
+           f'{first["step"]}; mean ± sd over {len(_WORKDIRS.value)} run(s)). joint r: lip-sync of joint samples '
+           '(16 validation clips of the in-loop evaluation).', '',
+           '| order | set | ' + ' | '.join(NAMES) + ' | joint r |', '|---|---|' + '---|' * (len(NAMES) + 1)]
+  for order, results in per_order.items():
+    for s in ('seen/template', 'novel/template'):
+      cells = [_cell([r['sets'][s]['agreement'][n] for r in results]) for n in NAMES]
+      sync = _cell([r['sync'].get('eval/joint_r', float('nan')) for r in results]) if s.startswith('seen') else ''
+      lines.append(f'| {order} | {s} | ' + ' | '.join(cells) + f' | {sync} |')
+  return lines
+
+
 def main(argv):
   del argv
-  if _STEPS.value:
+  if _ORDERS.value:
+    per_order = {o: [score_run(w, order=o) for w in _WORKDIRS.value] for o in _ORDERS.value}
+    report.emit(orders_table(per_order), _OUT.value)
+  elif _STEPS.value:
     per_step = {s: [score_run(w, step=s) for w in _WORKDIRS.value] for s in _STEPS.value}
     report.emit(steps_table(per_step), _OUT.value)
   elif _GUIDANCE.value:

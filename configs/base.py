@@ -158,6 +158,11 @@ def get_config() -> ml_collections.ConfigDict:
   df.guidance_audio = 1.0  # CFG scale for audio tokens.
   # CFG scale of the prompt (text models), on top of the label scales: pred + (s - 1) (pred - pred(null prompt)).
   df.guidance_text = 1.0
+  # Joint sampling order: 'together' (both modalities down one time grid) | 'audio_first' | 'video_first' (the
+  # leading modality sampled first with the other held at pure noise, t = 1, then the other given it clean, as in
+  # audio_to_video / video_to_audio; 2x the model evaluations). Each modality then takes its attributes from the
+  # condition before the other exists (avdiff.diffusion.conditioning).
+  df.joint_order = 'together'
 
   # ------------------------------------------------------------------ training
   c.train = t = ml_collections.ConfigDict()

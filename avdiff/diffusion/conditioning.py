@@ -17,6 +17,14 @@ Modes (the network's time is per modality per clip, so a modality can be given t
                    clean as above, and the first cond_frames latent frames of the generated one (the previous
                    window's tail, in cond) are replaced as in continuation.
 
+Joint sampling order (diffusion.joint_order): 'together' steps both modalities down one time grid. 'audio_first'
+samples the audio first, the video held at its initial pure noise and fed at t = 1 (the training loss draws the
+two times independently with probability independent_t_prob, so the model has seen one modality far noisier than
+the other), then the video as in audio_to_video, given that audio clean; 'video_first' the reverse. Twice the model
+evaluations of 'together'. Whatever is decided first in a joint sample, the other modality can copy from it through
+the correlations of the training set; sampling the leading modality before the other exists makes it take its
+attributes from the condition (the prompt) alone.
+
 `fuse(x, t) -> x`, when given, is applied to the state at t = 1 and after every step (before the mode's
 constraint): windows of a long clip denoised together are made to agree where they overlap
 (`avdiff.diffusion.windows`).
@@ -33,6 +41,7 @@ import ml_collections
 from avdiff.diffusion import guidance, samplers, schedules
 
 MODES = ('joint', 'audio_to_video', 'video_to_audio', 'continuation')
+JOINT_ORDERS = ('together', 'audio_first', 'video_first')  # diffusion.joint_order (module docstring).
 _GIVEN = {'audio_to_video': ('audio',), 'video_to_audio': ('video',)}
 
 
@@ -136,6 +145,7 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
   clean = {k: jnp.asarray(cond[k], jnp.float32) for k in given}
   masks = full = None
   replace = samplers.identity_constraint
+  fuse_given = fuse is not None
   fuse = fuse or (lambda x, t: x)
   if known:
     masks = {k: m for k, m in frame_masks(shapes, cond_frames).items() if k in known}
@@ -146,6 +156,18 @@ def sample(pred_fn: Callable, shapes: dict, label: Optional[jax.Array], rng: jax
     return {**replace(fuse(x, t), t, rng), **clean}
 
   x = constrain(x, jnp.float32(1.0), k_con)  # fuse, then known frames, then given modalities.
+  order = df.get('joint_order', 'together')
+  if mode == 'joint' and order != 'together':  # The leading modality first, the other held at pure noise.
+    if order not in JOINT_ORDERS:
+      raise ValueError(f'diffusion.joint_order={order!r} is not one of {JOINT_ORDERS}')
+    if fuse_given:
+      raise ValueError(f'diffusion.joint_order={order!r} samples one clip at a time: no fuse (windows)')
+    lead = 'audio' if order == 'audio_first' else 'video'
+    rest = {k: v for k, v in x.items() if k != lead}
+    first = samplers.make_denoiser(net, schedule, df.objective, label, noise=rest)
+    clean = samplers.run(sampler, first, {lead: x[lead]}, jax.random.fold_in(k_run, 1), schedule, num_steps,
+                         float(df.ddim_eta))
+    x = {**x, **clean}  # `constrain` reads `clean` when called: from here on it holds the sampled modality.
   denoise = samplers.make_denoiser(net, schedule, df.objective, label, clean)
   out = samplers.run(sampler, denoise, x, k_run, schedule, num_steps, float(df.ddim_eta), constrain)
   out = {**out, **clean}

@@ -36,18 +36,21 @@ def num_evals(sampler: str, num_steps: int) -> int:
 
 
 def make_denoiser(pred_fn: Callable, schedule: schedules.Schedule, objective: str, label: jax.Array,
-                  clean: Optional[dict] = None) -> Callable:
+                  clean: Optional[dict] = None, noise: Optional[dict] = None) -> Callable:
   """denoise(x: dict, t: scalar) -> (x0_hat: dict, eps_hat: dict) from a network `pred_fn(x, t: dict [B], label)`.
 
   clean: {modality: value [B, ...]} given modalities, fed to the network clean at t = 0 instead of the state;
     their estimates are the given value (x0) and zeros (eps).
+  noise: {modality: value [B, ...]} modalities not yet sampled: fed to the network as this pure noise at t = 1 and
+    absent from the state x and from the estimates (the other modality sampled first, `conditioning.sample`).
   """
-  clean = clean or {}
+  clean, noise = clean or {}, noise or {}
 
   def denoise(x: dict, t: jax.Array):
     batch = next(iter(x.values())).shape[0]
-    x_in = {k: clean.get(k, v) for k, v in x.items()}
+    x_in = {**noise, **{k: clean.get(k, v) for k, v in x.items()}}
     t_in = {k: jnp.full((batch,), 0.0 if k in clean else t, jnp.float32) for k in x}
+    t_in.update({k: jnp.ones((batch,), jnp.float32) for k in noise})
     pred = pred_fn(x_in, t_in, label)
     x0, eps = {}, {}
     for k in x:
