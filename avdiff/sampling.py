@@ -36,6 +36,7 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
+from avdiff import autoencoders
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import diffusion
@@ -256,14 +257,20 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
 # ----------------------------------------------------------------------------- files
 
 def load_autoencoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
-  """The stage-1 autoencoder of model.autoencoder_workdir with its EMA params; None for the patch encoder."""
+  """The stage-1 autoencoder of the config with its EMA params; None for the patch encoder. Its directory is
+  model.autoencoder_workdir (a run trained by `experiments.train` records it there), else the one found from the
+  config's fingerprint (`avdiff.autoencoders.directory`). Raises config_lib.ConfigError when that directory holds
+  no finished autoencoder, or one trained for other data / model.ae fields (naming them)."""
   if config.model.encoder == 'patch':
     return None
-  if not config.model.autoencoder_workdir:
-    raise config_lib.ConfigError(f'model.encoder={config.model.encoder!r} needs model.autoencoder_workdir '
-                                 '(train one with --task=autoencoder first)')
-  return checkpoint.restore_params(config.model.autoencoder_workdir,
-                                   model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
+  ae_dir = autoencoders.directory(config)
+  marker = autoencoders.check(config, ae_dir)
+  # A directory named by hand may predate markers; a derived one is used only once its stage 1 finished.
+  if marker is None and (not config.model.autoencoder_workdir or checkpoint.latest_step(ae_dir) is None):
+    raise config_lib.ConfigError(
+        f'model.encoder={config.model.encoder!r}: no finished autoencoder in {ae_dir} (fingerprint '
+        f'{autoencoders.fingerprint(config)}); `python -m experiments.train` with this config trains it first')
+  return checkpoint.restore_params(ae_dir, model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
 
 
 def param_shardings(config: ml_collections.ConfigDict, dit: nnx.Module, mesh: jax.sharding.Mesh):

@@ -52,7 +52,12 @@ def get_config() -> ml_collections.ConfigDict:
   # ------------------------------------------------------------------ model
   c.model = m = ml_collections.ConfigDict()
   m.encoder = 'patch'  # 'patch' (pixels / mel) | 'separate_ae' (one AE per modality) | 'joint_ae' (one shared AE).
-  m.autoencoder_workdir = ''  # Stage-1 workdir holding trained AE weights (required for *_ae encoders).
+  # Stage-1 autoencoder of the *_ae encoders. '' (the default): the one trained for this config's data and model.ae
+  # fields, found in (or first trained into) <autoencoder_root>/<encoder>-<fingerprint> by experiments.train
+  # (avdiff.autoencoders). A directory: use the autoencoder trained there (refused when its stage1.json marker was
+  # written for other data / model.ae fields).
+  m.autoencoder_workdir = ''
+  m.autoencoder_root = ''  # Where found / trained autoencoders live; '' -> $AVDIFF_STAGE1_DIR or ./runs/stage1.
   m.video_patch = (4, 8, 8)  # (frames, height, width) per video token, in latent units.
   m.audio_patch = (16, 8)  # (mel frames, mel bins) per audio token, in latent units.
   m.width = 384  # Transformer hidden size.
@@ -123,6 +128,11 @@ def get_config() -> ml_collections.ConfigDict:
   ae.steps = 2000  # Stage-1 training steps.
   ae.learning_rate = 1e-3
   ae.batch_size = 16
+  # Stage 1 trains with these, not with the train section (avdiff.train.tasks.autoencoder.stage_config), so DiT runs
+  # that differ only in their own training share one autoencoder.
+  ae.warmup_steps = 100
+  ae.ema_decay = 0.999
+  ae.seed = 0  # Params and data order of stage 1 (the DiT's seeds share one autoencoder).
 
   # ------------------------------------------------------------------ diffusion
   c.diffusion = df = ml_collections.ConfigDict()
@@ -140,6 +150,9 @@ def get_config() -> ml_collections.ConfigDict:
   df.clean_audio_prob = 0.1  # P(audio left clean, t=0): teaches audio -> video.
   df.label_dropout = 0.1  # P(label replaced by the null label): classifier-free guidance.
   df.text_dropout = 0.1  # P(prompt replaced by the null (empty) prompt): text classifier-free guidance.
+  # P(each word of a training caption left out; avdiff.data.pipeline): every word is also seen without the others,
+  # so an attribute word has to tell its attribute on its own, not only beside the words it always occurs with.
+  df.word_dropout = 0.0
   # Auxiliary audio-visual sync loss (0 = off): the trunk's output tokens of each video token step (mean over the
   # step's tokens) and of the audio in the same span are projected by two linear heads (the DiT's `sync_video`,
   # `sync_audio`, created only when this is > 0) and an InfoNCE loss pairs them among all steps of all clips in the

@@ -69,7 +69,8 @@ def data_dir(data_cfg: ml_collections.ConfigDict) -> str:
   return data_cfg.data_dir or os.environ.get('AVDIFF_DATA_DIR', '') or os.path.join('data', 'tfds')
 
 
-def _fingerprint(fields: dict) -> str:
+def fingerprint(fields: dict) -> str:
+  """10 hex digits of the SHA-1 of the fields as sorted JSON (config names of datasets and caches)."""
   return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -102,7 +103,7 @@ def config_name(data_cfg: ml_collections.ConfigDict, name: str) -> str:
   prefix = _clip_prefix(data_cfg)
   if name not in synthetic.DATASETS:
     prefix = f'{name}_{prefix}'
-  return f'{prefix}_{_fingerprint(dataset_fields(data_cfg, name))}'
+  return f'{prefix}_{fingerprint(dataset_fields(data_cfg, name))}'
 
 
 def _features(data_cfg, extra: dict) -> tfds.features.FeaturesDict:
@@ -141,7 +142,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
   fields: dict = dataclasses.field(default_factory=dict)
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder):
   """A builder that downloads nothing and ships no checksums or metadata files beside its code."""
 
   @tfds.core.utils.classproperty
@@ -152,7 +153,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder):
     return None
 
 
-class _SyntheticBuilder(_LocalBuilder):
+class _SyntheticBuilder(LocalBuilder):
   """Clips from `synthetic.make_clip(<dataset>, seed, data_cfg)`; splits from disjoint seed ranges."""
   VERSION = tfds.core.Version('1.0.0')
   _DATASET = ''
@@ -292,7 +293,7 @@ def list_videos(folder: str) -> list[str]:
                 if os.path.splitext(f)[1].lower() in av_io.VIDEO_EXTENSIONS)
 
 
-class AvFolder(_LocalBuilder):
+class AvFolder(LocalBuilder):
   """Fixed-length clips cut from a folder of video files with audio (`experiments.build_dataset`), with the
   label, caption and ground truth of each file's sidecar (`avdiff.data.sidecar`)."""
   VERSION = tfds.core.Version('1.0.0')

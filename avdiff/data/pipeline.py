@@ -61,6 +61,20 @@ class _ProcessSlice(grain.MapDataset):
     return self._parent[batch * self._global + self._offset + within]
 
 
+class _DropWords:
+  """Caption augmentation (diffusion.word_dropout): each whitespace-separated word of the example's caption is left
+  out with probability p (a caption left with no word is the null prompt)."""
+
+  def __init__(self, p: float):
+    self._p = float(p)
+
+  def __call__(self, example: dict, rng: np.random.Generator) -> dict:
+    caption = example['caption']
+    words = (caption.decode('utf-8') if isinstance(caption, bytes) else str(caption)).split()
+    kept = [w for w, u in zip(words, rng.random(len(words))) if u >= self._p]
+    return {**example, 'caption': ' '.join(kept)}
+
+
 class _ToContract:
   """Stored example -> contract arrays (int16 PCM -> float32 waveform; for a text model the caption -> its
   `text_inputs` arrays; other text keys dropped)."""
@@ -70,11 +84,14 @@ class _ToContract:
     self._text = text
 
   def __call__(self, example: dict) -> dict:
-    out = {'video': np.asarray(example['video'], np.uint8),
-           'audio_mel': np.asarray(example['audio_mel'], np.float32),
-           'label': np.int32(example['label'])}
-    if self._with_waveform:
-      out['audio'] = np.asarray(example['audio'], np.float32) / 32767.0
+    if 'video_latent' in example:  # A cached latent dataset (avdiff.data.latents): no pixels, no waveform.
+      out = {k: np.asarray(example[k], np.float32) for k in ('video_latent', 'audio_latent')}
+    else:
+      out = {'video': np.asarray(example['video'], np.uint8),
+             'audio_mel': np.asarray(example['audio_mel'], np.float32)}
+      if self._with_waveform:
+        out['audio'] = np.asarray(example['audio'], np.float32) / 32767.0
+    out['label'] = np.int32(example['label'])
     for key, dtype in _GROUND_TRUTH.items():
       if key in example:
         out[key] = np.asarray(example[key], dtype)
@@ -98,12 +115,15 @@ class InputPipeline:
     seed: shuffle seed; default config.seed.
     batch_size: global batch size; default config.train.global_batch_size. Must divide by process_count.
     with_waveform: add `audio` [b, S]; default config.data.with_waveform.
+    source: random-access examples to read instead of the dataset's split, in its order (a cached latent dataset,
+      `avdiff.data.latents`: its batches hold `video_latent` float32 [b, T_l, H_l, W_l, C_v] and `audio_latent`
+      float32 [b, T_al, F_l, C_a] in place of `video`, `audio_mel` and `audio`).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, split: str, *, shuffle: Optional[bool] = None,
                num_epochs: Optional[int] = None, process_index: Optional[int] = None,
                process_count: Optional[int] = None, seed: Optional[int] = None, batch_size: Optional[int] = None,
-               with_waveform: Optional[bool] = None):
+               with_waveform: Optional[bool] = None, source: Optional[Any] = None):
     d = config.data
     self.split = split
     self.shuffle = bool(d.shuffle and split == 'train') if shuffle is None else bool(shuffle)
@@ -118,7 +138,7 @@ class InputPipeline:
       raise ValueError(f'Global batch {self.global_batch_size} is not divisible by {self.process_count} processes')
     self.local_batch_size = self.global_batch_size // self.process_count
     self.with_waveform = bool(d.with_waveform if with_waveform is None else with_waveform)
-    self.source = builders.load_source(config, split)
+    self.source = builders.load_source(config, split) if source is None else source
     if len(self.source) < self.global_batch_size:
       raise console.UserError(f'split {split!r} of {d.dataset!r} has {len(self.source)} clips, fewer than one '
                               f'global batch ({self.global_batch_size}): add clips or lower train.global_batch_size')
@@ -134,6 +154,10 @@ class InputPipeline:
           f'model.text.encoder={encoder!r} needs captions in the examples of {d.dataset!r}, which have '
           f'{sorted(self.source[0])}: use a dataset with captions (data.attributes=\'independent\', or a folder '
           'whose sidecars have a caption)')
+    if encoder and split == 'train' and config.diffusion.get('word_dropout', 0.0) > 0:
+      # Seeded by the example's position in the repeated, sliced order: every epoch drops other words, and a
+      # resumed run the same ones.
+      ds = ds.random_map(_DropWords(config.diffusion.word_dropout), seed=self.seed)
     # Tokenizer / table read once here, not per example; a missing table is a UserError naming experiments.embed_text.
     ds = ds.map(_ToContract(self.with_waveform, text_inputs.TextInputs(config) if encoder else None))
     ds = ds.batch(self.local_batch_size, drop_remainder=True)

@@ -24,13 +24,13 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import parallel
 from avdiff import run_dir as run_dir_lib
 from avdiff.eval import results
 from avdiff.eval import workdir as workdir_lib
 from avdiff.train import loop
+from avdiff.train import stage1
 from avdiff.train import tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,20 +135,17 @@ def run_member(sweep: Sweep, workdir: str, member: str, seed: int, train_fn: Opt
   """Trains (resuming if interrupted) and evaluates one member x seed unless already finished; returns its run
   directory, or None when training was preempted (SIGTERM: saved, not evaluated; rerun to continue).
   train_fn(config, run_dir) -> loop result: the trainer (default: the diffusion task through the loop, after
-  stage 1 in model.autoencoder_workdir for latent encoders when that holds no checkpoint yet)."""
+  stage 1 for latent encoders when their autoencoder is not trained yet: `avdiff.train.stage1`)."""
   config = member_config(sweep, member, seed)
   run = run_dir(workdir, member, seed)
   if finished(run, config):
     logging.info('%s seed %d: finished before, skipped', member, seed)
     return run
   if train_fn is None:
-    ae_dir = config.model.autoencoder_workdir
-    if config.model.encoder != 'patch' and ae_dir and checkpoint.latest_step(ae_dir) is None:
-      # Latent members: stage 1 first, once, in the autoencoder workdir the member's config names.
-      ae_config, ae_task = tasks.build('autoencoder', config)
-      if loop.train(ae_config, ae_dir, ae_task, progress=progress)['stopped'] != 'done':
-        return None
-    config, task = tasks.build('diffusion', config)
+    try:  # Latent members: their autoencoder found, or trained first (once for every member and seed sharing it).
+      config, task = tasks.build('diffusion', config, progress=progress)
+    except stage1.Preempted:
+      return None
     result = loop.train(config, run, task, progress=progress)
   else:
     result = train_fn(config, run)

@@ -130,7 +130,7 @@ def _build(config, workdir, task, mesh, started: float) -> Loop:
   model, abstract, shardings, _ = state_lib.create(config, task, tx, mesh, materialize=False)
   logging.info('Model: %.2fM parameters', model.num_params / 1e6)
   manager = checkpoint.make_manager(workdir, t)
-  source = pipeline.InputPipeline(config, 'train')
+  source = task.input_pipeline(config, 'train')
   state = _restore_or_init(config, workdir, task, tx, model, abstract, shardings, manager, source)
   if primary:
     run.write_config(checkpoint.config_to_json(config))
@@ -349,11 +349,12 @@ def check_validation_split(config, num_devices: int) -> None:
         'rebuild the dataset with a larger --validation_fraction, or set --config.train.eval_every=0')
 
 
-def evaluate(config, eval_fn, state, frozen, mesh, batch_keys=('video', 'audio_mel', 'label')) -> dict:
+def evaluate(config, eval_fn, state, frozen, mesh, task: task_lib.Task) -> dict:
   """Mean loss and metrics over config.train.eval_clips validation clips (fixed noise: comparable across steps), of
-  the raw params ('val_<metric>') and of the EMA params ('val_ema_<metric>')."""
+  the raw params ('val_<metric>') and of the EMA params ('val_ema_<metric>'); batches from `task.input_pipeline`."""
   batch_size = eval_batch_size(config, mesh.size)
-  source = pipeline.InputPipeline(config, 'validation', shuffle=False, num_epochs=1, batch_size=batch_size)
+  batch_keys = task.batch_keys
+  source = task.input_pipeline(config, 'validation', shuffle=False, num_epochs=1, batch_size=batch_size)
   totals, n = {}, 0
   for i, host in enumerate(source):
     if i * batch_size >= config.train.eval_clips:
@@ -381,7 +382,7 @@ class Evaluation(Hook):
     if loop.eval_fn is None or done % t.eval_every:
       return
     metrics.drain()
-    self.last = evaluate(loop.config, loop.eval_fn, loop.state, loop.frozen, loop.mesh, loop.task.batch_keys)
+    self.last = evaluate(loop.config, loop.eval_fn, loop.state, loop.frozen, loop.mesh, loop.task)
     if t.eval_samples:
       self.last.update(loop.task.score_samples(loop.model, loop.state.ema_params, done, loop.mesh))
     self.step = done

@@ -13,6 +13,8 @@ import jax
 import ml_collections
 from flax import nnx
 
+from avdiff.data import pipeline
+
 
 class Task:
   """Base class of everything the loop trains.
@@ -33,6 +35,11 @@ class Task:
            ) -> tuple[jax.Array, dict]:
     """(scalar loss, dict of scalar metrics) on a device batch (video float [B, T, H, W, 3] in [-1, 1], ...)."""
     raise NotImplementedError
+
+  def input_pipeline(self, config: ml_collections.ConfigDict, split: str, **kwargs) -> pipeline.InputPipeline:
+    """The batches of `split` the loop trains (split 'train') or measures the held-out loss (split 'validation') on;
+    kwargs: `pipeline.InputPipeline`'s. Default: the dataset's clips."""
+    return pipeline.InputPipeline(config, split, **kwargs)
 
   def frozen_params(self) -> Optional[Any]:
     """Pytree of arrays the loss needs but does not train (e.g. a stage-1 autoencoder), or None. Handed to the

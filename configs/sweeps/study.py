@@ -6,8 +6,7 @@ each, at the main job's scale (1000 steps, 32 held-out clips, FVD on).
 Each run costs about a main job (~10 minutes alone on 2 cores with its evaluation), so the 16 members x 3 seeds are
 about 8 hours on one such machine; on a cluster run one job per member x seed (README 'Sweeps on a cluster').
 configs/sweeps/study_short.py is the version without the latent encoders, with 5 seeds. The two latent-encoder
-members need a stage-1 autoencoder first (model.autoencoder_workdir; `python -m experiments.train_autoencoder`,
-about 21 minutes each). The `no_*` members each remove one of the main job's sync levers (README 'Diffusion').
+members train their stage-1 autoencoder first, once for all their seeds (about 21 minutes each; avdiff.train.stage1). The `no_*` members each remove one of the main job's sync levers (README 'Diffusion').
 """
 
 

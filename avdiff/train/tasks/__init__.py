@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from avdiff.train import stage1
 from avdiff.train.task import Task
 from avdiff.train.tasks.autoencoder import AutoencoderTask
 from avdiff.train.tasks.diffusion import DiffusionTask
@@ -14,11 +15,16 @@ from avdiff.train.tasks import autoencoder, sync_expert
 NAMES = ('diffusion', 'autoencoder', 'sync_expert')
 
 
-def build(name: str, config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, Task]:
+def build(name: str, config: ml_collections.ConfigDict, progress: bool = True
+          ) -> tuple[ml_collections.ConfigDict, Task]:
   """(run config, task) for task `name`: the autoencoder and the sync expert train with their own steps, batch
-  size and learning rate (model.ae.*, eval.sync_expert.*) in place of the train section's."""
+  size and learning rate (model.ae.*, eval.sync_expert.*) in place of the train section's. The diffusion task of a
+  latent config trains its autoencoder first unless a finished one exists (`avdiff.train.stage1`); its run config
+  names that autoencoder's directory. progress: stage 1's progress bar."""
   if name == 'diffusion':
-    return config, DiffusionTask(config)
+    # A latent config: its autoencoder found or trained first, and the latents of its data cached (stage1.prepare).
+    config, autoencoder_model, latents = stage1.prepare(config, progress)
+    return config, DiffusionTask(config, autoencoder_model, latents)
   if name == 'autoencoder':
     config = autoencoder.stage_config(config)
     return config, AutoencoderTask(config)

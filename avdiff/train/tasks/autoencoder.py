@@ -11,9 +11,11 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
+from avdiff import autoencoders
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import models
+from avdiff import parallel
 from avdiff import run_dir
 from avdiff.data import pipeline
 from avdiff.eval import reconstruction
@@ -21,14 +23,29 @@ from avdiff.train import loop
 from avdiff.train import task as task_lib
 
 
+# The optimizer of stage 1, whatever the train section says: the DiT's own training must not change the
+# autoencoder it shares with other runs (avdiff.autoencoders.fields covers model.ae.*, not train.*).
+_RECIPE = dict(optimizer='adamw', lr_schedule='warmup_cosine', end_lr_fraction=0.1, weight_decay=0.0, b1=0.9,
+               b2=0.999, grad_clip_norm=1.0, ema_warmup=True, grad_accum_steps=1)
+
+
 def stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of the config with the train section set from model.ae (steps, learning rate, batch size), sampling
-  off (periodic samples and in-loop sample scoring)."""
+  """A copy of the config that trains stage 1: seed, steps, learning rate, warmup, EMA decay and batch size from
+  model.ae, the rest of the optimizer fixed (`_RECIPE`), the training data shuffled and repeated, sampling off
+  (periodic samples and in-loop sample scoring). Everything that shapes the trained weights is therefore a field of
+  `avdiff.autoencoders.fields`."""
   config = copy.deepcopy(config)
+  ae = config.model.ae
   with config.unlocked():
-    config.train.steps = config.model.ae.steps
-    config.train.learning_rate = config.model.ae.learning_rate
-    config.train.global_batch_size = config.model.ae.batch_size
+    config.seed = ae.seed
+    config.data.shuffle = True
+    config.data.num_epochs = -1
+    config.train.steps = ae.steps
+    config.train.learning_rate = ae.learning_rate
+    config.train.global_batch_size = ae.batch_size
+    config.train.warmup_steps = ae.warmup_steps
+    config.train.ema_decay = ae.ema_decay
+    config.train.update(_RECIPE)
     config.train.sample_every = 0
     config.train.eval_samples = False  # Sampling-based sync scores are the diffusion task's.
   return config
@@ -55,16 +72,21 @@ class AutoencoderTask(task_lib.Task):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, split: str = 'validation',
-                       eval_clips: int = 32, train: bool = True) -> dict:
+                       eval_clips: int = 32, train: bool = True, progress: bool = True) -> dict:
   """Trains stage 1 in workdir (unless train=False), then measures its reconstruction on `eval_clips` clips of
-  `split` with the raw and the EMA params; writes W/ae_eval.json and W/ae_reconstruction.png and returns the
-  metrics (avdiff.eval.reconstruction)."""
+  `split` with the raw and the EMA params; writes W/ae_eval.json and W/ae_reconstruction.png, after training the
+  completion marker W/stage1.json (`avdiff.autoencoders`: the fields it was trained for), and returns the
+  metrics (avdiff.eval.reconstruction) with 'step' (the checkpoint evaluated) and 'stopped' ('done', or
+  'preempted': saved, not evaluated; rerun to continue)."""
   config = stage_config(config)
+  results = {'encoder': config.model.encoder, 'split': split, 'stopped': 'done'}
   if train:
-    result = loop.train(config, workdir, AutoencoderTask(config))
+    result = loop.train(config, workdir, AutoencoderTask(config), progress=progress)
     logging.info('Stage 1 finished at step %d (%s).', result['step'], result['stopped'])
+    if result['stopped'] != 'done':
+      return dict(results, stopped=result['stopped'], step=result['step'])
+  results['step'] = checkpoint.latest_step(workdir)
   batch = min(8, eval_clips)
-  results = {'encoder': config.model.encoder, 'split': split}
   for ema in (False, True):
     ae = checkpoint.restore_params(workdir, models.build_autoencoder(config, nnx.Rngs(0)), ema=ema)
     source = pipeline.InputPipeline(config, split, shuffle=False, num_epochs=1, batch_size=batch)
@@ -76,4 +98,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, split: s
         reconstruction.save_figure(example, os.path.join(local, 'ae_reconstruction.png'))
     logging.info('%s %s: %s', config.model.encoder, 'EMA' if ema else 'params', metrics)
   run_dir.RunDir(workdir).write_text('ae_eval.json', json.dumps(results, indent=1))
+  if train and parallel.is_primary():  # Last: the directory now holds a finished autoencoder of these fields.
+    autoencoders.write_marker(workdir, config, step=results['step'], eval={k: results[k] for k in ('params', 'ema')})
   return results
