@@ -256,9 +256,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if m.text.fusion == 'cross_attention' and m.fusion != 'joint':
       raise ConfigError("model.text.fusion='cross_attention' needs model.fusion='joint' (the dual tower takes the "
                         "text as tokens in each tower: model.text.fusion='tokens')")
-    for field in ('max_bytes', 'width', 'depth', 'num_heads', 'num_tokens', 'ngram', 'vocab_size'):
+    for field in ('max_bytes', 'width', 'num_heads', 'num_tokens', 'ngram', 'vocab_size'):
       if m.text[field] <= 0:
         raise ConfigError(f'model.text.{field} must be positive, got {m.text[field]}')
+    if m.text.depth < 0:
+      raise ConfigError(f'model.text.depth must be >= 0 (0: no transformer layer), got {m.text.depth}')
     if m.text.get('bag') and m.text.encoder == 'precomputed':
       raise ConfigError("model.text.bag needs token ids (model.text.encoder='bytes' or 'pieces'), not 'precomputed'")
     if m.text.width % m.text.num_heads:
@@ -289,9 +291,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
   if df.objective != 'x' and (df.objective == 'flow') != (df.schedule == 'flow'):
     raise ConfigError(f'diffusion.schedule={df.schedule!r} does not fit diffusion.objective={df.objective!r}: '
                       'flow matching uses the flow schedule, eps/v use cosine or linear (x fits any)')
-  for field in ('independent_t_prob', 'clean_video_prob', 'clean_audio_prob', 'label_dropout', 'text_dropout'):
-    if not 0.0 <= df[field] <= 1.0:
+  for field in ('independent_t_prob', 'clean_video_prob', 'clean_audio_prob', 'label_dropout', 'text_dropout',
+                'word_dropout'):
+    if not 0.0 <= df.get(field, 0.0) <= 1.0:
       raise ConfigError(f'diffusion.{field}={df[field]} is not a probability')
+  if df.get('word_dropout', 0.0) > 0 and text_encoder(config) == 'precomputed':
+    raise ConfigError("diffusion.word_dropout rewrites training captions, which 'precomputed' embeddings cannot "
+                      "follow (they are stored per caption): use model.text.encoder='pieces' or 'bytes', or 0")
   if df.clean_video_prob + df.clean_audio_prob > 1.0:
     raise ConfigError('diffusion.clean_video_prob + clean_audio_prob must be <= 1')
   if df.motion_loss_weight < 0:

@@ -92,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   tx.max_bytes = 96
   tx.vocab_size = 384  # 'pieces': SentencePiece ids (the 256 byte pieces included; a small corpus may use fewer).
   tx.width = 128  # Text encoder width.
-  tx.depth = 2  # 'bytes' / 'pieces': transformer layers over the tokens.
+  tx.depth = 2  # 'bytes' / 'pieces': transformer layers over the tokens (0: none, the resampler alone).
   tx.ngram = 7  # 'bytes' / 'pieces': tokens each position sees before attention (bytes: a word-sized window; 1 = none).
   tx.num_heads = 4
   tx.num_tokens = 8  # K: text tokens handed to the DiT (learned queries over the encoder outputs).

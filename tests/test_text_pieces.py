@@ -93,3 +93,39 @@ def test_pipeline_trains_and_samples_through_the_stored_pieces(config):
   assert out[0]['caption'] == 'a blue round face, high voice, four syllables'
   with pytest.raises(tokenizer.PromptError, match='max_bytes=24'):
     sampling.prompt_clips([' '.join(['word'] * 30)], c)
+
+
+def test_word_dropout_leaves_out_training_words_deterministically_per_epoch(config):
+  """diffusion.word_dropout: training captions lose words independently (each word with probability p, another draw
+  every epoch, the same on a rerun); held-out splits and p = 0 keep them whole."""
+  c = config.copy_and_resolve_references()
+  c.diffusion.word_dropout = 0.3
+  c.data.num_epochs = 2
+  inputs = text_inputs.TextInputs(c)
+  source = builders.load_source(c, 'train')
+  full = [source[i]['caption'] for i in range(len(source))]
+  full = [x.decode() if isinstance(x, bytes) else str(x) for x in full]
+
+  def captions_of(cfg, split='train', batches=None):
+    pipe = pipeline.InputPipeline(cfg, split, shuffle=False)
+    got = [t for b in itertools.islice(pipe, batches) for t in inputs.pieces.detokenize(b['text'])]
+    pipe.close()
+    return got
+
+  n = len(full) // 8 * 8
+  got = captions_of(c, batches=2 * n // 8)
+  first, second = got[:n], got[n:]
+  words = [(w, x.split()) for w, x in zip(first, full)]
+  assert all(set(w.split()) <= set(x) for w, x in words)  # Only ever words of the clip's own caption ...
+  kept = sum(len(w.split()) for w, _ in words) / sum(len(x) for _, x in words)
+  assert 0.6 < kept < 0.8, kept  # ... about 1 - p of them ...
+  assert first != second  # ... other words in the next epoch ...
+  assert captions_of(c, batches=2 * n // 8) == got  # ... and the same on a rerun.
+  assert captions_of(c, 'validation', batches=1) == full_validation(c)
+  c.diffusion.word_dropout = 0.0
+  assert captions_of(c, batches=n // 8) == full[:n]
+
+
+def full_validation(c):
+  source = builders.load_source(c, 'validation')
+  return [x.decode() if isinstance(x, bytes) else str(x) for x in (source[i]['caption'] for i in range(8))]
