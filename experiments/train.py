@@ -8,8 +8,11 @@
         --num_processes=2 --process_id=0
     # Cloud TPU pod / SLURM: --num_processes=-1 (everything from the environment).
 
---task=autoencoder trains the stage-1 autoencoder with config.model.ae.{steps, learning_rate, batch_size} in
-place of the train section's values, --task=sync_expert the sync expert with config.eval.sync_expert.*.
+A latent config (model.encoder 'separate_ae' / 'joint_ae') first finds the autoencoder trained for its data and
+model.ae fields, or trains it (avdiff.train.stage1), and caches its latents. --task=autoencoder trains the stage-1
+autoencoder alone with config.model.ae.{seed, steps, learning_rate, warmup_steps, ema_decay, batch_size} in place
+of the train section's values (unmarked: experiments.train_autoencoder also evaluates and marks it),
+--task=sync_expert the sync expert with config.eval.sync_expert.*.
 """
 
 from avdiff import console

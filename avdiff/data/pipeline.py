@@ -13,7 +13,8 @@ Host batch (numpy), per the batch contract: `video` uint8 [b, T, H, W, 3]; `audi
 `mouth_open` float32 [b, T], `mouth_box` int32 [b, 4], `impact` float32 [b, T]. With a text model
 (model.text.encoder) the captions as `avdiff.data.text_inputs` writes them: `text` int32 [b, L] (byte or
 SentencePiece ids), or `text_embeddings` float32 [b, L, D] and `text_mask` bool [b, L] (a frozen encoder's).
-b = global batch / process count.
+Over a cached latent dataset (`source`, `avdiff.data.latents`): `video_latent` and `audio_latent` in place of
+`video`, `audio_mel` and `audio`, with `label` and the text keys. b = global batch / process count.
 """
 
 from __future__ import annotations
