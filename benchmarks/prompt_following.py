@@ -62,7 +62,9 @@ def score_run(workdir: str, guidance: str = '', step: str = '', order: str = '')
   if os.path.exists(path):
     with open(path) as f:
       cached = json.load(f)
-    if guidance or step or order or 'probe' in cached or cached.get('condition') == 'label':
+    if guidance and 'fvd' not in cached['sets']['seen/template']:
+      cached = None  # Scored before the guidance curve had FVD: sample again.
+    elif guidance or step or order or 'binding' in cached.get('probe', {}) or cached.get('condition') == 'label':
       return cached
   from avdiff import checkpoint  # pylint: disable=g-import-not-at-top  (JAX only when something is sampled)
   from avdiff import config_lib  # pylint: disable=g-import-not-at-top
@@ -75,22 +77,32 @@ def score_run(workdir: str, guidance: str = '', step: str = '', order: str = '')
   if order:
     config.diffusion.joint_order = order
   model = sampling.load_model(workdir, config, step=int(step) if step else None)
-  if cached is not None:  # Scored before the probe was part of it: add the probe only.
+  if cached is not None:  # Scored before the (binding) probe was part of it: add the probe only.
     cached['probe'] = text_probe(model, config)
     with open(path, 'w') as f:
       json.dump(cached, f, indent=1, default=_json_default)
     return cached
   sample_fn = functools.partial(sampling.sample_clips, model)
+  fvd_features = None
+  if guidance:
+    from avdiff.eval import fvd  # pylint: disable=g-import-not-at-top
+    fvd_features = fvd.I3DFeatures()
   # A model without text is the label-conditioned control: the same prompts' (colour, shape, pitch) as its label;
   # a paraphrase gives it the same label as the template, so only the template sets.
   text = bool(config_lib.text_encoder(config))
   result = prompts.prompt_following(
       sample_fn, config, num=_NUM.value, seed=0, condition='prompt' if text else 'label',
-      sets=prompts.SETS if text and not (guidance or step or order) else ('seen/template', 'novel/template'))
+      sets=prompts.SETS if text and not (guidance or step or order) else ('seen/template', 'novel/template'),
+      fvd_features=fvd_features)
   result.update(guidance_text=float(config.diffusion.guidance_text), step=model.step,
                 joint_order=config.diffusion.joint_order)
   if text and not (guidance or step or order):
     result['probe'] = text_probe(model, config)
+  if guidance:  # What two held-out sets of the same size score: FVD's floor at this N.
+    from avdiff.data import builders  # pylint: disable=g-import-not-at-top
+    real = [fvd_features([c['video'] for c in builders.load_clips(config, s, _NUM.value)]) for s in ('validation',
+                                                                                                     'test')]
+    result['fvd_floor'] = fvd.fvd(*real)
   if guidance or order:  # The joint order changes joint samples only.
     modes = ('joint',) if order else ('joint', 'audio_to_video')
     sync = in_loop.InLoopEvaluator(config, modes=modes)(sample_fn, seed=0)
@@ -101,11 +113,15 @@ def score_run(workdir: str, guidance: str = '', step: str = '', order: str = '')
   return result
 
 
-def text_probe(model, config) -> dict[str, float]:
+def text_probe(model, config) -> dict:
   """What the text encoder's output carries: per attribute, the validation accuracy of a linear read-out (ridge
-  regression onto one-hot values, closed form) of the K resampled text tokens, fitted on the train captions."""
+  regression onto one-hot values, closed form) of the K resampled text tokens, fitted on the train captions.
+
+  'binding': whether the encoder writes the voice pitch apart from the face colour (`prompts.pitch_binding`).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from avdiff.data import builders, captions, text_inputs  # pylint: disable=g-import-not-at-top
+  from avdiff.eval import prompts  # pylint: disable=g-import-not-at-top
   inputs = text_inputs.TextInputs(config)
 
   def features(split):
@@ -117,12 +133,11 @@ def text_probe(model, config) -> dict[str, float]:
     x = np.asarray(tokens, np.float64).reshape(len(recs), -1)
     return np.concatenate([x, np.ones((len(recs), 1))], 1), np.stack([np.asarray(r['attributes']) for r in recs])
 
-  (x, a), (xv, av) = features('train'), features('validation')
+  (x, a), (xv, av), (xn, an) = features('train'), features('validation'), features('test_novel')
   out = {}
   for j, (name, values) in enumerate(captions.TALKING_ATTRIBUTES.items()):
-    onehot = np.eye(len(values))[a[:, j]]
-    w = np.linalg.solve(x.T @ x + 1.0 * np.eye(x.shape[1]), x.T @ onehot)
-    out[name] = float(np.mean(np.argmax(xv @ w, 1) == av[:, j]))
+    out[name] = float(np.mean(np.argmax(xv @ prompts.ridge(x, a[:, j], len(values)), 1) == av[:, j]))
+  out['binding'] = prompts.pitch_binding((x, a), (xv, av), (xn, an))
   return out
 
 
@@ -131,6 +146,18 @@ def _cell(values: list[float]) -> str:
   if not values:
     return 'n/a'
   return f'{np.mean(values):.2f}' + (f' ± {np.std(values, ddof=1):.2f}' if len(values) > 1 else '')
+
+
+_BINDING = ('the pitch binding (`avdiff.eval.prompts.pitch_binding`): a pitch read-out fitted only on train captions whose face colour is in '
+            'no held-out pair, reading the captions of the held-out pairs\' colours, seen (validation) and novel '
+            '(test_novel). Novel far below seen: the encoder writes those colours\' pitch from the colour word.')
+_BINDING_COLUMNS = ('pitch binding seen', 'pitch binding novel')
+
+
+def _probe_cells(runs: list[dict]) -> list[str]:
+  """Probe accuracies per attribute, then the pitch binding seen and novel ('n/a' where scored before it)."""
+  binding = [[r['probe'].get('binding', {}).get(k, float('nan')) for r in runs] for k in ('seen', 'novel')]
+  return [_cell([r['probe'][n] for r in runs]) for n in NAMES[:-1]] + [_cell(b) for b in binding]
 
 
 def _command() -> str:
@@ -157,9 +184,10 @@ def table(results: list[dict]) -> list[str]:
       lines.append(f'| {name} | {what} | ' + ' | '.join(cells) + ' |')
   if all('probe' in r for r in results):
     lines += ['', 'What the text encoder carries: validation accuracy of a linear read-out of its text tokens per '
-              'attribute (fitted on the train captions; chance 0.25 / 0.5 / 0.5 / 0.5 / 0.25):', '',
-              '| ' + ' | '.join(NAMES[:-1]) + ' |', '|' + '---|' * (len(NAMES) - 1),
-              '| ' + ' | '.join(_cell([r['probe'][n] for r in results]) for n in NAMES[:-1]) + ' |']
+              'attribute (fitted on the train captions; chance 0.25 / 0.5 / 0.5 / 0.5 / 0.25), and ' + _BINDING, '',
+              '| ' + ' | '.join(NAMES[:-1]) + ' | ' + ' | '.join(_BINDING_COLUMNS) + ' |',
+              '|' + '---|' * (len(NAMES) + 1),
+              '| ' + ' | '.join(_probe_cells(results)) + ' |']
   lines += ['', 'Lip-sync of the same runs at their last in-loop evaluation (16 validation clips; main-job targets: '
             'a2v r >= 0.8, |shuffled| <= 0.15, joint r >= 0.7):', '',
             '| run | step | a2v r | a2v shuffled r | joint r |', '|---|---|---|---|---|']
@@ -207,23 +235,27 @@ def members_table(results: list[dict]) -> list[str]:
   probed = [m for m in members if all('probe' in r for r, m2 in zip(results, _MEMBERS.value) if m2 == m)]
   if probed:
     lines += ['', 'What each text encoder carries (linear read-out of its text tokens, as in the prompt-following '
-              'table; chance 0.25 / 0.5 / 0.5 / 0.5 / 0.25):', '',
-              '| member | ' + ' | '.join(NAMES[:-1]) + ' |', '|---|' + '---|' * (len(NAMES) - 1)]
+              'table; chance 0.25 / 0.5 / 0.5 / 0.5 / 0.25), and ' + _BINDING, '',
+              '| member | ' + ' | '.join(NAMES[:-1]) + ' | ' + ' | '.join(_BINDING_COLUMNS) + ' |',
+              '|---|' + '---|' * (len(NAMES) + 1)]
     for member in probed:
       runs = [r for r, m in zip(results, _MEMBERS.value) if m == member]
-      lines.append(f'| {member} | ' + ' | '.join(_cell([r['probe'][n] for r in runs]) for n in NAMES[:-1]) + ' |')
+      lines.append(f'| {member} | ' + ' | '.join(_probe_cells(runs)) + ' |')
   return lines
 
 
 def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
   """Agreement (mean over the named attributes, and the voice pitch and face colour alone; seen and novel) and
   lip-sync against the text guidance scale; the plot next to --out."""
+  first = next(iter(per_scale.values()))
+  floor = float(np.mean([r['fvd_floor'] for r in first]))
   lines = [f'Written by `{_command()}`', '',
            f'Text guidance scale against prompt following ({_NUM.value} template prompts per set; "mean": agreement '
-           'averaged over the five attributes) and lip-sync (16 validation clips of the in-loop evaluation), mean '
-           'over runs.', '',
+           'averaged over the five attributes), lip-sync (16 validation clips of the in-loop evaluation) and FVD '
+           f'(I3D; each set\'s {_NUM.value} samples against the {_NUM.value} held-out clips its prompts were written '
+           f'from; at this N two held-out sets of the same data score {floor:.0f}), mean over runs.', '',
            '| guidance | seen mean | seen pitch | seen colour | novel mean | novel pitch | novel colour | a2v r | '
-           'joint r |', '|---|---|---|---|---|---|---|---|---|']
+           'joint r | FVD seen | FVD novel |', '|---|---|---|---|---|---|---|---|---|---|---|']
   rows = []
   for scale, results in per_scale.items():
     mean = lambda f: float(np.mean([f(r) for r in results]))
@@ -234,8 +266,10 @@ def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
               mean(lambda r, s=s: r['sets'][s]['agreement']['colour'])]
     row += [mean(lambda r: r['sync'].get('eval/a2v_r', float('nan'))),
             mean(lambda r: r['sync'].get('eval/joint_r', float('nan')))]
+    row += [mean(lambda r, s=s: r['sets'][s]['fvd']) for s in ('seen/template', 'novel/template')]
     rows.append(row)
-    lines.append(f'| {scale} | ' + ' | '.join(f'{v:.2f}' for v in row[1:]) + ' |')
+    lines.append(f'| {scale} | ' + ' | '.join(f'{v:.2f}' for v in row[1:-2]) + ' | '
+                 + ' | '.join(f'{v:.0f}' for v in row[-2:]) + ' |')
   if not _OUT.value:  # The plot goes beside the table file.
     return lines
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -249,7 +283,14 @@ def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
   ax.set_xlabel('text guidance scale')
   ax.set_ylim(0, 1.02)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  fvd_ax = ax.twinx()
+  for col, label in ((9, 'FVD seen (right axis)'), (10, 'FVD novel (right axis)')):
+    fvd_ax.plot(rows[:, 0], rows[:, col], marker='s', linestyle='--', label=label)
+  fvd_ax.axhline(floor, color='grey', linewidth=0.8, linestyle=':')
+  fvd_ax.set_ylabel(f'FVD (N = {_NUM.value}; dotted: two held-out sets)')
+  fvd_ax.set_ylim(0, None)
+  handles = [h for a in (ax, fvd_ax) for h in a.get_legend_handles_labels()[0]]
+  ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc='lower left')
   fig.tight_layout()
   png = os.path.splitext(_OUT.value)[0] + '.png'
   fig.savefig(png, dpi=120)

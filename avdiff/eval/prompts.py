@@ -17,7 +17,7 @@ not 0, for attributes with few values).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import ml_collections
 import numpy as np
@@ -27,6 +27,7 @@ from avdiff.data import captions
 from avdiff.data import synthetic
 from avdiff.eval import attributes as attr_lib
 from avdiff.eval import conditions as conditions_lib
+from avdiff.eval import fvd as fvd_lib
 
 SETS = ('seen/template', 'seen/paraphrase', 'novel/template', 'novel/paraphrase')
 SPLITS = {'seen': 'validation', 'novel': 'test_novel'}
@@ -67,7 +68,7 @@ def _agreement(readings: list[dict], prompts: list[dict]) -> dict[str, float]:
 
 def prompt_following(sample_fn: conditions_lib.SampleFn, config: ml_collections.ConfigDict, num: int = 32,
                      seed: int = 0, sets: tuple[str, ...] = SETS, clips: Optional[dict] = None,
-                     condition: str = 'prompt') -> dict:
+                     condition: str = 'prompt', fvd_features: Optional[Callable] = None) -> dict:
   """Samples one joint clip per prompt of each set and scores it (module docstring).
 
   Args:
@@ -81,10 +82,13 @@ def prompt_following(sample_fn: conditions_lib.SampleFn, config: ml_collections.
     condition: 'prompt' (each sample gets its prompt as `caption`), or 'label' (the control of a label-conditioned
       model: each sample gets the label of the prompt's (colour, shape, pitch), `synthetic.attribute_label`, and
       only those attributes are scored; how far the same DiT gets when its condition needs no text encoder).
+    fvd_features: None, or videos [uint8 [T, H, W, 3]] -> I3D features [N, 400] (`avdiff.eval.fvd.I3DFeatures`):
+      each set's FVD, its samples against the held-out clips its prompts were written from (N = num: compare only
+      at equal N, see avdiff.eval.fvd on small N).
   Returns:
     {'num': num, 'seed': seed, 'condition': condition, 'sets': {set: {'agreement': {attribute | 'all': fraction},
-     'ground_truth': {...}, 'other_prompt': {...}, 'prompts': [caption, ...]}}}; an attribute not scored
-     (condition='label': rate, syllables) has agreement NaN.
+     'ground_truth': {...}, 'other_prompt': {...}, 'prompts': [caption, ...], 'fvd': float (with fvd_features)}}};
+    an attribute not scored (condition='label': rate, syllables) has agreement NaN.
   """
   clips = dict(clips or {})
   result = {'num': num, 'seed': seed, 'condition': condition, 'sets': {}}
@@ -111,4 +115,35 @@ def prompt_following(sample_fn: conditions_lib.SampleFn, config: ml_collections.
                             'other_prompt': _agreement(readings, others),
                             'prompts': [p['caption'] for p in prompts],
                             'readings': [{k: v for k, v in r.items()} for r in readings]}
+    if fvd_features is not None:
+      result['sets'][name]['fvd'] = fvd_lib.fvd(fvd_features([c['video'] for c in held_out]),
+                                                fvd_features([s['video'] for s in samples]))
   return result
+
+
+def ridge(x: np.ndarray, values: np.ndarray, num: int) -> np.ndarray:
+  """Weights [F, num] of a ridge regression (closed form, lambda 1) of features x [N, F] onto one-hot values [N]."""
+  return np.linalg.solve(x.T @ x + 1.0 * np.eye(x.shape[1]), x.T @ np.eye(num)[values])
+
+
+def pitch_binding(train: tuple, seen: tuple, novel: tuple) -> dict[str, float]:
+  """Whether a prompt representation writes the voice pitch apart from the face colour.
+
+  Each argument is (features [N, F] of captions, e.g. a text encoder's output tokens flattened, with a constant
+  column; attribute value indices int [N, 5] in `captions.TALKING_ATTRIBUTES` order) of the train, validation and
+  test_novel captions. A linear pitch read-out (`ridge`) is fitted only on the train captions whose face colour is
+  in no held-out pair (`synthetic.HELD_OUT_PAIRS`: there the colour tells nothing of the pitch), then reads the
+  captions whose colour is in one: -> {'seen': accuracy on those validation captions (their training pitch),
+  'novel': accuracy on the test_novel captions (the held-out pitch)}. A representation that writes the pitch word
+  the same whatever the colour reads both; one that writes those colours' pitch from the colour word reads seen and
+  fails novel.
+  """
+  names = list(captions.TALKING_ATTRIBUTES)
+  colour, pitch = names.index('colour'), names.index('pitch')
+  bound = [captions.TALKING_ATTRIBUTES['colour'].index(c) for c, _ in synthetic.HELD_OUT_PAIRS]
+  (x, a), (xs, as_), (xn, an) = train, seen, novel
+  free = ~np.isin(a[:, colour], bound)
+  w = ridge(x[free], a[free, pitch], len(captions.TALKING_ATTRIBUTES['pitch']))
+  held = np.isin(as_[:, colour], bound)
+  return {'seen': float(np.mean(np.argmax(xs[held] @ w, 1) == as_[held, pitch])),
+          'novel': float(np.mean(np.argmax(xn @ w, 1) == an[:, pitch]))}
