@@ -85,11 +85,16 @@ def _flat(values: dict, prefix: str = '') -> dict:
   return out
 
 
-def differences(marker: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """'field: <marker> (trained) vs <config> (config)' for every field where the marker and the config differ."""
-  old, new = _flat(marker.get('fields', {})), _flat(fields(config))
+def field_differences(trained: dict, wanted: dict) -> list[str]:
+  """'field: <trained> (trained) vs <wanted> (config)' for every (nested, dotted) field where the two differ."""
+  old, new = _flat(trained), _flat(wanted)
   return [f'{k}: {old.get(k)!r} (trained) vs {new.get(k)!r} (config)' for k in sorted(set(old) | set(new))
           if old.get(k) != new.get(k)]
+
+
+def differences(marker: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """'field: <marker> (trained) vs <config> (config)' for every field where the marker and the config differ."""
+  return field_differences(marker.get('fields', {}), fields(config))
 
 
 def check(config: ml_collections.ConfigDict, ae_dir: str) -> Optional[dict]:

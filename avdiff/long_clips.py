@@ -177,7 +177,7 @@ def generate(model: sampling.Model, clips: list[builders.Clip], mode: str = 'aud
       if mode == 'audio_to_video':
         gen.update(video=frames_lib.to_uint8(video[i, :q.frames]), audio=np.asarray(c['audio'], np.float32))
       else:
-        wave = audio_lib.mel_to_waveform(mel[i, :q.frames * m], config.data)
+        wave = sampling.waveforms(model, mel[i:i + 1, :q.frames * m])[0]
         gen.update(video=np.asarray(c['video']), audio=np.asarray(wave, np.float32))
       gen.update({k: c[k] for k in ('caption', 'mouth_box') if k in c})
       out.append(gen)

@@ -11,8 +11,10 @@ Layers, bottom up:
              algorithm, on latents) -> decoded frames + mel.
   cache      `jitted_sample_batch`: THE cache of jitted `sample_batch`es, one per (model structure, autoencoder,
              config, mode, mesh), so evaluation and every in-loop evaluation step reuse one compilation.
+  waveform   `waveforms`: sampled mel -> waveform, by the trained neural vocoder when model.vocoder.use
+             (`load_vocoder`, `vocode`; avdiff.models.vocoder) or by Griffin-Lim (the default; no training).
   clips      `sample_clips`: host clips in (labels; for conditional modes their frames / audio), host clips out
-             (uint8 frames, waveform: Griffin-Lim of the sampled mel or the conditioning audio). This is the sample
+             (uint8 frames, waveform: `waveforms` of the sampled mel, or the conditioning audio). This is the sample
              function evaluators are handed (`avdiff.eval.runner.SampleFn`, bound to a `Model`).
   files      `Model` / `load_model` (the one way to restore a run's model for inference), `write_clips`,
              `sample_workdir` (the sample command).
@@ -25,6 +27,7 @@ both modalities given).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Optional
@@ -43,6 +46,7 @@ from avdiff import diffusion
 from avdiff import models
 from avdiff import parallel
 from avdiff import run_dir
+from avdiff import vocoders
 from avdiff.data import audio as audio_lib
 from avdiff.data import av_io
 from avdiff.data import builders
@@ -168,13 +172,56 @@ def jitted_sample_batch(config: ml_collections.ConfigDict, graphdef, ae_def, mod
 @dataclasses.dataclass
 class Model:
   """A model to sample from: the run's config, the DiT with the params to use, the stage-1 autoencoder (None for
-  the patch encoder), the checkpoint step they came from (None for in-memory models), and the mesh its params live
-  on (None: one device)."""
+  the patch encoder), the checkpoint step they came from (None for in-memory models), the mesh its params live
+  on (None: one device), and the neural vocoder (None: Griffin-Lim, or with model.vocoder.use the config's trained
+  vocoder, loaded by `waveforms` on first use)."""
   config: ml_collections.ConfigDict
   dit: nnx.Module
   ae: Optional[nnx.Module] = None
   step: Optional[int] = None
   mesh: Optional[jax.sharding.Mesh] = None
+  vocoder: Optional[nnx.Module] = None
+
+
+# ----------------------------------------------------------------------------- waveform
+
+def load_vocoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
+  """The config's trained neural vocoder with its EMA params when model.vocoder.use, else None (Griffin-Lim).
+  Raises config_lib.ConfigError when its directory (`vocoders.directory`) holds no finished vocoder, naming the
+  command that trains it, or one trained for other data / model.vocoder fields (naming them)."""
+  if not config.model.vocoder.use:
+    return None
+  vocoder_dir = vocoders.directory(config)
+  if vocoders.check(config, vocoder_dir) is None:
+    raise config_lib.ConfigError(
+        f'model.vocoder.use=True: no finished vocoder in {vocoder_dir} (fingerprint {vocoders.fingerprint(config)}); '
+        '`python -m experiments.train_vocoder` with this config (and its --config.data.* / --config.model.vocoder.* '
+        'overrides) trains it, or set --config.model.vocoder.use=False for Griffin-Lim')
+  return checkpoint.restore_params(vocoder_dir, model=models.build_vocoder(config, nnx.Rngs(0)), ema=True)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _vocode(graphdef, state, mel):
+  return nnx.merge(graphdef, state)(mel)
+
+
+def vocode(vocoder: nnx.Module, mel: np.ndarray) -> np.ndarray:
+  """Neural vocoder on host mel float [B, T_a, n_mels] -> waveform float32 [B, T_a * mel hop], clipped to [-1, 1]
+  (one compilation per model structure and shape)."""
+  graphdef, state = nnx.split(vocoder)
+  wave = jax.device_get(_vocode(graphdef, state, jnp.asarray(mel, jnp.float32)))
+  return np.clip(np.asarray(wave, np.float32), -1.0, 1.0)
+
+
+def waveforms(model: Model, mel: np.ndarray) -> np.ndarray:
+  """Sampled mel float [B, T_a, n_mels] -> waveforms float32 [B, T_a * mel hop] in [-1, 1] at data.sample_rate:
+  the neural vocoder with model.vocoder.use (loaded into model.vocoder on first use), else Griffin-Lim."""
+  mel = np.asarray(mel, np.float32)
+  if model.config.model.vocoder.use:
+    if model.vocoder is None:
+      model.vocoder = load_vocoder(model.config)
+    return vocode(model.vocoder, mel)
+  return np.stack([audio_lib.mel_to_waveform(m, model.config.data) for m in mel])
 
 
 def label_clips(config: ml_collections.ConfigDict, num: int) -> list[builders.Clip]:
@@ -218,7 +265,7 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
 
   Joint sampling reads only each clip's label; the conditional modes also its frames and audio (`audio_mel` if
   present, else the log-mel of `audio`). audio_to_video pairs the generated frames with the clip's own waveform,
-  video_to_audio the clip's frames with the generated audio (Griffin-Lim of the generated mel, as for the others).
+  video_to_audio the clip's frames with the generated audio (`waveforms` of the generated mel, as for the others).
   mesh: see `jitted_sample_batch` (the training loop's); default the model's.
   """
   config = model.config
@@ -242,8 +289,9 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
     video, mel = jax.device_get(sample(state, ae_state, label, jax.random.fold_in(rng, s), cond_video, cond_mel,
                                        clip_text(config, inputs, chunk)))
     video, mel = frames.to_uint8(video), np.asarray(mel)
+    waves = waveforms(model, mel) if mode != 'audio_to_video' else None
     for i, c in enumerate(chunk):
-      audio = c['audio'] if mode == 'audio_to_video' else audio_lib.mel_to_waveform(mel[i], config.data)
+      audio = c['audio'] if mode == 'audio_to_video' else waves[i]
       gen = {'video': c['video'] if mode == 'video_to_audio' else video[i],
              'audio': np.asarray(audio, np.float32), 'label': c.get('label', config.model.num_classes)}
       if 'caption' in c:
@@ -292,7 +340,7 @@ def load_model(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
   abstract = nnx.eval_shape(lambda: models.build_dit(config, nnx.Rngs(0)))
   shardings = param_shardings(config, abstract, mesh) if mesh is not None else None
   dit, step = checkpoint.restore_latest_params(workdir, abstract, ema=params == 'ema', step=step, shardings=shardings)
-  return Model(config, dit, load_autoencoder(config), step, mesh)
+  return Model(config, dit, load_autoencoder(config), step, mesh, load_vocoder(config))
 
 
 def write_mp4(path: str, video: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int) -> None:

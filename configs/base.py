@@ -134,6 +134,38 @@ def get_config() -> ml_collections.ConfigDict:
   ae.ema_decay = 0.999
   ae.seed = 0  # Params and data order of stage 1 (the DiT's seeds share one autoencoder).
 
+  # Neural vocoder (avdiff.models.vocoder): normalized log-mel -> waveform, Vocos-style (ConvNeXt blocks at the mel
+  # frame rate, a head predicting STFT log-magnitude and phase, inverse STFT), trained once per data + vocoder
+  # fields (a stage-1 model: avdiff.vocoders) by `python -m experiments.train_vocoder --config=...`, with a
+  # multi-resolution STFT loss and a mel L1 loss (no adversarial loss: it would multiply the cost of a step).
+  m.vocoder = vc = ml_collections.ConfigDict()
+  # Sampled mel -> waveform with this vocoder (True; it must have been trained: experiments.train_vocoder) or with
+  # Griffin-Lim (False: needs no training). Not part of the vocoder's fingerprint.
+  vc.use = False
+  # '' (the default): the vocoder trained for this config's data and model.vocoder fields, found in (or trained
+  # into) <model.autoencoder_root>/vocoder-<fingerprint>. A directory: the vocoder trained there (refused when its
+  # stage1.json marker names other fields). Not part of the fingerprint.
+  vc.workdir = ''
+  vc.width = 128  # Channels of the ConvNeXt blocks.
+  vc.depth = 4  # ConvNeXt blocks.
+  vc.kernel = 7  # Depthwise convolution width, mel frames (also the input convolution's).
+  vc.mlp_ratio = 3.0  # Hidden size of a block's MLP / width.
+  # Multi-resolution STFT loss: (n_fft, hop) pairs, samples. The longest window resolves the harmonics of a voice
+  # (16 Hz bins at 16 kHz with 1024).
+  vc.resolutions = ((256, 64), (512, 128), (1024, 256))
+  vc.mel_weight = 1.0  # Weight of the mel L1 (normalized log-mel units) beside the STFT loss.
+  # Weight of the phase-advance loss (avdiff.models.vocoder.phase_advance_loss: frame-to-frame phase advance, i.e.
+  # instantaneous frequency, against the target's, weighted by magnitude; 0 = off) and its STFT (n_fft, hop).
+  vc.phase_weight = 0.0
+  vc.phase_resolution = (512, 128)
+  vc.steps = 1500  # Training steps.
+  vc.learning_rate = 2e-3  # Peak learning rate (AdamW, warmup then cosine to 10%).
+  vc.warmup_steps = 50
+  vc.batch_size = 16  # Segments per step.
+  vc.segment_frames = 32  # Mel frames per training segment, cut at a random place of each clip (0 = whole clips).
+  vc.ema_decay = 0.999  # The EMA params are the ones used (with ema_warmup, as stage 1).
+  vc.seed = 0  # Params and data order of the vocoder.
+
   # ------------------------------------------------------------------ diffusion
   c.diffusion = df = ml_collections.ConfigDict()
   df.objective = 'flow'  # 'x' (clean signal; velocity loss) | 'eps' | 'v' | 'flow' (rectified flow velocity).

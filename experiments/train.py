@@ -12,7 +12,8 @@ A latent config (model.encoder 'separate_ae' / 'joint_ae') first finds the autoe
 model.ae fields, or trains it (avdiff.train.stage1), and caches its latents. --task=autoencoder trains the stage-1
 autoencoder alone with config.model.ae.{seed, steps, learning_rate, warmup_steps, ema_decay, batch_size} in place
 of the train section's values (unmarked: experiments.train_autoencoder also evaluates and marks it),
---task=sync_expert the sync expert with config.eval.sync_expert.*.
+--task=sync_expert the sync expert with config.eval.sync_expert.*, --task=vocoder the neural vocoder with
+config.model.vocoder.* (unmarked: experiments.train_vocoder finds or trains, evaluates and marks it).
 """
 
 from avdiff import console

@@ -6,6 +6,7 @@ in a file (also inside a function) counts.
     run_dir               (workdir io: the paths and files of a run, local or gs://)
     checkpoint, lease     (workdir io: config.json, Orbax, restore_params; the one-trainer-per-workdir lease)
     autoencoders          (where a config's stage-1 autoencoder lives: fingerprint, directory, completion marker)
+    vocoders              (the same for the config's neural vocoder)
     sampling              (codec, the sampler cache, load_model, sample_clips, write_clips)
     long_clips            (any length: windows of the one model, on top of sampling)
     eval/                 metrics, sync expert network, conditions, folder / workdir / in-loop evaluation,
@@ -36,11 +37,14 @@ ALLOWED = {
     'checkpoint': {'config_lib', 'console', 'run_dir'},
     'lease': {'config_lib', 'console', 'run_dir'},
     'autoencoders': {'config_lib', 'console', 'data', 'run_dir'},
-    'sampling': LIBRARIES | {'run_dir', 'checkpoint', 'autoencoders'},
-    'long_clips': LIBRARIES | {'run_dir', 'checkpoint', 'autoencoders', 'sampling'},
-    'eval': LIBRARIES | {'run_dir', 'checkpoint', 'autoencoders', 'sampling', 'long_clips'},
-    'train': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'autoencoders', 'sampling', 'long_clips', 'eval'},
-    'study': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'autoencoders', 'sampling', 'long_clips', 'eval', 'train'},
+    'vocoders': {'config_lib', 'console', 'data', 'run_dir', 'autoencoders'},
+    'sampling': LIBRARIES | {'run_dir', 'checkpoint', 'autoencoders', 'vocoders'},
+    'long_clips': LIBRARIES | {'run_dir', 'checkpoint', 'autoencoders', 'vocoders', 'sampling'},
+    'eval': LIBRARIES | {'run_dir', 'checkpoint', 'autoencoders', 'vocoders', 'sampling', 'long_clips'},
+    'train': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'autoencoders', 'vocoders', 'sampling', 'long_clips',
+                          'eval'},
+    'study': LIBRARIES | {'run_dir', 'checkpoint', 'lease', 'autoencoders', 'vocoders', 'sampling', 'long_clips',
+                          'eval', 'train'},
 }
 
 

@@ -88,6 +88,23 @@ def log_mel(wave: np.ndarray, data_cfg: ml_collections.ConfigDict) -> np.ndarray
   return normalize_db(db, float(data_cfg.mel_db_floor))
 
 
+def mel_basis(data_cfg: ml_collections.ConfigDict) -> np.ndarray:
+  """float32 [n_mels, n_fft // 2 + 1]: the mel filters of `log_mel` (triangles with peak 1)."""
+  return _mel_basis(**_params(data_cfg))
+
+
+def magnitude_scale(n_fft: int) -> float:
+  """What `log_mel` divides |STFT| (periodic Hann window of n_fft samples) by: half the window sum."""
+  return _magnitude_scale(n_fft)
+
+
+def synthesis_hop(data_cfg: ml_collections.ConfigDict) -> int:
+  """Hop in samples of waveform synthesis from the mel (Griffin-Lim, the neural vocoder's inverse STFT): the mel hop
+  divided by the smallest integer that makes it <= n_fft / 4 (75% window overlap), so it divides the mel hop."""
+  hop = config_lib.mel_hop(data_cfg)
+  return hop // _resynthesis_ratio(hop, int(data_cfg.n_fft))
+
+
 def _resynthesis_ratio(hop: int, n_fft: int) -> int:
   """Smallest divisor r of hop with hop / r <= n_fft / 4 (75% window overlap for Griffin-Lim)."""
   for ratio in range(1, hop + 1):

@@ -1,5 +1,5 @@
-"""The tasks the loop trains: `diffusion` (the DiT), `autoencoder` (stage 1) and `sync_expert` (the contrastive
-lip-sync network used by evaluation)."""
+"""The tasks the loop trains: `diffusion` (the DiT), `autoencoder` and `vocoder` (stage 1) and `sync_expert` (the
+contrastive lip-sync network used by evaluation)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from avdiff.train.task import Task
 from avdiff.train.tasks.autoencoder import AutoencoderTask
 from avdiff.train.tasks.diffusion import DiffusionTask
 from avdiff.train.tasks.sync_expert import SyncExpertTask
-from avdiff.train.tasks import autoencoder, sync_expert
+from avdiff.train.tasks.vocoder import VocoderTask
+from avdiff.train.tasks import autoencoder, sync_expert, vocoder
 
-NAMES = ('diffusion', 'autoencoder', 'sync_expert')
+NAMES = ('diffusion', 'autoencoder', 'sync_expert', 'vocoder')
 
 
 def build(name: str, config: ml_collections.ConfigDict, progress: bool = True
           ) -> tuple[ml_collections.ConfigDict, Task]:
-  """(run config, task) for task `name`: the autoencoder and the sync expert train with their own steps, batch
-  size and learning rate (model.ae.*, eval.sync_expert.*) in place of the train section's. The diffusion task of a
+  """(run config, task) for task `name`: the autoencoder, the sync expert and the vocoder train with their own
+  steps, batch size and learning rate (model.ae.*, eval.sync_expert.*, model.vocoder.*) in place of the train
+  section's. The diffusion task of a
   latent config trains its autoencoder first unless a finished one exists (`avdiff.train.stage1`); its run config
   names that autoencoder's directory. progress: stage 1's progress bar."""
   if name == 'diffusion':
@@ -31,4 +33,7 @@ def build(name: str, config: ml_collections.ConfigDict, progress: bool = True
   if name == 'sync_expert':
     config = sync_expert.stage_config(config)
     return config, SyncExpertTask(config)
+  if name == 'vocoder':  # Trained by hand: no evaluation or marker (experiments.train_vocoder writes both).
+    config = vocoder.stage_config(config)
+    return config, VocoderTask(config)
   raise ValueError(f'task {name!r} is not one of {NAMES}')

@@ -25,13 +25,13 @@ from avdiff.train import task as task_lib
 
 # The optimizer of stage 1, whatever the train section says: the DiT's own training must not change the
 # autoencoder it shares with other runs (avdiff.autoencoders.fields covers model.ae.*, not train.*).
-_RECIPE = dict(optimizer='adamw', lr_schedule='warmup_cosine', end_lr_fraction=0.1, weight_decay=0.0, b1=0.9,
+STAGE1_RECIPE = dict(optimizer='adamw', lr_schedule='warmup_cosine', end_lr_fraction=0.1, weight_decay=0.0, b1=0.9,
                b2=0.999, grad_clip_norm=1.0, ema_warmup=True, grad_accum_steps=1)
 
 
 def stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A copy of the config that trains stage 1: seed, steps, learning rate, warmup, EMA decay and batch size from
-  model.ae, the rest of the optimizer fixed (`_RECIPE`), the training data shuffled and repeated, sampling off
+  model.ae, the rest of the optimizer fixed (`STAGE1_RECIPE`), the training data shuffled and repeated, sampling off
   (periodic samples and in-loop sample scoring). Everything that shapes the trained weights is therefore a field of
   `avdiff.autoencoders.fields`."""
   config = copy.deepcopy(config)
@@ -45,7 +45,7 @@ def stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     config.train.global_batch_size = ae.batch_size
     config.train.warmup_steps = ae.warmup_steps
     config.train.ema_decay = ae.ema_decay
-    config.train.update(_RECIPE)
+    config.train.update(STAGE1_RECIPE)
     config.train.sample_every = 0
     config.train.eval_samples = False  # Sampling-based sync scores are the diffusion task's.
   return config

@@ -1,0 +1,77 @@
+"""Where the trained neural vocoder of a config lives: its identity (the config fields that determine it and their
+fingerprint), its directory and its completion marker. The vocoder is a stage-1 model like the autoencoder
+(`avdiff.autoencoders`), identified the same way:
+
+    fields       the stored dataset (`builders.dataset_fields`: sample rate, n_fft, mel bands, clip counts, ...),
+                 model.vocoder.* (architecture, loss, training recipe, its own seed) except `use` and `workdir`,
+                 and VOCODER_VERSION.
+    not fields   model.vocoder.use (whether sampling uses it), model.vocoder.workdir, the DiT, the autoencoder,
+                 diffusion.*, train.*, seed (the DiT's), and where things are stored.
+
+    <model.autoencoder_root>/vocoder-<fingerprint>/      checkpoints/, vocoder_eval.json, stage1.json
+
+`stage1.json` is written only after training and the held-out evaluation finished, so a directory with checkpoints
+and no marker is a killed run, to be resumed, never used.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import ml_collections
+
+from avdiff import autoencoders
+from avdiff import config_lib
+from avdiff import run_dir
+from avdiff.data import builders
+
+# Bump when the vocoder architecture or its training recipe changes meaning: every fingerprint changes with it.
+VOCODER_VERSION = 1
+MARKER = autoencoders.MARKER
+# model.vocoder fields that do not change the trained weights.
+_NOT_FIELDS = ('use', 'workdir')
+
+
+def fields(config: ml_collections.ConfigDict) -> dict:
+  """The config fields that determine the trained vocoder (JSON values: tuples as lists)."""
+  vocoder = {k: v for k, v in config.model.vocoder.to_dict().items() if k not in _NOT_FIELDS}
+  values = {'data': builders.dataset_fields(config.data, config.data.dataset), 'vocoder': vocoder,
+            'version': VOCODER_VERSION}
+  return json.loads(json.dumps(values))
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> str:
+  """Fingerprint of `fields(config)`: equal for two configs exactly when their trained vocoders are."""
+  return builders.fingerprint(fields(config))
+
+
+def derived_dir(config: ml_collections.ConfigDict) -> str:
+  """<stage-1 root>/vocoder-<fingerprint> (the root of `autoencoders.root`)."""
+  return str(run_dir.as_path(autoencoders.root(config)) / f'vocoder-{fingerprint(config)}')
+
+
+def directory(config: ml_collections.ConfigDict) -> str:
+  """The vocoder directory of the config: model.vocoder.workdir when set, else `derived_dir`."""
+  return config.model.vocoder.workdir or derived_dir(config)
+
+
+def write_marker(vocoder_dir: str, config: ml_collections.ConfigDict, **extra) -> None:
+  """Marks vocoder_dir complete for `config` (call last, after training and evaluation); `extra`: e.g. the
+  evaluation."""
+  marker = {'fingerprint': fingerprint(config), 'fields': fields(config), **extra}
+  run_dir.RunDir(vocoder_dir).write_text(MARKER, json.dumps(marker, indent=1, sort_keys=True))
+
+
+def check(config: ml_collections.ConfigDict, vocoder_dir: str) -> Optional[dict]:
+  """The marker of vocoder_dir (None when it has none); raises config_lib.ConfigError when the marker was written
+  for other fields than the config's, naming each differing field."""
+  marker = autoencoders.read_marker(vocoder_dir)
+  if marker is not None and marker.get('fingerprint') != fingerprint(config):
+    diffs = autoencoders.field_differences(marker.get('fields', {}), fields(config)) or [
+        f'fingerprint {marker.get("fingerprint")} vs {fingerprint(config)}']
+    raise config_lib.ConfigError(
+        f'The vocoder in {vocoder_dir} was trained for other settings than this config (fingerprint '
+        f'{marker.get("fingerprint")}, config {fingerprint(config)}):\n  ' + '\n  '.join(diffs) +
+        '\nRestore those settings, or leave model.vocoder.workdir empty so the matching vocoder is found or trained.')
+  return marker
