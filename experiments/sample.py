@@ -6,6 +6,7 @@
     python -m experiments.sample --workdir=runs/text --mode=joint --prompts=prompts.txt --num=1   # one prompt a line
     python -m experiments.sample --workdir=runs/tiny --mode=audio_to_video --audio=speech.wav     # any length
     python -m experiments.sample --workdir=runs/tiny --mode=video_to_audio --video=clip.mp4
+    python -m experiments.sample --workdir=runs/tiny --mode=video_to_audio --num=8 --vocoder=neural
 
 Modes: joint (labels 0, 1, ... cycled; a text model: --num samples per prompt, or the captions of the first --num
 clips of --split), audio_to_video / video_to_audio (the other modality taken from the first --num clips of --split,
@@ -20,6 +21,10 @@ W/samples/<step>/<file name>_<mode>.mp4); audio_to_video keeps the file's own au
 without the needed stream, or less than one video frame of signal is an error before the model loads; shorter than
 one window is generated in one padded window; silence gives a closed mouth (both said on the console). --label
 names the speaker (default: none, the null label).
+
+--vocoder: how sampled mel becomes sound, 'griffin_lim' (no training) or 'neural' (the trained vocoder of the run's
+data and model.vocoder fields, `python -m experiments.train_vocoder --config=...`; an error naming that command when
+it has not been trained); default the run's model.vocoder.use.
 
 On several devices or processes (the multi-process flags of experiments.train, the same command on every process)
 the params are restored into their training shardings on the run's mesh and sampled there; process 0 writes.
@@ -60,6 +65,8 @@ _SHARE_ABOVE = flags.DEFINE_float('share_above', long_clips.DEFAULT_SHARE_ABOVE,
                                   '(one speaker throughout; 1 = off).')
 _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID = parallel.process_flags()
 _LABEL = flags.DEFINE_integer('label', None, 'With --audio / --video: the speaker label (default: none).')
+_VOCODER = flags.DEFINE_enum('vocoder', None, ['griffin_lim', 'neural'],
+                             'Sampled mel -> waveform (default: the run\'s model.vocoder.use).')
 
 
 def main(argv):
@@ -67,6 +74,8 @@ def main(argv):
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # The run's config.json on top of configs/base.py: fields added since the run get their defaults.
   config = checkpoint.load_config(_WORKDIR.value, base.get_config())
+  if _VOCODER.value is not None:
+    config.model.vocoder.use = _VOCODER.value == 'neural'
   if _PROMPT.value is not None and _PROMPTS.value:
     raise console.UserError('give --prompt or --prompts, not both')
   prompts = [_PROMPT.value] if _PROMPT.value is not None else None

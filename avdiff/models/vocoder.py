@@ -12,10 +12,14 @@ tiny config, 400 of 512 samples, overlaps too little for a well-conditioned inve
 centred on sample (i * ratio + r + 1/2) * synthesis hop, symmetric about the mel frame's centre (i + 1/2) * mel hop,
 so the waveform lies on the mel clock: T_a frames -> S = T_a * mel hop samples.
 
-Loss (no adversarial term: a discriminator would several-fold the cost of a step on 2 CPU cores, and this model is
-meant to train in minutes): multi-resolution STFT magnitude loss (spectral convergence + L1 of log magnitudes at
-each of model.vocoder.resolutions) plus model.vocoder.mel_weight x L1 between the normalized log-mel of the output
-and of the target (`spectral.log_mel`, the data's analysis).
+Loss (no adversarial term: Vocos trains with multi-period and multi-resolution discriminators, which would
+several-fold the cost of a step on 2 CPU cores; this model is meant to train in minutes): multi-resolution STFT
+magnitude loss (spectral convergence + L1 of log magnitudes at each of model.vocoder.resolutions), plus
+model.vocoder.mel_weight x L1 between the normalized log-mel of the output and of the target (`spectral.log_mel`,
+the data's analysis), plus model.vocoder.phase_weight x `phase_advance_loss`. Magnitude losses leave the phase
+free, and without a discriminator nothing else asks partials to keep their frequency from frame to frame: with
+magnitude losses alone the voices came out breathy, pyin found no voice in most frames (benchmarks/README.md,
+'Sampling: mel -> waveform').
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ def build(name: str, config: ml_collections.ConfigDict, progress: bool = True
           ) -> tuple[ml_collections.ConfigDict, Task]:
   """(run config, task) for task `name`: the autoencoder, the sync expert and the vocoder train with their own
   steps, batch size and learning rate (model.ae.*, eval.sync_expert.*, model.vocoder.*) in place of the train
-  section's. The diffusion task of a
-  latent config trains its autoencoder first unless a finished one exists (`avdiff.train.stage1`); its run config
-  names that autoencoder's directory. progress: stage 1's progress bar."""
+  section's. The diffusion task of a latent config trains its autoencoder first unless a finished one exists
+  (`avdiff.train.stage1`); its run config names that autoencoder's directory. With model.vocoder.use the vocoder is
+  found or trained first too (`avdiff.train.tasks.vocoder.find_or_train`). progress: stage 1's progress bar."""
   if name == 'diffusion':
     # A latent config: its autoencoder found or trained first, and the latents of its data cached (stage1.prepare).
     config, autoencoder_model, latents = stage1.prepare(config, progress)
+    if config.model.vocoder.use:  # Its samples need the vocoder: found or trained first, as the autoencoder.
+      vocoder.find_or_train(config, progress=progress)
     return config, DiffusionTask(config, autoencoder_model, latents)
   if name == 'autoencoder':
     config = autoencoder.stage_config(config)
