@@ -155,8 +155,8 @@ def get_config() -> ml_collections.ConfigDict:
   vc.resolutions = ((256, 64), (512, 128), (1024, 256))
   vc.mel_weight = 1.0  # Weight of the mel L1 (normalized log-mel units) beside the STFT loss.
   # Weight of the phase-advance loss (avdiff.models.vocoder.phase_advance_loss: frame-to-frame phase advance, i.e.
-  # instantaneous frequency, against the target's, weighted by magnitude; 0 = off) and its STFT (n_fft, hop). It is
-  # what keeps the pitch (benchmarks/vocoder.md); (1024, 256) did worse than (512, 128) on the tiny config.
+  # instantaneous frequency, against the target's, weighted by magnitude; 0 = off) and its STFT (n_fft, hop). It
+  # makes pyin's voicing of the output agree more often with the original's (benchmarks/vocoder.md).
   vc.phase_weight = 1.0
   vc.phase_resolution = (512, 128)
   vc.steps = 3000  # Training steps (about 10 minutes on 2 shared CPU cores at the tiny config).

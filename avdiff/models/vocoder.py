@@ -17,9 +17,9 @@ several-fold the cost of a step on 2 CPU cores; this model is meant to train in 
 magnitude loss (spectral convergence + L1 of log magnitudes at each of model.vocoder.resolutions), plus
 model.vocoder.mel_weight x L1 between the normalized log-mel of the output and of the target (`spectral.log_mel`,
 the data's analysis), plus model.vocoder.phase_weight x `phase_advance_loss`. Magnitude losses leave the phase
-free, and without a discriminator nothing else asks partials to keep their frequency from frame to frame: with
-magnitude losses alone the voices came out breathy, pyin found no voice in most frames (benchmarks/README.md,
-'Sampling: mel -> waveform').
+free, and without a discriminator nothing else asks partials to keep their frequency from frame to frame; with the
+phase-advance loss pyin finds fewer voiced frames where the original has none and more where it has some
+(benchmarks/vocoder.md, the no_phase_loss row).
 """
 
 from __future__ import annotations
