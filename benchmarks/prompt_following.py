@@ -12,8 +12,8 @@ paraphrase wording, over seeds; and prompt agreement and lip-sync against the te
     python -m benchmarks.prompt_following --workdirs=runs/text/seed0,... --orders=together,audio_first,video_first \
         --out=benchmarks/prompt_order.md                         # agreement against the joint sampling order
 
-Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>][_o<order>].json (reused when present: the command
-resumes); the table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the
+Per run the scores go to W/eval/prompt_following[_g<scale>][_s<step>][_o<order>].json (reused when present: the
+command resumes); the table to stdout and --out. Agreement: share of samples whose reading of an attribute named in the
 prompt equals it (avdiff.eval.prompts); 'all': every named attribute right. Readers on the held-out clips and
 another clip's prompt are the ceiling and the chance level.
 """
@@ -148,9 +148,10 @@ def _cell(values: list[float]) -> str:
   return f'{np.mean(values):.2f}' + (f' ± {np.std(values, ddof=1):.2f}' if len(values) > 1 else '')
 
 
-_BINDING = ('the pitch binding (`avdiff.eval.prompts.pitch_binding`): a pitch read-out fitted only on train captions whose face colour is in '
-            'no held-out pair, reading the captions of the held-out pairs\' colours, seen (validation) and novel '
-            '(test_novel). Novel far below seen: the encoder writes those colours\' pitch from the colour word.')
+_BINDING = ('the pitch binding (`avdiff.eval.prompts.pitch_binding`): a pitch read-out fitted only on train '
+            'captions whose face colour is in no held-out pair, reading the captions of the held-out pairs\' '
+            'colours, seen (validation) and novel (test_novel). Novel far below seen: the encoder writes those '
+            'colours\' pitch from the colour word.')
 _BINDING_COLUMNS = ('pitch binding seen', 'pitch binding novel')
 
 
