@@ -189,7 +189,7 @@ def load_vocoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
   """The config's trained neural vocoder with its EMA params when model.vocoder.use, else None (Griffin-Lim).
   Raises config_lib.ConfigError when its directory (`vocoders.directory`) holds no finished vocoder, naming the
   command that trains it, or one trained for other data / model.vocoder fields (naming them)."""
-  if not config.model.vocoder.use:
+  if not vocoders.enabled(config):
     return None
   vocoder_dir = vocoders.directory(config)
   if vocoders.check(config, vocoder_dir) is None:
@@ -217,7 +217,7 @@ def waveforms(model: Model, mel: np.ndarray) -> np.ndarray:
   """Sampled mel float [B, T_a, n_mels] -> waveforms float32 [B, T_a * mel hop] in [-1, 1] at data.sample_rate:
   the neural vocoder with model.vocoder.use (loaded into model.vocoder on first use), else Griffin-Lim."""
   mel = np.asarray(mel, np.float32)
-  if model.config.model.vocoder.use:
+  if vocoders.enabled(model.config):
     if model.vocoder is None:
       model.vocoder = load_vocoder(model.config)
     return vocode(model.vocoder, mel)

@@ -33,6 +33,13 @@ MARKER = autoencoders.MARKER
 _NOT_FIELDS = ('use', 'workdir')
 
 
+def enabled(config: ml_collections.ConfigDict) -> bool:
+  """model.vocoder.use: whether sampling turns mel into sound with the vocoder (False for a config saved before the
+  vocoder existed, read without configs/base.py's defaults)."""
+  vocoder = config.model.get('vocoder')
+  return bool(vocoder is not None and vocoder.get('use', False))
+
+
 def fields(config: ml_collections.ConfigDict) -> dict:
   """The config fields that determine the trained vocoder (JSON values: tuples as lists)."""
   vocoder = {k: v for k, v in config.model.vocoder.to_dict().items() if k not in _NOT_FIELDS}

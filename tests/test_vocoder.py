@@ -120,10 +120,10 @@ def test_sampling_with_the_vocoder_found_or_trained_once(tmp_path, monkeypatch):
   with pytest.raises(config_lib.ConfigError, match='experiments.train_vocoder'):
     sampling.sample_clips(sampling.Model(on, dit), [{'label': 0}], 'joint', seed=0)
 
-  trained = vocoder_task.find_or_train(config, progress=False)
+  trained = vocoder_task.find_or_train(config, progress=False, eval_clips=2)
   assert trained == vocoders.derived_dir(config) and vocoders.check(config, trained)['eval']['vocoder']['mel_l1'] > 0
   monkeypatch.setattr(vocoder_task, 'train_and_evaluate', lambda *a, **k: pytest.fail('trained twice'))
-  assert vocoder_task.find_or_train(config, progress=False) == trained
+  assert vocoder_task.find_or_train(config, progress=False, eval_clips=2) == trained
 
   clips = sampling.sample_clips(sampling.Model(on, dit), [{'label': 0}, {'label': 1}], 'joint', seed=0)
   samples = config_lib.num_samples(config.data)  # 0.8 s at 16 kHz.
@@ -133,3 +133,12 @@ def test_sampling_with_the_vocoder_found_or_trained_once(tmp_path, monkeypatch):
   other = _changed(_changed(config, 'model.vocoder.width', 8), 'model.vocoder.workdir', trained)
   with pytest.raises(config_lib.ConfigError, match='vocoder.width: 16 \\(trained\\) vs 8'):
     sampling.load_vocoder(_changed(other, 'model.vocoder.use', True))
+
+
+def test_a_config_from_before_the_vocoder_samples_with_griffin_lim():
+  """A run's config.json read without configs/base.py's defaults has no model.vocoder: Griffin-Lim, no error."""
+  config = tiny.get_config()
+  with config.unlocked():
+    del config.model['vocoder']
+  mel = audio.log_mel(synthetic.make_clip('talking', 2, config.data)['audio'], config.data)[None, :8]
+  assert sampling.waveforms(sampling.Model(config, dit=None), mel).shape == (1, 8 * config_lib.mel_hop(config.data))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from avdiff import vocoders
 from avdiff.train import stage1
 from avdiff.train.task import Task
 from avdiff.train.tasks.autoencoder import AutoencoderTask
@@ -26,7 +27,7 @@ def build(name: str, config: ml_collections.ConfigDict, progress: bool = True
   if name == 'diffusion':
     # A latent config: its autoencoder found or trained first, and the latents of its data cached (stage1.prepare).
     config, autoencoder_model, latents = stage1.prepare(config, progress)
-    if config.model.vocoder.use:  # Its samples need the vocoder: found or trained first, as the autoencoder.
+    if vocoders.enabled(config):  # Its samples need the vocoder: found or trained first, as the autoencoder.
       vocoder.find_or_train(config, progress=progress)
     return config, DiffusionTask(config, autoencoder_model, latents)
   if name == 'autoencoder':

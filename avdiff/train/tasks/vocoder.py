@@ -141,9 +141,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, eval_cli
   return results
 
 
-def find_or_train(config: ml_collections.ConfigDict, progress: bool = True) -> str:
+def find_or_train(config: ml_collections.ConfigDict, progress: bool = True, eval_clips: int = 32) -> str:
   """The directory of the config's trained vocoder, training it there first when it is not complete (a killed run
-  resumes from its checkpoint). Raises config_lib.ConfigError when the directory's marker names other fields,
+  resumes from its checkpoint) and scoring it on eval_clips validation clips (`train_and_evaluate`). Raises config_lib.ConfigError when the directory's marker names other fields,
   Preempted when training was stopped by a preemption notice."""
   vocoder_dir = vocoders.directory(config)
   marker = vocoders.check(config, vocoder_dir)
@@ -153,7 +153,7 @@ def find_or_train(config: ml_collections.ConfigDict, progress: bool = True) -> s
   step = checkpoint.latest_step(vocoder_dir)
   resume = f', resuming from step {step}' if step is not None else ''
   console.say(f'Training vocoder at {vocoder_dir} first (fingerprint {vocoders.fingerprint(config)}{resume})')
-  result = train_and_evaluate(config, vocoder_dir, progress=progress)
+  result = train_and_evaluate(config, vocoder_dir, eval_clips=eval_clips, progress=progress)
   if result['stopped'] != 'done':
     raise Preempted(f'vocoder training in {vocoder_dir} was preempted at step {result["step"]} (saved); rerun the '
                     'same command to continue it')
