@@ -143,8 +143,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, eval_cli
 
 def find_or_train(config: ml_collections.ConfigDict, progress: bool = True, eval_clips: int = 32) -> str:
   """The directory of the config's trained vocoder, training it there first when it is not complete (a killed run
-  resumes from its checkpoint) and scoring it on eval_clips validation clips (`train_and_evaluate`). Raises config_lib.ConfigError when the directory's marker names other fields,
-  Preempted when training was stopped by a preemption notice."""
+  resumes from its checkpoint) and scoring it on eval_clips validation clips (`train_and_evaluate`). Raises
+  config_lib.ConfigError when the directory's marker names other fields, Preempted when training was stopped by a
+  preemption notice."""
   vocoder_dir = vocoders.directory(config)
   marker = vocoders.check(config, vocoder_dir)
   if marker is not None:
