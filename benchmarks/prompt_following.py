@@ -285,8 +285,8 @@ def guidance_table(per_scale: dict[str, list[dict]]) -> list[str]:
   ax.set_ylim(0, 1.02)
   ax.grid(alpha=0.3)
   fvd_ax = ax.twinx()
-  for col, label in ((9, 'FVD seen (right axis)'), (10, 'FVD novel (right axis)')):
-    fvd_ax.plot(rows[:, 0], rows[:, col], marker='s', linestyle='--', label=label)
+  for col, label, colour in ((9, 'FVD seen (right axis)', 'black'), (10, 'FVD novel (right axis)', 'dimgrey')):
+    fvd_ax.plot(rows[:, 0], rows[:, col], marker='s', linestyle='--', color=colour, label=label)
   fvd_ax.axhline(floor, color='grey', linewidth=0.8, linestyle=':')
   fvd_ax.set_ylabel(f'FVD (N = {_NUM.value}; dotted: two held-out sets)')
   fvd_ax.set_ylim(0, None)
