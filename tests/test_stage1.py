@@ -39,16 +39,6 @@ def latent_config(root: str, **extra):
   return train_toy.config(DATA_DIR, **{**overrides, **extra})
 
 
-def _changed(config, field, value):
-  c = config.copy_and_resolve_references()
-  node = c
-  *path, name = field.split('.')
-  for part in path:
-    node = node[part]
-  node[name] = value
-  return c
-
-
 # ----------------------------------------------------------------------------- identity
 
 @pytest.mark.parametrize('field, value', [
@@ -57,7 +47,7 @@ def _changed(config, field, value):
     ('model.ae.seed', 1), ('model.ae.learning_rate', 3e-4), ('model.param_dtype', 'bfloat16')])
 def test_fingerprint_changes_with_every_data_and_autoencoder_field(field, value):
   config = latent_config('/tmp/unused')
-  changed = _changed(config, field, value)
+  changed = train_toy.changed(config, field, value)
   assert autoencoders.fingerprint(changed) != autoencoders.fingerprint(config)
   assert autoencoders.derived_dir(changed) != autoencoders.derived_dir(config)  # Never the stale directory.
 
@@ -69,13 +59,15 @@ def test_fingerprint_changes_with_every_data_and_autoencoder_field(field, value)
     ('eval.num_clips', 2), ('data.shuffle', False)])
 def test_fingerprint_ignores_the_dit_diffusion_training_and_storage_fields(field, value):
   config = latent_config('/tmp/unused')
-  assert autoencoders.fingerprint(_changed(config, field, value)) == autoencoders.fingerprint(config)
+  assert autoencoders.fingerprint(train_toy.changed(config, field, value)) == autoencoders.fingerprint(config)
 
 
 def test_stage1_trains_from_model_ae_not_the_dit_train_section():
   """What stage 1 reads from the config is in the fingerprint: a DiT run's optimizer fields do not reach it."""
   config = latent_config('/tmp/unused')
-  other = _changed(_changed(_changed(config, 'train.warmup_steps', 9), 'train.ema_decay', 0.5), 'seed', 4)
+  other = config
+  for field, value in (('train.warmup_steps', 9), ('train.ema_decay', 0.5), ('seed', 4)):
+    other = train_toy.changed(other, field, value)
   a, b = autoencoder_task.stage_config(config), autoencoder_task.stage_config(other)
   assert a.train.to_dict() == b.train.to_dict() and a.seed == b.seed == config.model.ae.seed
 
@@ -88,7 +80,7 @@ def test_latent_dataset_name_follows_data_and_autoencoder():
   base = name(config, 'abc')
   assert name(config, 'abc') == base
   assert name(config, 'abd') != base  # Another autoencoder.
-  assert name(_changed(config, 'data.num_train', 24), 'abc') != base  # Other clips.
+  assert name(train_toy.changed(config, 'data.num_train', 24), 'abc') != base  # Other clips.
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -119,12 +111,12 @@ def test_train_finds_trains_resumes_or_refuses(tmp_path, monkeypatch, capsys):
   assert f'Training autoencoder at {ae_dir} first (fingerprint {autoencoders.fingerprint(config)}' in (
       capsys.readouterr().err)
   # Complete: used, not trained again; a DiT-only change finds the same one.
-  dit_change = _changed(config, 'model.width', 64)
+  dit_change = train_toy.changed(config, 'model.width', 64)
   assert stage1.find_or_train(dit_change, progress=False) == ae_dir and len(fake.calls) == 1
   assert f'Using trained autoencoder at {ae_dir} (fingerprint {autoencoders.fingerprint(config)})' in (
       capsys.readouterr().err)
   # A changed AE field: its own directory, trained there (never the stale one).
-  wider = _changed(config, 'model.ae.width', 16)
+  wider = train_toy.changed(config, 'model.ae.width', 16)
   assert stage1.find_or_train(wider, progress=False) != ae_dir and len(fake.calls) == 2
   # Killed run (checkpoints, no marker): stage 1 runs again in the same directory, which resumes from its checkpoint.
   os.remove(os.path.join(ae_dir, autoencoders.MARKER))
@@ -138,12 +130,13 @@ def test_train_finds_trains_resumes_or_refuses(tmp_path, monkeypatch, capsys):
   stage1.find_or_train(config, progress=False)
 
   # An explicit directory with a marker of other fields is refused, naming them (training and sampling alike).
-  explicit = _changed(_changed(config, 'model.autoencoder_workdir', ae_dir), 'model.ae.kl_weight', 0.5)
+  explicit = train_toy.changed(config, 'model.autoencoder_workdir', ae_dir)
+  explicit = train_toy.changed(explicit, 'model.ae.kl_weight', 0.5)
   for resolve in (lambda: stage1.find_or_train(explicit, progress=False), lambda: sampling.load_autoencoder(explicit)):
     with pytest.raises(config_lib.ConfigError, match=r'ae\.kl_weight: 0\.0001 \(trained\) vs 0\.5 \(config\)'):
       resolve()
   # An explicit matching directory is used as given.
-  same = _changed(config, 'model.autoencoder_workdir', ae_dir)
+  same = train_toy.changed(config, 'model.autoencoder_workdir', ae_dir)
   calls = len(fake.calls)
   assert stage1.find_or_train(same, progress=False) == ae_dir and len(fake.calls) == calls
 
@@ -222,12 +215,12 @@ def test_cache_is_reused_and_never_stale(cached):
   ae_dir = config.model.autoencoder_workdir
   assert stage1.latent_builder(config, ae_dir).is_prepared()
   # Another autoencoder (a marker of other fields): another dataset, not built yet.
-  other = _changed(_changed(config, 'model.ae.kl_weight', 0.5), 'model.autoencoder_workdir', '')
+  other = train_toy.changed(train_toy.changed(config, 'model.ae.kl_weight', 0.5), 'model.autoencoder_workdir', '')
   autoencoders.write_marker(autoencoders.derived_dir(other), other)
   assert not stage1.latent_builder(other, autoencoders.derived_dir(other)).is_prepared()
   # Other clips: the autoencoder of the former ones is refused, naming the field.
   with pytest.raises(config_lib.ConfigError, match=r'data\.num_validation: 8 \(trained\) vs 9 \(config\)'):
-    stage1.latent_builder(_changed(config, 'data.num_validation', 9), ae_dir)
+    stage1.latent_builder(train_toy.changed(config, 'data.num_validation', 9), ae_dir)
 
 
 def test_loss_on_cached_latents_equals_the_loss_through_the_encoder(cached):
@@ -267,5 +260,5 @@ def test_train_trains_stage1_once_then_reads_cached_latents(tmp_path, capsys):
   saved = checkpoint.load_config(str(tmp_path / 'run'))
   assert saved.model.autoencoder_workdir == ae_dir and sampling.load_autoencoder(saved) is not None
   # A second DiT run with other DiT fields trains nothing.
-  tasks.build('diffusion', _changed(config, 'model.width', 64), progress=False)
+  tasks.build('diffusion', train_toy.changed(config, 'model.width', 64), progress=False)
   assert 'Using trained autoencoder at' in capsys.readouterr().err

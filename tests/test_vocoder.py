@@ -83,23 +83,13 @@ def test_vocoder_learns_one_clip():
   assert after < before / 3, (before, after)
 
 
-def _changed(config, field, value):
-  c = config.copy_and_resolve_references()
-  *path, name = field.split('.')
-  node = c
-  for part in path:
-    node = node[part]
-  node[name] = value
-  return c
-
-
 @pytest.mark.parametrize('field, value', [
     ('model.vocoder.width', 64), ('model.vocoder.depth', 2), ('model.vocoder.steps', 7), ('model.vocoder.seed', 1),
     ('model.vocoder.learning_rate', 1e-4), ('model.vocoder.resolutions', ((512, 128),)),
     ('model.vocoder.segment_frames', 16), ('data.n_mels', 64), ('data.sample_rate', 8000), ('data.num_train', 8)])
 def test_fingerprint_changes_with_every_data_and_vocoder_field(field, value):
   config = tiny.get_config()
-  assert vocoders.fingerprint(_changed(config, field, value)) != vocoders.fingerprint(config)
+  assert vocoders.fingerprint(train_toy.changed(config, field, value)) != vocoders.fingerprint(config)
 
 
 @pytest.mark.parametrize('field, value', [
@@ -108,7 +98,7 @@ def test_fingerprint_changes_with_every_data_and_vocoder_field(field, value):
     ('model.vocoder.workdir', '/x'), ('data.data_dir', '/elsewhere'), ('model.autoencoder_root', '/x')])
 def test_fingerprint_ignores_the_dit_training_switch_and_storage_fields(field, value):
   config = tiny.get_config()
-  assert vocoders.fingerprint(_changed(config, field, value)) == vocoders.fingerprint(config)
+  assert vocoders.fingerprint(train_toy.changed(config, field, value)) == vocoders.fingerprint(config)
 
 
 def test_sampling_with_the_vocoder_found_or_trained_once(tmp_path, monkeypatch):
@@ -116,7 +106,7 @@ def test_sampling_with_the_vocoder_found_or_trained_once(tmp_path, monkeypatch):
                                          'model.vocoder.depth': 1, 'model.vocoder.steps': 2,
                                          'model.vocoder.batch_size': 8, 'model.vocoder.segment_frames': 16})
   dit = models.build_dit(config, nnx.Rngs(0))
-  on = _changed(config, 'model.vocoder.use', True)
+  on = train_toy.changed(config, 'model.vocoder.use', True)
   with pytest.raises(config_lib.ConfigError, match='experiments.train_vocoder'):
     sampling.sample_clips(sampling.Model(on, dit), [{'label': 0}], 'joint', seed=0)
 
@@ -130,9 +120,9 @@ def test_sampling_with_the_vocoder_found_or_trained_once(tmp_path, monkeypatch):
   assert [c['audio'].shape for c in clips] == [(samples,)] * 2
   assert all(c['audio'].dtype == np.float32 and np.abs(c['audio']).max() <= 1.0 for c in clips)
 
-  other = _changed(_changed(config, 'model.vocoder.width', 8), 'model.vocoder.workdir', trained)
+  other = train_toy.changed(train_toy.changed(config, 'model.vocoder.width', 8), 'model.vocoder.workdir', trained)
   with pytest.raises(config_lib.ConfigError, match='vocoder.width: 16 \\(trained\\) vs 8'):
-    sampling.load_vocoder(_changed(other, 'model.vocoder.use', True))
+    sampling.load_vocoder(train_toy.changed(other, 'model.vocoder.use', True))
 
 
 def test_a_config_from_before_the_vocoder_samples_with_griffin_lim():

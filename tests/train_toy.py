@@ -101,3 +101,14 @@ def few_steps(task, host_batch: dict, steps: int = 3, learning_rate: float = 1e-
     params, opt, loss, grads = step(params, opt, jax.random.key(i))
     losses.append(float(loss))
   return losses, grads
+
+
+def changed(config: ml_collections.ConfigDict, field: str, value) -> ml_collections.ConfigDict:
+  """A copy of the config with the dotted field (e.g. 'model.ae.width') set to value."""
+  c = config.copy_and_resolve_references()
+  *path, name = field.split('.')
+  node = c
+  for part in path:
+    node = node[part]
+  node[name] = value
+  return c

@@ -29,22 +29,23 @@ STAGE1_RECIPE = dict(optimizer='adamw', lr_schedule='warmup_cosine', end_lr_frac
                b2=0.999, grad_clip_norm=1.0, ema_warmup=True, grad_accum_steps=1)
 
 
-def stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of the config that trains stage 1: seed, steps, learning rate, warmup, EMA decay and batch size from
-  model.ae, the rest of the optimizer fixed (`STAGE1_RECIPE`), the training data shuffled and repeated, sampling off
-  (periodic samples and in-loop sample scoring). Everything that shapes the trained weights is therefore a field of
-  `avdiff.autoencoders.fields`."""
+def stage_config(config: ml_collections.ConfigDict, section: str = 'ae') -> ml_collections.ConfigDict:
+  """A copy of the config that trains the stage-1 model of model.<section> ('ae': the autoencoder; 'vocoder'): seed,
+  steps, learning rate, warmup, EMA decay and batch size from that section, the rest of the optimizer fixed
+  (`STAGE1_RECIPE`), the training data shuffled and repeated, sampling off (periodic samples and in-loop sample
+  scoring). Everything that shapes the trained weights is therefore a field of `avdiff.autoencoders.fields`
+  (`avdiff.vocoders.fields`)."""
   config = copy.deepcopy(config)
-  ae = config.model.ae
+  stage = config.model[section]
   with config.unlocked():
-    config.seed = ae.seed
+    config.seed = stage.seed
     config.data.shuffle = True
     config.data.num_epochs = -1
-    config.train.steps = ae.steps
-    config.train.learning_rate = ae.learning_rate
-    config.train.global_batch_size = ae.batch_size
-    config.train.warmup_steps = ae.warmup_steps
-    config.train.ema_decay = ae.ema_decay
+    config.train.steps = stage.steps
+    config.train.learning_rate = stage.learning_rate
+    config.train.global_batch_size = stage.batch_size
+    config.train.warmup_steps = stage.warmup_steps
+    config.train.ema_decay = stage.ema_decay
     config.train.update(STAGE1_RECIPE)
     config.train.sample_every = 0
     config.train.eval_samples = False  # Sampling-based sync scores are the diffusion task's.

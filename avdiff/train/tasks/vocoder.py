@@ -11,7 +11,6 @@ original, for the vocoder and for Griffin-Lim) and writes vocoder_eval.json and 
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 
@@ -46,22 +45,10 @@ def stage_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   """A copy of the config that trains the vocoder: seed, steps, learning rate, warmup, EMA decay and batch size from
   model.vocoder, the rest of the optimizer fixed (stage 1's recipe), waveforms in the batches, the training data
   shuffled and repeated, no sampling or in-loop evaluation. What shapes the weights is in `vocoders.fields`."""
-  config = copy.deepcopy(config)
-  v = config.model.vocoder
+  config = autoencoder_task.stage_config(config, 'vocoder')
   with config.unlocked():
-    config.seed = v.seed
-    config.data.shuffle = True
-    config.data.num_epochs = -1
     config.data.with_waveform = True
-    config.train.steps = v.steps
-    config.train.learning_rate = v.learning_rate
-    config.train.global_batch_size = v.batch_size
-    config.train.warmup_steps = v.warmup_steps
-    config.train.ema_decay = v.ema_decay
-    config.train.update(autoencoder_task.STAGE1_RECIPE)
-    config.train.sample_every = 0
     config.train.eval_every = 0
-    config.train.eval_samples = False
   return config
 
 
