@@ -1,5 +1,5 @@
 """Neural vocoder: normalized log-mel [B, T_a, n_mels] -> waveform [B, S] at data.sample_rate, in the style of Vocos
-(Siuzdenko et al. 2023), trained by `vocoder_loss`.
+(Siuzdak 2023), trained by `vocoder_loss`.
 
     mel --Conv1d(k)--> ConvNeXt blocks (depthwise conv k, LayerNorm, MLP, layer scale) at the mel frame rate
         --> LayerNorm, Dense --> per mel frame, `ratio` STFT frames of log-magnitude and phase (angle)
