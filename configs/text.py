@@ -16,8 +16,9 @@ learned, above that, where the main job's time density puts 0.4% of training; th
 Expected result: README, 'Text prompts' (benchmarks/prompt_following.md, text_tokenizer.md, prompt_steps.md): at
 1000 steps the face colour and the speaking rate follow the prompt on every seed, seen and held-out combinations;
 shape and pitch not yet. With --config.train.steps=3000 the shape and the syllable count follow too and the seen
-pitch nearly (0.76); on held-out colour / pitch pairs the voice takes the pitch of the face colour's training
-partner. Lip-sync as the main job's.
+pitch nearly (0.76); on held-out colour / pitch pairs the voice takes the pitch of the colour's training partner:
+the text encoder writes it from the colour word (README, 'Where the colour/pitch binding sits'). Lip-sync as the
+main job's.
 """
 
 from configs import tiny
