@@ -78,7 +78,7 @@ def find_or_train(config: ml_collections.ConfigDict, progress: bool = True) -> s
   if jax.process_count() > 1:  # The marker is written by process 0; the others read it below.
     multihost_utils.sync_global_devices(f'avdiff.stage1.marker:{ae_dir}')
   _say(f'Trained autoencoder at {ae_dir} (fingerprint {autoencoders.fingerprint(config)}): video PSNR '
-       f'{result["ema"].get("psnr_video", float("nan")):.2f} dB (EMA params)')
+       f'{result["ema"].get("video_psnr_db", float("nan")):.2f} dB (EMA params)')
   return ae_dir
 
 
