@@ -72,10 +72,32 @@ def read_marker(ae_dir: str) -> Optional[dict]:
   return json.loads(path.read_text()) if path.exists() else None
 
 
+def write_stage_marker(stage_dir: str, stage_fields: dict, **extra) -> None:
+  """Marks a stage-1 directory complete for the fields that identify its model (call last, after training and
+  evaluation); `extra`: e.g. the evaluation."""
+  marker = {'fingerprint': builders.fingerprint(stage_fields), 'fields': stage_fields, **extra}
+  run_dir.RunDir(stage_dir).write_text(MARKER, json.dumps(marker, indent=1, sort_keys=True))
+
+
+def check_stage_marker(stage_dir: str, stage_fields: dict, what: str, workdir_field: str) -> Optional[dict]:
+  """The marker of a stage-1 directory (None when it has none); raises config_lib.ConfigError when it was written
+  for other fields than `stage_fields`, naming each differing field. what: 'autoencoder' / 'vocoder';
+  workdir_field: the config field that names such a directory by hand."""
+  marker = read_marker(stage_dir)
+  wanted = builders.fingerprint(stage_fields)
+  if marker is not None and marker.get('fingerprint') != wanted:
+    diffs = (field_differences(marker.get('fields', {}), stage_fields)
+             or [f'fingerprint {marker.get("fingerprint")} vs {wanted}'])
+    raise config_lib.ConfigError(
+        f'The {what} in {stage_dir} was trained for other settings than this config (fingerprint '
+        f'{marker.get("fingerprint")}, config {wanted}):\n  ' + '\n  '.join(diffs) +
+        f'\nRestore those settings, or leave {workdir_field} empty so the matching {what} is found or trained.')
+  return marker
+
+
 def write_marker(ae_dir: str, config: ml_collections.ConfigDict, **extra) -> None:
   """Marks ae_dir complete for `config` (call last, after training and evaluation); `extra`: e.g. the evaluation."""
-  marker = {'fingerprint': fingerprint(config), 'fields': fields(config), **extra}
-  run_dir.RunDir(ae_dir).write_text(MARKER, json.dumps(marker, indent=1, sort_keys=True))
+  write_stage_marker(ae_dir, fields(config), **extra)
 
 
 def _flat(values: dict, prefix: str = '') -> dict:
@@ -92,23 +114,10 @@ def field_differences(trained: dict, wanted: dict) -> list[str]:
           if old.get(k) != new.get(k)]
 
 
-def differences(marker: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """'field: <marker> (trained) vs <config> (config)' for every field where the marker and the config differ."""
-  return field_differences(marker.get('fields', {}), fields(config))
-
-
 def check(config: ml_collections.ConfigDict, ae_dir: str) -> Optional[dict]:
   """The marker of ae_dir (None when it has none); raises config_lib.ConfigError when the marker was written for
   other fields than the config's, naming each differing field."""
-  marker = read_marker(ae_dir)
-  if marker is not None and marker.get('fingerprint') != fingerprint(config):
-    diffs = differences(marker, config) or [f'fingerprint {marker.get("fingerprint")} vs {fingerprint(config)}']
-    raise config_lib.ConfigError(
-        f'The autoencoder in {ae_dir} was trained for other settings than this config (fingerprint '
-        f'{marker.get("fingerprint")}, config {fingerprint(config)}):\n  ' + '\n  '.join(diffs) +
-        '\nRestore those settings, or leave model.autoencoder_workdir empty so the matching autoencoder is found '
-        'or trained.')
-  return marker
+  return check_stage_marker(ae_dir, fields(config), 'autoencoder', 'model.autoencoder_workdir')
 
 
 def identity(config: ml_collections.ConfigDict, ae_dir: str, step: Optional[int] = None) -> str:

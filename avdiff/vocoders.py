@@ -22,7 +22,6 @@ from typing import Optional
 import ml_collections
 
 from avdiff import autoencoders
-from avdiff import config_lib
 from avdiff import run_dir
 from avdiff.data import builders
 
@@ -66,19 +65,10 @@ def directory(config: ml_collections.ConfigDict) -> str:
 def write_marker(vocoder_dir: str, config: ml_collections.ConfigDict, **extra) -> None:
   """Marks vocoder_dir complete for `config` (call last, after training and evaluation); `extra`: e.g. the
   evaluation."""
-  marker = {'fingerprint': fingerprint(config), 'fields': fields(config), **extra}
-  run_dir.RunDir(vocoder_dir).write_text(MARKER, json.dumps(marker, indent=1, sort_keys=True))
+  autoencoders.write_stage_marker(vocoder_dir, fields(config), **extra)
 
 
 def check(config: ml_collections.ConfigDict, vocoder_dir: str) -> Optional[dict]:
   """The marker of vocoder_dir (None when it has none); raises config_lib.ConfigError when the marker was written
   for other fields than the config's, naming each differing field."""
-  marker = autoencoders.read_marker(vocoder_dir)
-  if marker is not None and marker.get('fingerprint') != fingerprint(config):
-    diffs = autoencoders.field_differences(marker.get('fields', {}), fields(config)) or [
-        f'fingerprint {marker.get("fingerprint")} vs {fingerprint(config)}']
-    raise config_lib.ConfigError(
-        f'The vocoder in {vocoder_dir} was trained for other settings than this config (fingerprint '
-        f'{marker.get("fingerprint")}, config {fingerprint(config)}):\n  ' + '\n  '.join(diffs) +
-        '\nRestore those settings, or leave model.vocoder.workdir empty so the matching vocoder is found or trained.')
-  return marker
+  return autoencoders.check_stage_marker(vocoder_dir, fields(config), 'vocoder', 'model.vocoder.workdir')
