@@ -105,3 +105,26 @@ def test_ae_loss_trains(kind):
   assert set(m) >= {'loss', 'loss_video', 'loss_audio', 'kl', 'psnr_video', 'mel_l1'}
   assert float(m['loss']) < 0.5 * first['loss']
   assert float(m['psnr_video']) > first['psnr_video'] + 3.0
+
+
+@pytest.mark.parametrize('kernel,stride,shape', [((1, 3, 3), (1, 2, 2), (2, 5, 9, 9, 3)),
+                                                 ((3, 1, 1), (2, 1, 1), (2, 5, 4, 4, 6)),
+                                                 ((3, 1, 1), None, (2, 6, 4, 4, 6)),
+                                                 ((1, 3), None, (2, 7, 5, 4)),
+                                                 ((3, 3), (2, 1), (2, 9, 7, 1))])
+def test_conv_folds_pointwise_axes_exactly(kernel, stride, shape):
+  """Folding the axes a kernel does not mix into the batch computes the same convolution as the full N-d one."""
+  from avdiff.models import conv
+  layer = conv.Conv(shape[-1], 5, kernel, stride, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), shape)
+  dims = {2: ('NHWC', 'HWIO', 'NHWC'), 3: ('NDHWC', 'DHWIO', 'NDHWC')}[len(kernel)]
+  want = jax.lax.conv_general_dilated(x, layer.kernel[...], layer.stride, 'SAME', dimension_numbers=dims)
+  np.testing.assert_allclose(layer(x), want + layer.bias[...], atol=1e-5)
+
+
+def test_final_norm_commutes_with_nearest_upsampling():
+  from avdiff.models import autoencoder, conv
+  norm = conv.GroupNorm(16, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(2), (2, 3, 4, 4, 16)) * 3.0 + 1.0
+  np.testing.assert_allclose(autoencoder._final_norm(norm, conv.upsample(x, (1, 2, 2))),
+                             conv.upsample(autoencoder._final_norm(norm, x), (1, 2, 2)), atol=1e-5)
