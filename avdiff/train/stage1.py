@@ -19,6 +19,8 @@ it and sampling / evaluation of the run load the same autoencoder.
 from __future__ import annotations
 
 import copy
+import json
+import time
 from typing import Any, Iterator, Optional
 
 import jax
@@ -32,6 +34,7 @@ from avdiff import autoencoders
 from avdiff import checkpoint
 from avdiff import config_lib
 from avdiff import console
+from avdiff import run_dir
 from avdiff import sampling
 from avdiff.data import builders
 from avdiff.data import frames
@@ -41,6 +44,8 @@ from avdiff.train.tasks import autoencoder as autoencoder_task
 # The splits whose latents are cached: the training batches and the held-out loss batches (`loop.evaluate`).
 # Sampling and evaluation read pixel clips (`builders.load_clips`) and decode latents: they need no cache.
 SPLITS = ('train', 'validation')
+# Written into the autoencoder's directory when its latents are cached: {'dataset', 'seconds'}.
+LATENT_CACHE = 'latent_cache.json'
 
 
 class Preempted(console.UserError):
@@ -131,9 +136,13 @@ def cache_latents(config: ml_collections.ConfigDict, ae_dir: str, ae: nnx.Module
   builder = latent_builder(config, ae_dir)
   if not builder.is_prepared() and jax.process_index() == 0:
     _say(f'Caching latents of {config.data.dataset} ({", ".join(SPLITS)}) in {builder.data_path}')
+    started = time.perf_counter()
     encode = _encoder(config, ae)
     builder.generate({split: (lambda s=split: latent_examples(builders.load_source(config, s), encode))
                       for split in SPLITS})
+    # The one-time cost beside stage 1's (`avdiff.study.verdicts` reads both).
+    run_dir.RunDir(ae_dir).write_text(LATENT_CACHE, json.dumps(
+        {'dataset': builder.builder_config.name, 'seconds': time.perf_counter() - started}, indent=1))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'avdiff.stage1.latents:{builder.builder_config.name}')
     builder = latent_builder(config, ae_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -79,6 +80,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, split: s
   completion marker W/stage1.json (`avdiff.autoencoders`: the fields it was trained for), and returns the
   metrics (avdiff.eval.reconstruction) with 'step' (the checkpoint evaluated) and 'stopped' ('done', or
   'preempted': saved, not evaluated; rerun to continue)."""
+  started = time.perf_counter()
   config = stage_config(config)
   results = {'encoder': config.model.encoder, 'split': split, 'stopped': 'done'}
   if train:
@@ -98,7 +100,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, split: s
       with run_dir.staged(workdir) as local:  # cv2 writes local files; a bucket workdir gets a copy.
         reconstruction.save_figure(example, os.path.join(local, 'ae_reconstruction.png'))
     logging.info('%s %s: %s', config.model.encoder, 'EMA' if ema else 'params', metrics)
+  # Training plus this evaluation, in this process (a resumed stage 1 counts from its restart).
+  results['seconds'] = time.perf_counter() - started
   run_dir.RunDir(workdir).write_text('ae_eval.json', json.dumps(results, indent=1))
   if train and parallel.is_primary():  # Last: the directory now holds a finished autoencoder of these fields.
-    autoencoders.write_marker(workdir, config, step=results['step'], eval={k: results[k] for k in ('params', 'ema')})
+    autoencoders.write_marker(workdir, config, step=results['step'], seconds=results['seconds'],
+                              eval={k: results[k] for k in ('params', 'ema')})
   return results
