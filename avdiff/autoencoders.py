@@ -34,6 +34,8 @@ from avdiff.data import builders
 # Bump when the autoencoder architecture or its training recipe changes meaning: every fingerprint changes with it.
 STAGE1_VERSION = 1
 MARKER = 'stage1.json'
+# Written beside the marker when the autoencoder's latents are cached (`avdiff.train.stage1`): {'dataset', 'seconds'}.
+LATENT_CACHE = 'latent_cache.json'
 
 
 def fields(config: ml_collections.ConfigDict) -> dict:
@@ -70,6 +72,15 @@ def read_marker(ae_dir: str) -> Optional[dict]:
   """The completion marker of ae_dir ({'fingerprint', 'fields', ...}), None when stage 1 did not finish there."""
   path = epath.Path(ae_dir) / MARKER
   return json.loads(path.read_text()) if path.exists() else None
+
+
+def one_time_seconds(ae_dir: str) -> dict:
+  """What stage 1 cost once in ae_dir: {'train': training + evaluation seconds (the marker's; a resumed stage 1
+  counts from its restart), 'cache': seconds to cache the latents}; NaN for a cost not recorded."""
+  marker = read_marker(ae_dir) or {}
+  path = epath.Path(ae_dir) / LATENT_CACHE
+  cache = json.loads(path.read_text()) if path.exists() else {}
+  return {'train': float(marker.get('seconds', 'nan')), 'cache': float(cache.get('seconds', 'nan'))}
 
 
 def write_stage_marker(stage_dir: str, stage_fields: dict, **extra) -> None:

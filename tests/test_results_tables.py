@@ -91,3 +91,35 @@ def test_generator_writes_the_committed_format(tmp_path):
     assert head[:2] == ['target', 'threshold'] and head[-2:] == ['mean +- sd', 'met'], name
     assert all(h.startswith('seed ') for h in head[2:-2]), name
     assert [n for n in got if not n.startswith('training wall time')] == expected, name
+
+
+def test_recipes_table_puts_recipes_side_by_side_with_stage1_costs(tmp_path):
+  """A pixel and a latent recipe: one mean +- sd and met count per recipe and target; the latent recipe's one-time
+  stage-1 costs come from its autoencoder's directory and add up with its DiT time into the from-scratch row."""
+  from avdiff import autoencoders
+  measures = {name: ({'mean': 0.9 if op == '>=' else 0.1} if stat else 0.9)
+              for name, stat, op, _, _ in outcomes.TARGETS}
+  pixel = [_fake_run(tmp_path / 'pixel', s, measures) for s in (0, 1)]
+  worse = dict(measures, **{name: 0.5 for name, stat, *_ in outcomes.TARGETS if not stat})
+  latent = [_fake_run(tmp_path / 'latent', s, measures if s == 0 else worse) for s in (0, 1)]
+  ae_dir = tmp_path / 'stage1' / 'joint_ae-x'
+  ae_dir.mkdir(parents=True)
+  (ae_dir / autoencoders.MARKER).write_text(json.dumps({'seconds': 600.0}))
+  (ae_dir / autoencoders.LATENT_CACHE).write_text(json.dumps({'dataset': 'd', 'seconds': 30.0}))
+  for run in latent:
+    config = tiny.get_config()
+    config.model.encoder, config.model.autoencoder_workdir = 'joint_ae', str(ae_dir)
+    with open(os.path.join(run, 'config.json'), 'w') as f:
+      f.write(config.to_json())
+  recipes = verdicts.parse_recipes([f'pixel={",".join(pixel)}', f'latent={",".join(latent)}'])
+  assert recipes == {'pixel': pixel, 'latent': latent}
+  text = '\n'.join(verdicts.recipes_table(recipes, 'python -m experiments.compare P L'))
+  names, header = _table_rows(text)
+  assert header == ['target', 'threshold', 'pixel (2 seeds)', 'met', 'latent (2 seeds)', 'met']
+  assert names[:len(outcomes.TARGETS)] == [what.replace('|', '\\|') for *_, what in outcomes.TARGETS]
+  assert '| 0.900 +- 0.000 | all of 2 | 0.700 +- 0.200 | 1 of 2 |' in text  # A scalar target, worse on seed 1.
+  assert '| stage 1 once: autoencoder training + evaluation, minutes |  | none |  | 10.0 |  |' in text
+  assert '| stage 1 once: latent cache of train + validation, minutes |  | none |  | 0.5 |  |' in text
+  assert '| from scratch: stage 1 + latent cache + one DiT run, minutes |  | 2.0 |  | 12.5 |  |' in text
+  with pytest.raises(Exception, match='LABEL=RUN'):
+    verdicts.parse_recipes(['runs/a'])

@@ -1,7 +1,10 @@
 """The verdict over seeds: the outcome targets of several runs of one recipe (one column per run), read from each
-run's eval/<split>.json, as the markdown table the README and benchmarks/ carry.
+run's eval/<split>.json, as the markdown table the README and benchmarks/ carry; and recipes side by side (one
+column per recipe, over its seeds), with what each costs once (stage 1) and per run (the DiT).
 
     python -m experiments.compare runs/tiny runs/tiny_s1 runs/tiny_s2 --seeds_table=benchmarks/main_job.md
+    python -m experiments.compare pixel=runs/p/seed0,runs/p/seed1 latent=runs/l/seed0,runs/l/seed1 \
+        --recipes_table=benchmarks/latent_main_job.md
 
 Every table starts with the line naming the command that wrote it (`command`), so a reader can rerun it. Rows are
 the verdict of `avdiff.eval.outcomes` in its order (target, threshold, one value per run, mean +- sd over runs, how
@@ -15,7 +18,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from avdiff import autoencoders
 from avdiff import checkpoint
+from avdiff import console
 from avdiff import run_dir
 from avdiff.train import metrics as metrics_lib
 
@@ -75,6 +80,83 @@ def seeds_table(runs: Sequence[str], command: str, split: str = 'test', source: 
   lines.append('| training wall time, minutes (not a target: depends on machine load) |  | '
                + ' | '.join(f'{m:.1f}' for m in minutes) + f' | {np.nanmean(minutes):.1f} +- {np.nanstd(minutes):.1f} |  |')
   missing = [run for run in runs if not verdicts[run]]
+  if missing:
+    lines += ['', 'Not evaluated yet: ' + ', '.join(missing) + '.']
+  return lines
+
+
+def _one_time_minutes(run: str) -> dict:
+  """{'train', 'cache'} minutes stage 1 cost the run's autoencoder once; {} for a pixel run."""
+  model = checkpoint.load_config(run).model
+  if model.encoder == 'patch' or not model.autoencoder_workdir:
+    return {}
+  return {k: v / 60.0 for k, v in autoencoders.one_time_seconds(model.autoencoder_workdir).items()}
+
+
+def _mean_sd(values, digits: int = 3) -> str:
+  values = np.asarray(values, np.float64)
+  if not np.isfinite(values).any():
+    return ''
+  return f'{np.nanmean(values):.{digits}f} +- {np.nanstd(values):.{digits}f}'
+
+
+def parse_recipes(args: Sequence[str]) -> dict[str, list[str]]:
+  """['pixel=runs/a,runs/b', 'latent=runs/c'] -> {'pixel': ['runs/a', 'runs/b'], 'latent': ['runs/c']}."""
+  recipes = {}
+  for arg in args:
+    label, sep, runs = arg.partition('=')
+    if not sep or not label or not runs:
+      raise console.UserError(f'{arg!r}: each recipe is LABEL=RUN[,RUN...]')
+    recipes[label] = runs.split(',')
+  return recipes
+
+
+def recipes_table(recipes: dict[str, Sequence[str]], command: str, split: str = 'test') -> list[str]:
+  """Markdown lines of the verdict of several recipes side by side: per recipe the mean +- sd of each target over
+  its finished runs and how many meet it, then the DiT's training wall time per run, and for a latent recipe what
+  stage 1 cost once (the autoencoder's training + evaluation and the latent cache, read from its directory:
+  `autoencoders.one_time_seconds`) and the whole pipeline from scratch (stage 1 + cache + one DiT run).
+
+  Args:
+    recipes: {label: run directories of that recipe (its seeds)}, in column order.
+    command: the command line that writes this table (its first line quotes it).
+    split: the evaluation split (eval/<split>.json).
+  """
+  verdicts = {label: {run: run_verdict(run, split) for run in runs} for label, runs in recipes.items()}
+  done = {label: [run for run, v in vs.items() if v] for label, vs in verdicts.items()}
+  lines = [f'Written by `{command}` from each run\'s eval/{split}.json (the {split} split).', '']
+  if not any(done.values()):
+    return lines + ['No run has finished its evaluation yet.']
+  labels = list(recipes)
+  lines += ['| target | threshold | ' + ' | '.join(f'{label} ({len(done[label])} seeds) | met' for label in labels)
+            + ' |', '|---|---|' + '---|---|' * len(labels)]
+  first = next(verdicts[label][done[label][0]] for label in labels if done[label])
+  for target in first:
+    cells = []
+    for label in labels:
+      rows = [{r['name']: r for r in verdicts[label][run]}.get(target['name']) for run in done[label]]
+      rows = [r for r in rows if r is not None]
+      met = sum(bool(r['met']) for r in rows)
+      cells += [_mean_sd([r['value'] for r in rows]),
+                ('all' if met == len(rows) else str(met)) + f' of {len(rows)}' if rows else '']
+    lines.append(f"| {_escape(target['what'])} | {target['op']} {target['threshold']:g} | " + ' | '.join(cells) + ' |')
+  minutes = {label: [_train_minutes(run) for run in done[label]] for label in labels}
+  once = {label: (_one_time_minutes(done[label][0]) if done[label] else {}) for label in labels}
+
+  def row(what: str, value) -> str:  # A value per recipe, its 'met' cell empty.
+    return f'| {what} |  | ' + ' | '.join(f'{value(label)} | ' for label in labels) + ' |'
+
+  fmt = lambda m: f'{m:.1f}' if m == m else 'not recorded'
+  lines.append(row('DiT training wall time per run, minutes (not a target: depends on machine load)',
+                   lambda label: _mean_sd(minutes[label], digits=1)))
+  lines.append(row('stage 1 once: autoencoder training + evaluation, minutes',
+                   lambda label: fmt(once[label]['train']) if once[label] else 'none'))
+  lines.append(row('stage 1 once: latent cache of train + validation, minutes',
+                   lambda label: fmt(once[label]['cache']) if once[label] else 'none'))
+  lines.append(row('from scratch: stage 1 + latent cache + one DiT run, minutes',
+                   lambda label: fmt(sum(once[label].values(), 0.0) + float(np.nanmean(minutes[label])))
+                   if minutes[label] else ''))
+  missing = [run for label in labels for run in recipes[label] if not verdicts[label][run]]
   if missing:
     lines += ['', 'Not evaluated yet: ' + ', '.join(missing) + '.']
   return lines

@@ -44,8 +44,6 @@ from avdiff.train.tasks import autoencoder as autoencoder_task
 # The splits whose latents are cached: the training batches and the held-out loss batches (`loop.evaluate`).
 # Sampling and evaluation read pixel clips (`builders.load_clips`) and decode latents: they need no cache.
 SPLITS = ('train', 'validation')
-# Written into the autoencoder's directory when its latents are cached: {'dataset', 'seconds'}.
-LATENT_CACHE = 'latent_cache.json'
 
 
 class Preempted(console.UserError):
@@ -141,7 +139,7 @@ def cache_latents(config: ml_collections.ConfigDict, ae_dir: str, ae: nnx.Module
     builder.generate({split: (lambda s=split: latent_examples(builders.load_source(config, s), encode))
                       for split in SPLITS})
     # The one-time cost beside stage 1's (`avdiff.study.verdicts` reads both).
-    run_dir.RunDir(ae_dir).write_text(LATENT_CACHE, json.dumps(
+    run_dir.RunDir(ae_dir).write_text(autoencoders.LATENT_CACHE, json.dumps(
         {'dataset': builder.builder_config.name, 'seconds': time.perf_counter() - started}, indent=1))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'avdiff.stage1.latents:{builder.builder_config.name}')
