@@ -1,14 +1,65 @@
-"""Stage-1 autoencoder quality on held-out clips: video PSNR and mel error of encode -> decode, plus a figure."""
+"""Stage-1 autoencoder quality on held-out clips: video PSNR and mel error of encode -> decode, plus a figure; and
+what the outcome readers see through the autoencoder (`readers`): the mouth, the speaker and the audio envelope."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import cv2
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
+from avdiff.data import audio as audio_lib
+from avdiff.data import builders
 from avdiff.data import frames
+from avdiff.eval import outcomes
+from avdiff.eval import stats
+
+
+def reconstruct(ae: nnx.Module, clips: Sequence[builders.Clip], batch_size: int = 8
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """encode -> decode of clips with 'video' uint8 [T, H, W, 3] and 'audio_mel' [T_a, n_mels]: (video uint8
+  [N, T, H, W, 3], mel float32 [N, T_a, n_mels])."""
+  graphdef, state = nnx.split(ae)
+
+  @jax.jit
+  def run(state, video, mel):
+    model = nnx.merge(graphdef, state)
+    return model.decode(model.encode(frames.to_float(video), mel))
+
+  videos, mels = [], []
+  for start in range(0, len(clips), batch_size):
+    chunk = clips[start:start + batch_size]
+    v, m = run(state, np.stack([c['video'] for c in chunk]), np.stack([c['audio_mel'] for c in chunk]))
+    videos.append(frames.to_uint8(np.asarray(v)))
+    mels.append(np.asarray(m, np.float32))
+  return np.concatenate(videos), np.concatenate(mels)
+
+
+def readers(clips: Sequence[builders.Clip], video_hat: np.ndarray, mel_hat: np.ndarray,
+            data_cfg: ml_collections.ConfigDict, classifier: outcomes.SpeakerClassifier) -> dict:
+  """The outcome readers on reconstructions of held-out `talking` clips (with 'mouth_open' and 'audio_mel'), each
+  beside its value on the originals ('*_truth'): what a latent run's outcomes can see at best.
+
+    mouth_reader_r     the mouth reader on video_hat uint8 [N, T, H, W, 3] against the dataset's mouth_open
+                       (`outcomes.reader_validation`; the main job holds the reader to >= 0.95 on ground truth)
+    speaker_accuracy   the face-colour speaker classifier on video_hat
+    envelope_r         the envelope of mel_hat [N, T_a, n_mels] turned into sound (Griffin-Lim, as sampled audio
+                       is) against the envelope of the original mel turned into sound the same way: 1 when the
+                       autoencoder keeps the syllables the sync targets read
+  """
+  recon = [dict(c, video=v) for c, v in zip(clips, video_hat)]
+  num_frames = len(clips[0]['video'])
+  envelope = lambda mel: outcomes.audio_envelope(audio_lib.mel_to_waveform(mel, data_cfg), num_frames, data_cfg.fps,
+                                                 data_cfg.sample_rate)
+  env_r = [stats.pearson(envelope(m), envelope(c['audio_mel'])) for c, m in zip(clips, mel_hat)]
+  return {'mouth_reader_r': outcomes.reader_validation(recon, data_cfg)['mouth_reader_r'],
+          'mouth_reader_r_truth': outcomes.reader_validation(clips, data_cfg)['mouth_reader_r'],
+          'speaker_accuracy': classifier.accuracy(recon), 'speaker_accuracy_truth': classifier.accuracy(clips),
+          'envelope_r': float(np.nanmean(env_r))}
 
 
 def reconstruction_metrics(ae: nnx.Module, batches) -> tuple[dict, tuple]:
