@@ -38,11 +38,17 @@ MARKER = 'stage1.json'
 LATENT_CACHE = 'latent_cache.json'
 
 
+# model.ae fields added since STAGE1_VERSION 1, each with the value that builds what was trained before it: at that
+# value a field is left out of the identity, so the autoencoders trained before it keep their fingerprints.
+ADDED_AE_FIELDS = {'video_stem': 'conv'}
+
+
 def fields(config: ml_collections.ConfigDict) -> dict:
   """The config fields that determine the trained autoencoder of config.model.encoder (JSON-serializable)."""
   m = config.model
-  return {'data': builders.dataset_fields(config.data, config.data.dataset), 'encoder': m.encoder,
-          'ae': {k: (float(v) if isinstance(v, float) else v) for k, v in m.ae.to_dict().items()},
+  ae = {k: (float(v) if isinstance(v, float) else v) for k, v in m.ae.to_dict().items()
+        if not (k in ADDED_AE_FIELDS and v == ADDED_AE_FIELDS[k])}
+  return {'data': builders.dataset_fields(config.data, config.data.dataset), 'encoder': m.encoder, 'ae': ae,
           'param_dtype': m.param_dtype, 'version': STAGE1_VERSION}
 
 

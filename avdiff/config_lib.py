@@ -276,6 +276,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
       factor = m.ae[field]
       if factor <= 0 or factor & (factor - 1):
         raise ConfigError(f'model.ae.{field}={factor} must be a power of two (stride-2 conv stages)')
+    _choice(m.ae.video_stem, ('conv', 'patch'), 'model.ae.video_stem')
     if m.ae.video_temporal_down != m.ae.audio_time_down:
       raise ConfigError(f'model.ae.audio_time_down={m.ae.audio_time_down} must equal model.ae.video_temporal_down='
                         f'{m.ae.video_temporal_down}: latent video and audio frames share one clock')

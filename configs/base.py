@@ -123,6 +123,10 @@ def get_config() -> ml_collections.ConfigDict:
   ae.audio_time_down = 2  # Must equal video_temporal_down so both latents stay on one clock.
   ae.audio_freq_down = 4  # Mel-bin downsampling factor of the audio latent.
   ae.audio_channels = 8  # Audio latent channels.
+  # Video stem: 'conv' (stride-2 conv + ResBlock stages from the full resolution down) | 'patch' (each
+  # video_spatial_down^2 pixel block projected to a latent position, one ResBlock there: ~1/4 of the conv stem's
+  # step on CPU, benchmarks/latent_step.md; quality: benchmarks/autoencoder.md).
+  ae.video_stem = 'conv'
   ae.width = 64  # Base conv width.
   ae.kl_weight = 1e-4  # KL regularizer weight.
   ae.steps = 2000  # Stage-1 training steps.

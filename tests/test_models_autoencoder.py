@@ -82,9 +82,9 @@ def test_cross_modal_dependence(kind):
     assert diff(v0, v_na) == 0.0 and diff(m0, m_nv) == 0.0
 
 
-@pytest.mark.parametrize('kind', ['separate_ae', 'joint_ae'])
-def test_ae_loss_trains(kind):
-  c = config_for(kind)
+@pytest.mark.parametrize('kind, stem', [('separate_ae', 'conv'), ('joint_ae', 'conv'), ('joint_ae', 'patch')])
+def test_ae_loss_trains(kind, stem):
+  c = config_for(kind, video_stem=stem)
   ae = build_autoencoder(c, nnx.Rngs(0))
   video, mel = clip_batch(c)
   batch = {'video': ((video + 1) * 127.5).round().astype(jnp.uint8), 'audio_mel': mel}
@@ -128,3 +128,21 @@ def test_final_norm_commutes_with_nearest_upsampling():
   x = jax.random.normal(jax.random.key(2), (2, 3, 4, 4, 16)) * 3.0 + 1.0
   np.testing.assert_allclose(autoencoder._final_norm(norm, conv.upsample(x, (1, 2, 2))),
                              conv.upsample(autoencoder._final_norm(norm, x), (1, 2, 2)), atol=1e-5)
+
+
+def test_patch_stem_keeps_the_latent_shapes_and_inverts_its_blocks():
+  from avdiff.models import autoencoder
+  x = jax.random.normal(jax.random.key(3), (2, 4, 8, 8, 3))
+  np.testing.assert_array_equal(autoencoder.depth_to_space(autoencoder.space_to_depth(x, 4), 4), x)
+  # A block's pixels land on one position: the top-left 4 x 4 block of frame 0 is position (0, 0).
+  np.testing.assert_array_equal(autoencoder.space_to_depth(x, 4)[0, 0, 0, 0].reshape(4, 4, 3), x[0, 0, :4, :4])
+  for kind in ('separate_ae', 'joint_ae'):
+    conv_cfg, patch_cfg = config_for(kind), config_for(kind, video_stem='patch')
+    video, mel = clip_batch(conv_cfg)
+    want = build_autoencoder(conv_cfg, nnx.Rngs(0)).encode(video, mel)
+    ae = build_autoencoder(patch_cfg, nnx.Rngs(0))
+    assert isinstance(ae.video_enc, autoencoder.PatchVideoEncoder)
+    got = ae.encode(video, mel)
+    assert jax.tree.map(jnp.shape, got) == jax.tree.map(jnp.shape, want)
+    v_hat, m_hat = ae.decode(got)
+    assert v_hat.shape == video.shape and m_hat.shape == mel.shape

@@ -44,7 +44,8 @@ def latent_config(root: str, **extra):
 @pytest.mark.parametrize('field, value', [
     ('data.resolution', 16), ('data.num_train', 24), ('data.fps', 5), ('data.dataset', 'impacts'),
     ('model.encoder', 'joint_ae'), ('model.ae.width', 16), ('model.ae.steps', 3), ('model.ae.kl_weight', 1e-3),
-    ('model.ae.seed', 1), ('model.ae.learning_rate', 3e-4), ('model.param_dtype', 'bfloat16')])
+    ('model.ae.seed', 1), ('model.ae.learning_rate', 3e-4), ('model.param_dtype', 'bfloat16'),
+    ('model.ae.video_stem', 'patch')])
 def test_fingerprint_changes_with_every_data_and_autoencoder_field(field, value):
   config = latent_config('/tmp/unused')
   changed = train_toy.changed(config, field, value)
@@ -60,6 +61,18 @@ def test_fingerprint_changes_with_every_data_and_autoencoder_field(field, value)
 def test_fingerprint_ignores_the_dit_diffusion_training_and_storage_fields(field, value):
   config = latent_config('/tmp/unused')
   assert autoencoders.fingerprint(train_toy.changed(config, field, value)) == autoencoders.fingerprint(config)
+
+
+def test_a_field_added_at_its_old_behaviour_keeps_the_fingerprint():
+  """model.ae fields added since version 1 (autoencoders.ADDED_AE_FIELDS) at the value that builds the old model
+  leave the identity as it was: the autoencoders trained before them stay usable."""
+  config = latent_config('/tmp/unused')
+  before = config.copy_and_resolve_references()
+  with before.unlocked():
+    for field in autoencoders.ADDED_AE_FIELDS:
+      del before.model.ae[field]
+  assert autoencoders.fields(before) == autoencoders.fields(config)
+  assert autoencoders.fingerprint(before) == autoencoders.fingerprint(config)
 
 
 def test_stage1_trains_from_model_ae_not_the_dit_train_section():

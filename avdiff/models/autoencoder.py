@@ -31,9 +31,71 @@ def _log2(n: int, field: str) -> int:
   return k
 
 
+def space_to_depth(x: jax.Array, f: int) -> jax.Array:
+  """[B, T, H, W, C] -> [B, T, H / f, W / f, f * f * C]: each f x f block of pixels becomes one position."""
+  b, t, h, w, c = x.shape
+  x = x.reshape(b, t, h // f, f, w // f, f, c).transpose(0, 1, 2, 4, 3, 5, 6)
+  return x.reshape(b, t, h // f, w // f, f * f * c)
+
+
+def depth_to_space(x: jax.Array, f: int) -> jax.Array:
+  """Inverse of `space_to_depth`: [B, T, H, W, f * f * C] -> [B, T, H * f, W * f, C]."""
+  b, t, h, w, c = x.shape
+  x = x.reshape(b, t, h, w, f, f, c // (f * f)).transpose(0, 1, 2, 4, 3, 5, 6)
+  return x.reshape(b, t, h * f, w * f, c // (f * f))
+
+
+class PatchVideoEncoder(nnx.Module):
+  """video_stem='patch': [B, T, H, W, 3] -> [B, T / td, H / sd, W / sd, C]: each sd x sd pixel block projected to
+  C = width * sd / 2 channels (the conv stem's last width), one per-frame ResBlock at the latent resolution, then stride-2 temporal convs. No
+  layer runs at the full or an intermediate resolution, where the conv stem spends most of its step on CPU."""
+
+  def __init__(self, ae, *, rngs: nnx.Rngs, **kw):
+    nt = _log2(ae.video_temporal_down, 'video_temporal_down')
+    self.factor = ae.video_spatial_down
+    c = self.out_channels = ae.width * 2 ** max(_log2(ae.video_spatial_down, 'video_spatial_down') - 1, 0)
+    self.proj = layers.Dense(3 * self.factor ** 2, c, (None, 'embed'), rngs=rngs, **kw)
+    self.res = conv.ResBlock(c, (1, 3, 3), rngs=rngs, **kw)
+    self.temporal = nnx.List([conv.Conv(c, c, (3, 1, 1), (2, 1, 1), rngs=rngs, **kw) for _ in range(nt)])
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = self.res(self.proj(space_to_depth(x, self.factor)))
+    for t in self.temporal:
+      x = t(jax.nn.silu(x))
+    return x
+
+
+class PatchVideoDecoder(nnx.Module):
+  """video_stem='patch': [B, T_l, H_l, W_l, C] -> [B, T, H, W, 3], the mirror of PatchVideoEncoder (each latent
+  position predicts its sd x sd pixel block)."""
+
+  def __init__(self, ae, *, rngs: nnx.Rngs, **kw):
+    nt = _log2(ae.video_temporal_down, 'video_temporal_down')
+    self.factor = ae.video_spatial_down
+    c = self.in_channels = ae.width * 2 ** max(_log2(ae.video_spatial_down, 'video_spatial_down') - 1, 0)
+    self.temporal = nnx.List([conv.Conv(c, c, (3, 1, 1), rngs=rngs, **kw) for _ in range(nt)])
+    self.res = conv.ResBlock(c, (1, 3, 3), rngs=rngs, **kw)
+    self.out_norm = conv.GroupNorm(c, rngs=rngs)
+    self.proj = layers.Dense(c, 3 * self.factor ** 2, ('embed', None), rngs=rngs, **kw)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for t in self.temporal:
+      x = t(conv.upsample(jax.nn.silu(x), (2, 1, 1)))
+    return depth_to_space(self.proj(_final_norm(self.out_norm, self.res(x))), self.factor)
+
+
+def video_encoder(ae, *, rngs: nnx.Rngs, **kw) -> nnx.Module:
+  """The video encoder of model.ae.video_stem: 'conv' (stride-2 conv stages) | 'patch' (pixel blocks)."""
+  return (PatchVideoEncoder if ae.video_stem == 'patch' else VideoEncoder)(ae, rngs=rngs, **kw)
+
+
+def video_decoder(ae, *, rngs: nnx.Rngs, **kw) -> nnx.Module:
+  return (PatchVideoDecoder if ae.video_stem == 'patch' else VideoDecoder)(ae, rngs=rngs, **kw)
+
+
 class VideoEncoder(nnx.Module):
-  """[B, T, H, W, 3] -> features [B, T / td, H / sd, W / sd, C]: per-frame stride-2 conv + ResBlock stages, then
-  stride-2 temporal convs (factorized space / time)."""
+  """video_stem='conv': [B, T, H, W, 3] -> features [B, T / td, H / sd, W / sd, C]: per-frame stride-2 conv +
+  ResBlock stages, then stride-2 temporal convs (factorized space / time)."""
 
   def __init__(self, ae, *, rngs: nnx.Rngs, **kw):
     ns, nt = _log2(ae.video_spatial_down, 'video_spatial_down'), _log2(ae.video_temporal_down, 'video_temporal_down')
@@ -190,9 +252,9 @@ class SeparateAE(nnx.Module):
   def __init__(self, config, *, rngs: nnx.Rngs):
     ae = config.model.ae
     kw = dict(dtype=jnp.float32, param_dtype=layers.dtype_of(config.model.param_dtype))
-    self.video_enc = VideoEncoder(ae, rngs=rngs, **kw)
+    self.video_enc = video_encoder(ae, rngs=rngs, **kw)
     self.audio_enc = AudioEncoder(ae, rngs=rngs, **kw)
-    self.video_dec = VideoDecoder(ae, rngs=rngs, **kw)
+    self.video_dec = video_decoder(ae, rngs=rngs, **kw)
     self.audio_dec = AudioDecoder(ae, rngs=rngs, **kw)
     cv, ca = self.video_enc.out_channels, self.audio_enc.out_channels
     self.video_head = layers.Dense(cv, 2 * ae.video_channels, ('embed', None), rngs=rngs, **kw)
@@ -233,9 +295,9 @@ class JointAE(nnx.Module):
     tokens_per_window = hl * wl + (tal // tl) * fl
     kw = dict(dtype=jnp.float32, param_dtype=layers.dtype_of(config.model.param_dtype))
     width = 2 * ae.width
-    self.video_enc = VideoEncoder(ae, rngs=rngs, **kw)
+    self.video_enc = video_encoder(ae, rngs=rngs, **kw)
     self.audio_enc = AudioEncoder(ae, rngs=rngs, **kw)
-    self.video_dec = VideoDecoder(ae, rngs=rngs, **kw)
+    self.video_dec = video_decoder(ae, rngs=rngs, **kw)
     self.audio_dec = AudioDecoder(ae, rngs=rngs, **kw)
     d = lambda i, o, n: layers.Dense(i, o, n, rngs=rngs, **kw)
     self.video_proj = d(self.video_enc.out_channels, width, (None, 'embed'))
