@@ -6,10 +6,11 @@ one process (so the ratios hold on a loaded machine), plus the stage-1 autoencod
 Members: configs/tiny.py (pixel patches); configs/ablations/encoder_joint_ae.py (the same 160 + 40 token grid) with
 its clips encoded in every step (the step before stage 1 paid once) and with the cached latents the step now reads
 (`avdiff.train.stage1`); the joint autoencoder's training step (`tasks.autoencoder.stage_config`: batch
-model.ae.batch_size). The full jitted train step (loss, grads, AdamW, EMA) on synthetic batches, one CPU device, a
-randomly initialised autoencoder (the cost does not depend on its weights). Timing: after one warm-up call, `--repeats`
-rounds, each timing `--steps` steps of every member in turn (interleaved, so a change in the machine's load hits all
-members alike); the table gives each member's fastest round.
+model.ae.batch_size), with the conv video stem and with the patch stem (configs/ablations/encoder_joint_ae_patch.py).
+The full jitted train step (loss, grads, AdamW, EMA) on synthetic batches, one CPU device, a randomly initialised
+autoencoder (the cost does not depend on its weights). Timing: after one warm-up call, `--repeats` rounds, each
+timing `--steps` steps of every member in turn (interleaved, so a change in the machine's load hits all members
+alike); the table gives each member's fastest round.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
   from avdiff.train.tasks import autoencoder as autoencoder_task  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from configs.ablations import encoder_joint_ae  # pylint: disable=g-import-not-at-top
+  from configs.ablations import encoder_joint_ae_patch  # pylint: disable=g-import-not-at-top
 
   def one_device(config):
     config.mesh.shape = ml_collections.ConfigDict({'data': 1, 'fsdp': 1, 'context': 1, 'tensor': 1})
@@ -83,6 +85,7 @@ def main() -> None:
   pixels, latents = _batches(latent_cfg, batch)
   ae_cfg = one_device(autoencoder_task.stage_config(latent_cfg))
   ae_pixels, _ = _batches(latent_cfg, int(ae_cfg.train.global_batch_size))
+  patch_cfg = one_device(autoencoder_task.stage_config(encoder_joint_ae_patch.get_config()))
   members = {
       f'DiT on pixel patches (configs/tiny.py, batch {batch})':
           _compiled_step(pixel_cfg, DiffusionTask(pixel_cfg), _batches(pixel_cfg, batch)[0], mesh),
@@ -93,6 +96,8 @@ def main() -> None:
                                                    latents={'train': None, 'validation': None}), latents, mesh),
       f'joint autoencoder, stage 1 (batch {ae_cfg.train.global_batch_size})':
           _compiled_step(ae_cfg, autoencoder_task.AutoencoderTask(ae_cfg), ae_pixels, mesh),
+      f'joint autoencoder with the patch video stem, stage 1 (batch {ae_cfg.train.global_batch_size})':
+          _compiled_step(patch_cfg, autoencoder_task.AutoencoderTask(patch_cfg), ae_pixels, mesh),
   }
   best = {name: float('inf') for name in members}
   for _ in range(args.repeats):
