@@ -35,6 +35,7 @@ from avdiff.data import builders
 from avdiff.eval import outcomes
 from avdiff.eval import reconstruction
 from benchmarks import report
+from configs import base
 
 _AE_DIRS = flags.DEFINE_list('ae_dirs', [], 'Finished stage-1 directories (runs/stage1/<encoder>-<fingerprint>).')
 _NUM = flags.DEFINE_integer('num', 32, 'Held-out clips.')
@@ -50,7 +51,7 @@ def _values(shape) -> int:
 
 
 def _row(ae_dir: str, clips, classifier) -> str:
-  config = checkpoint.load_config(ae_dir)
+  config = checkpoint.load_config(ae_dir, base.get_config())
   ae = checkpoint.restore_params(ae_dir, model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
   video_hat, mel_hat = reconstruction.reconstruct(ae, clips)
   video = np.stack([c['video'] for c in clips]).astype(np.float32) / 127.5 - 1.0
@@ -74,7 +75,7 @@ def main(argv):
   del argv
   if not _AE_DIRS.value:
     raise app.UsageError('--ae_dirs=DIR[,DIR...] is required')
-  config = checkpoint.load_config(_AE_DIRS.value[0])
+  config = checkpoint.load_config(_AE_DIRS.value[0], base.get_config())
   clips = builders.load_clips(config, _SPLIT.value, _NUM.value)
   classifier = outcomes.SpeakerClassifier.fit(builders.load_clips(config, 'train', 64))
   truth = reconstruction.readers(clips, np.stack([c['video'] for c in clips]),
