@@ -93,6 +93,16 @@ def _one_time_minutes(run: str) -> dict:
   return {k: v / 60.0 for k, v in autoencoders.one_time_seconds(model.autoencoder_workdir).items()}
 
 
+# The sampling modes whose FVD (I3D, `avdiff.eval.fvd`) the evaluation records against the held-out clips.
+FVD_MODES = ('joint', 'audio_to_video')
+
+
+def _fvd(run: str, split: str, mode: str) -> float:
+  path = run_dir.RunDir(run) / 'eval' / f'{split}.json'
+  metrics = json.loads(path.read_text()).get('conditions', {}).get(f'model_{mode}', {}).get('metrics', {})
+  return float(metrics.get('fvd', {}).get('mean', 'nan'))
+
+
 def _mean_sd(values, digits: int = 3) -> str:
   values = np.asarray(values, np.float64)
   if not np.isfinite(values).any():
@@ -113,7 +123,8 @@ def parse_recipes(args: Sequence[str]) -> dict[str, list[str]]:
 
 def recipes_table(recipes: dict[str, Sequence[str]], command: str, split: str = 'test') -> list[str]:
   """Markdown lines of the verdict of several recipes side by side: per recipe the mean +- sd of each target over
-  its finished runs and how many meet it, then the DiT's training wall time per run, and for a latent recipe what
+  its finished runs and how many meet it, then FVD per sampling mode (not a target), the DiT's training wall time
+  per run, and for a latent recipe what
   stage 1 cost once (the autoencoder's training + evaluation and the latent cache, read from its directory:
   `autoencoders.one_time_seconds`) and the whole pipeline from scratch (stage 1 + cache + one DiT run).
 
@@ -128,7 +139,8 @@ def recipes_table(recipes: dict[str, Sequence[str]], command: str, split: str = 
   if not any(done.values()):
     return lines + ['No run has finished its evaluation yet.']
   labels = list(recipes)
-  lines += ['| target | threshold | ' + ' | '.join(f'{label} ({len(done[label])} seeds) | met' for label in labels)
+  seeds = lambda n: f'{n} seed' + ('s' if n != 1 else '')
+  lines += ['| target | threshold | ' + ' | '.join(f'{label} ({seeds(len(done[label]))}) | met' for label in labels)
             + ' |', '|---|---|' + '---|---|' * len(labels)]
   first = next(verdicts[label][done[label][0]] for label in labels if done[label])
   for target in first:
@@ -147,6 +159,9 @@ def recipes_table(recipes: dict[str, Sequence[str]], command: str, split: str = 
     return f'| {what} |  | ' + ' | '.join(f'{value(label)} | ' for label in labels) + ' |'
 
   fmt = lambda m: f'{m:.1f}' if m == m else 'not recorded'
+  for mode in FVD_MODES:
+    lines.append(row(f'{mode}: FVD against the held-out clips (not a target; lower is better)',
+                     lambda label, mode=mode: _mean_sd([_fvd(run, split, mode) for run in done[label]], digits=0)))
   lines.append(row('DiT training wall time per run, minutes (not a target: depends on machine load)',
                    lambda label: _mean_sd(minutes[label], digits=1)))
   lines.append(row('stage 1 once: autoencoder training + evaluation, minutes',
