@@ -65,7 +65,8 @@ def _row(ae_dir: str, clips, classifier) -> str:
   cost = autoencoders.one_time_seconds(ae_dir)
   params = sum(np.size(x) for x in jax.tree.leaves(nnx.state(ae, nnx.Param)))
   once = f"{cost['train'] / 60:.1f} + {cost['cache'] / 60:.1f} (latent cache)"
-  return (f'| {config.model.encoder} `{ae_dir.rstrip("/").split("/")[-1]}` | {params / 1e6:.2f}M | '
+  name = f'{config.model.encoder}, {config.model.ae.video_stem} video stem, {config.model.ae.steps} steps'
+  return (f'| {name} (`{ae_dir.rstrip("/").split("/")[-1]}`) | {params / 1e6:.2f}M | '
           f'{video_in / _values(lay.video_latent):.1f}x | {audio_in / _values(lay.audio_latent):.1f}x | {once} | '
           f"{psnr:.1f} | {mel_mae:.3f} | {read['mouth_reader_r']:.3f} | {read['speaker_accuracy']:.3f} | "
           f"{read['envelope_r']:.3f} |")
