@@ -1,6 +1,7 @@
 """The card's latent pipeline learns lip-sync: stage 1 (the joint autoencoder with the patch video stem,
-configs/ablations/encoder_joint_ae_patch.py, at reduced steps) trained and its latents cached by `tasks.build`, the
-DiT trained with the main job's recipe on the cached latents, then audio_to_video samples of its EMA params decoded
+configs/ablations/encoder_joint_ae_patch.py, 200 of its 500 steps) trained and its latents cached by `tasks.build`,
+the DiT trained with the main job's recipe on the cached latents for 500 of its 1000 steps (every latent run of
+benchmarks/latent_main_job.md had a2v r ~0.9 by step 500 in its in-loop evaluation), then audio_to_video samples of its EMA params decoded
 on 16 held-out clips and read with the weight-free mouth and envelope readers, held to the main job's targets
 (a2v r >= 0.8, shuffled-audio |r| <= 0.15). Before the DiT, the autoencoder's own reconstructions of the same clips
 must keep what those readers see (`avdiff.eval.reconstruction.readers`). benchmarks/latent_main_job.md has the
@@ -21,8 +22,8 @@ from avdiff.train import loop
 from avdiff.train import tasks
 from configs.ablations import encoder_joint_ae_patch
 
-STAGE1_STEPS = int(os.environ.get('AVDIFF_OUTCOME_STAGE1_STEPS', '300'))
-STEPS = int(os.environ.get('AVDIFF_OUTCOME_STEPS', str(encoder_joint_ae_patch.get_config().train.steps)))
+STAGE1_STEPS = int(os.environ.get('AVDIFF_LATENT_OUTCOME_STAGE1_STEPS', '200'))
+STEPS = int(os.environ.get('AVDIFF_LATENT_OUTCOME_STEPS', '500'))
 CLIPS = 16
 
 
