@@ -35,7 +35,7 @@ def test_lossless_reconstruction_keeps_every_reading(setup):
 
 def test_a_frozen_mouth_and_swapped_sound_are_read_as_lost(setup):
   d, clips, classifier = setup
-  frozen = np.stack([np.repeat(c['video'][:1], len(c['video']), 0) for c in clips])  # First frame held: no mouth motion.
+  frozen = np.stack([np.repeat(c['video'][:1], len(c['video']), 0) for c in clips])  # The first frame held.
   swapped = np.stack([clips[(i + 1) % len(clips)]['audio_mel'] for i in range(len(clips))])
   read = reconstruction.readers(clips, frozen, swapped, d, classifier)
   assert not read['mouth_reader_r'] >= 0.5, read  # NaN (a constant reading) or low.

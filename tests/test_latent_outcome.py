@@ -1,10 +1,10 @@
 """The card's latent pipeline learns lip-sync: stage 1 (the joint autoencoder with the patch video stem,
 configs/ablations/encoder_joint_ae_patch.py, 200 of its 500 steps) trained and its latents cached by `tasks.build`,
 the DiT trained with the main job's recipe on the cached latents for 500 of its 1000 steps (every latent run of
-benchmarks/latent_main_job.md had a2v r ~0.9 by step 500 in its in-loop evaluation), then audio_to_video samples of its EMA params decoded
-on 16 held-out clips and read with the weight-free mouth and envelope readers, held to the main job's targets
-(a2v r >= 0.8, shuffled-audio |r| <= 0.15). Before the DiT, the autoencoder's own reconstructions of the same clips
-must keep what those readers see (`avdiff.eval.reconstruction.readers`). benchmarks/latent_main_job.md has the
+benchmarks/latent_main_job.md had a2v r ~0.9 by step 500 in its in-loop evaluation), then audio_to_video samples
+of its EMA params decoded on 16 held-out clips and read with the weight-free mouth and envelope readers, held to
+the main job's targets (a2v r >= 0.8, shuffled-audio |r| <= 0.15). Before the DiT, the autoencoder's own
+reconstructions of the same clips must keep what those readers see (`avdiff.eval.reconstruction.readers`). benchmarks/latent_main_job.md has the
 full-scale study over 3 seeds.
 
 Slow (about 8 minutes on 2 cores); `.ci/run` runs it. Seeded: the same run every time.

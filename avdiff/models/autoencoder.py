@@ -47,8 +47,9 @@ def depth_to_space(x: jax.Array, f: int) -> jax.Array:
 
 class PatchVideoEncoder(nnx.Module):
   """video_stem='patch': [B, T, H, W, 3] -> [B, T / td, H / sd, W / sd, C]: each sd x sd pixel block projected to
-  C = width * sd / 2 channels (the conv stem's last width), one per-frame ResBlock at the latent resolution, then stride-2 temporal convs. No
-  layer runs at the full or an intermediate resolution, where the conv stem spends most of its step on CPU."""
+  C = width * sd / 2 channels (the conv stem's last width), one per-frame ResBlock at the latent resolution, then
+  stride-2 temporal convs. No layer runs at the full or an intermediate resolution, where the conv stem spends most
+  of its step on CPU."""
 
   def __init__(self, ae, *, rngs: nnx.Rngs, **kw):
     nt = _log2(ae.video_temporal_down, 'video_temporal_down')
