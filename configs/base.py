@@ -124,8 +124,8 @@ def get_config() -> ml_collections.ConfigDict:
   ae.audio_freq_down = 4  # Mel-bin downsampling factor of the audio latent.
   ae.audio_channels = 8  # Audio latent channels.
   # Video stem: 'conv' (stride-2 conv + ResBlock stages from the full resolution down) | 'patch' (each
-  # video_spatial_down^2 pixel block projected to a latent position, one ResBlock there: ~1/4 of the conv stem's
-  # step on CPU, benchmarks/latent_step.md; quality: benchmarks/autoencoder.md).
+  # video_spatial_down^2 pixel block projected to a latent position, one ResBlock there; no layer at the full or
+  # half resolution). Cost and what each keeps of the clips: benchmarks/autoencoder.md.
   ae.video_stem = 'conv'
   ae.width = 64  # Base conv width.
   ae.kl_weight = 1e-4  # KL regularizer weight.

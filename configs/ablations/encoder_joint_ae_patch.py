@@ -4,8 +4,7 @@ at the full or the half resolution), the same latent shapes and DiT. One command
 
     python -m experiments.train --config=configs/ablations/encoder_joint_ae_patch.py --workdir=runs/latent_patch
 
-Its stage-1 step costs about a quarter of the conv stem's (benchmarks/latent_step.md); what its reconstructions
-keep is in benchmarks/autoencoder.md.
+Its stage-1 cost and what its reconstructions keep, beside the conv stem's: benchmarks/autoencoder.md.
 """
 
 from configs.ablations import encoder_joint_ae
