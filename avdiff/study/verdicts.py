@@ -124,9 +124,9 @@ def parse_recipes(args: Sequence[str]) -> dict[str, list[str]]:
 def recipes_table(recipes: dict[str, Sequence[str]], command: str, split: str = 'test') -> list[str]:
   """Markdown lines of the verdict of several recipes side by side: per recipe the mean +- sd of each target over
   its finished runs and how many meet it, then FVD per sampling mode (not a target), the DiT's training wall time
-  per run, and for a latent recipe what
-  stage 1 cost once (the autoencoder's training + evaluation and the latent cache, read from its directory:
-  `autoencoders.one_time_seconds`) and the whole pipeline from scratch (stage 1 + cache + one DiT run).
+  per run, what stage 1 cost a latent recipe once (the autoencoder's training + evaluation and the latent cache,
+  read from its directory: `autoencoders.one_time_seconds`) and the whole pipeline from scratch (stage 1 + cache +
+  one DiT run).
 
   Args:
     recipes: {label: run directories of that recipe (its seeds)}, in column order.
