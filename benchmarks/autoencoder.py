@@ -53,12 +53,12 @@ def _values(shape) -> int:
 def _row(ae_dir: str, clips, classifier) -> str:
   config = checkpoint.load_config(ae_dir, base.get_config())
   ae = checkpoint.restore_params(ae_dir, model=models.build_autoencoder(config, nnx.Rngs(0)), ema=True)
-  video_hat, mel_hat = reconstruction.reconstruct(ae, clips)
-  video = np.stack([c['video'] for c in clips]).astype(np.float32) / 127.5 - 1.0
-  mse = np.mean(np.square(video_hat.astype(np.float32) / 127.5 - 1.0 - video), axis=(1, 2, 3, 4))
-  psnr = float(np.mean(10.0 * np.log10(4.0 / np.maximum(mse, 1e-10))))
-  mel_mae = float(np.mean(np.abs(mel_hat - np.stack([c['audio_mel'] for c in clips]))))
-  read = reconstruction.readers(clips, video_hat, mel_hat, config.data, classifier)
+  # PSNR and mel MAE as stage 1's own evaluation defines them (float reconstructions, ae_eval.json).
+  batches = [{k: np.stack([c[k] for c in clips[i:i + 8]]) for k in ('video', 'audio_mel')}
+             for i in range(0, len(clips), 8)]
+  errors, _ = reconstruction.reconstruction_metrics(ae, batches)
+  psnr, mel_mae = errors['video_psnr_db'], errors['mel_mae']
+  read = reconstruction.readers(clips, *reconstruction.reconstruct(ae, clips), config.data, classifier)
   d, lay = config.data, config_lib.layout(config)
   video_in = config_lib.num_frames(d) * d.resolution ** 2 * 3
   audio_in = config_lib.num_mel_frames(d) * d.n_mels
