@@ -134,31 +134,46 @@ def test_impacts_motion_rises_to_each_contact_and_stops(data_cfg):
       assert change[f - 1] > change[f - 2] > 0, (seed, f, change)
 
 
+def _assert_clip_unchanged(clip, label, digest, moments, exact_keys):
+  """clip['label'] is `label`, the sha1 of the exact_keys' bytes is `digest`, and each float array in `moments`
+  has the given (sum, sum of squares, sine-weighted sum). The float arrays are compared by moments, to 1e-6
+  relative, because their last bits depend on the CPU: numpy's X86_V3 and X86_V2 kernels draw audio ~2e-7 apart.
+  Any change to what is drawn moves the moments by orders of magnitude more."""
+  sha = hashlib.sha1()
+  for key in exact_keys:
+    sha.update(np.ascontiguousarray(clip[key]).tobytes())
+  assert (clip['label'], sha.hexdigest()) == (label, digest)
+  for key, values in moments.items():
+    x = np.asarray(clip[key], np.float64).ravel()
+    found = (x.sum(), (x * x).sum(), (x * np.sin(np.arange(x.size))).sum())
+    np.testing.assert_allclose(found, values, rtol=1e-6, atol=1e-5, err_msg=key)
+
+
 def test_speaker_mode_clips_are_unchanged(data_cfg):
   """attributes='speaker' (the default) draws exactly the clips it drew before independent attributes existed: the
-  main job's measured results were made on them. sha1 of video, audio, mouth_open and mouth_box bytes."""
-  expected = {0: (4, 'e888b36bda5dbeacc28d95f89cfc21e973179fd3'), 1: (4, '1cceb3e5b02a5871a9eb7cf62130346957d9f3fc'),
-              1_000_007: (0, '58d794224813088ff585987b3e6693237d709630')}
+  main job's measured results were made on them. sha1 of video and mouth_box; audio and mouth_open by moments."""
+  expected = {
+      0: (4, '3a4fee18fb4cd050003c787ba480e123b1ba6de2',
+          {'audio': (1.14914, 707.326535, 4.799974), 'mouth_open': (7.847969, 5.172173, 0.32418)}),
+      1: (4, '8698d373426cd7f971061612c55f87f6e9b30a9d',
+          {'audio': (0.751958, 332.388391, 0.504681), 'mouth_open': (5.0893, 2.844794, -0.433663)}),
+      1_000_007: (0, 'a68e0cba20233f15da19b5c4a3a6635dc6070062',
+                  {'audio': (-0.489417, 390.312749, -3.559003), 'mouth_open': (6.124702, 4.148558, 0.835724)})}
   assert synthetic.attribute_mode(data_cfg) == 'speaker'
-  for seed, (label, digest) in expected.items():
+  for seed, (label, digest, moments) in expected.items():
     clip = synthetic.talking_clip(seed, data_cfg)
-    sha = hashlib.sha1()
-    for key in ('video', 'audio', 'mouth_open', 'mouth_box'):
-      sha.update(np.ascontiguousarray(clip[key]).tobytes())
-    assert (clip['label'], sha.hexdigest()) == (label, digest), seed
+    _assert_clip_unchanged(clip, label, digest, moments, exact_keys=('video', 'mouth_box'))
     assert set(clip) == {'video', 'audio', 'label', 'mouth_open', 'mouth_box'}
   np.testing.assert_array_equal(synthetic.talking_mouth_region(3, data_cfg), [16, 8, 28, 24])
 
 
 def test_default_impacts_clips_are_unchanged(data_cfg):
   """attributes='speaker' (the default) impacts clips are the ones drawn before independent attributes existed.
-  sha1 of video, audio and impact bytes."""
-  expected = {0: (3, 'd57d8af25bd0082ff364da23dfbb5284de2f5ddf'), 1: (2, 'e22e5b6b96f712c96dfd233e01a92299b1f96b69'),
-              1_000_007: (1, 'a3279b6385c07faa163fa65c750f8ba76cddc523')}
-  for seed, (label, digest) in expected.items():
+  sha1 of video and impact (0/1 values); audio by moments."""
+  expected = {0: (3, 'd913d02f5b220b951b3fd42743c23ff5dd54f0c8', {'audio': (0.932073, 26.382375, 3.407222)}),
+              1: (2, '71f4509fca378970c859511e96afa758ad17b209', {'audio': (-0.077934, 488.022472, -3.020863)}),
+              1_000_007: (1, 'c8c673b32e517c7ea3258654e8f232efbaf6236d', {'audio': (0.560064, 597.654898, 0.029044)})}
+  for seed, (label, digest, moments) in expected.items():
     clip = synthetic.impacts_clip(seed, data_cfg)
-    sha = hashlib.sha1()
-    for key in ('video', 'audio', 'impact'):
-      sha.update(np.ascontiguousarray(clip[key]).tobytes())
-    assert (clip['label'], sha.hexdigest()) == (label, digest), seed
+    _assert_clip_unchanged(clip, label, digest, moments, exact_keys=('video', 'impact'))
     assert set(clip) == {'video', 'audio', 'label', 'impact'}
