@@ -5,6 +5,8 @@ of an uninterrupted run; sampling and evaluation read the previous one; with non
 import os
 import subprocess
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -99,12 +101,31 @@ def _small_filesystem(path, megabytes):
                 'test_failed_write_is_reported_plainly simulates the error instead')
 
 
+def _fill_after_first_checkpoint(root, workdir, stop):
+  """Waits for the first finished checkpoint under workdir, then fills the filesystem at root to its last 64 KiB
+  (one file), so the next checkpoint cannot be written. Filling the disk at a moment, rather than sizing it, keeps
+  the test independent of what a checkpoint takes, which varies with the Orbax/TensorStore version, the number of
+  devices and how TensorStore packs the files (1.1 to 4.2 MiB for this model, measured)."""
+  checkpoints = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
+  while not stop.is_set():
+    # Orbax writes <step>.orbax-checkpoint-tmp and renames it to <step> when the checkpoint is finished.
+    if os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints)):
+      with open(os.path.join(root, 'ballast'), 'wb') as f:
+        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
+        os.posix_fallocate(f.fileno(), 0, max(free - 2**16, 1))
+      return
+    time.sleep(0.005)
+
+
 def test_full_disk_stops_with_a_plain_message_and_keeps_the_checkpoints(tmp_path):
   root = tmp_path / 'small'
-  _small_filesystem(root, 5)
+  _small_filesystem(root, 64)
+  workdir = str(root / 'run')
+  stop = threading.Event()
+  filler = threading.Thread(target=_fill_after_first_checkpoint, args=(str(root), workdir, stop), daemon=True)
+  filler.start()
   try:
-    workdir = str(root / 'run')
-    config = train_toy.config(DATA_DIR, **{'train.checkpoint_every': 2, 'train.keep_checkpoints': 10,
+    config = train_toy.config(DATA_DIR, **{'train.checkpoint_every': 2, 'train.keep_checkpoints': 20,
                                            'train.steps': 40})
     with pytest.raises(checkpoint.CheckpointWriteError) as err:
       loop.train(config, workdir, DiffusionTask(config), progress=False)
@@ -115,6 +136,8 @@ def test_full_disk_stops_with_a_plain_message_and_keeps_the_checkpoints(tmp_path
     assert latest is not None and f'Step {latest} ' in message
     assert sampling.load_model(workdir, config).step == latest  # The last finished checkpoint reads whole.
   finally:
+    stop.set()
+    filler.join()
     subprocess.run(['umount', '-l', str(root)], check=False)  # Lazy: a writer thread may still hold a file.
 
 
