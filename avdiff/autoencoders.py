@@ -21,6 +21,7 @@ it is refused (`check`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Optional
 
@@ -72,6 +73,21 @@ def directory(config: ml_collections.ConfigDict) -> str:
   if config.model.encoder == 'patch':
     raise config_lib.ConfigError("model.encoder='patch' has no autoencoder")
   return config.model.autoencoder_workdir or derived_dir(config)
+
+
+def trained_dir(config: ml_collections.ConfigDict) -> str:
+  """The directory readers (sampling, evaluation, results tables) take the config's trained autoencoder from:
+  `directory(config)`; but when model.autoencoder_workdir names a path that is gone (a run's config.json records the
+  absolute path stage 1 resolved, which breaks when runs/ is moved or was made in another checkout), the directory
+  found from the fingerprint under the autoencoder root, if stage 1 finished there."""
+  named = directory(config)
+  if config.model.autoencoder_workdir and not epath.Path(named).exists():
+    derived = derived_dir(config)
+    if read_marker(derived) is not None:
+      logging.warning('model.autoencoder_workdir %s does not exist; using the autoencoder of the same fingerprint at '
+                      '%s', named, derived)
+      return derived
+  return named
 
 
 def read_marker(ae_dir: str) -> Optional[dict]:

@@ -306,12 +306,12 @@ def sample_clips(model: Model, clips: list[builders.Clip], mode: str, seed: int,
 
 def load_autoencoder(config: ml_collections.ConfigDict) -> Optional[nnx.Module]:
   """The stage-1 autoencoder of the config with its EMA params; None for the patch encoder. Its directory is
-  model.autoencoder_workdir (a run trained by `experiments.train` records it there), else the one found from the
-  config's fingerprint (`avdiff.autoencoders.directory`). Raises config_lib.ConfigError when that directory holds
+  model.autoencoder_workdir (a run trained by `experiments.train` records it there), else, or when that path is
+  gone, the one found from the config's fingerprint (`avdiff.autoencoders.trained_dir`). Raises config_lib.ConfigError when that directory holds
   no finished autoencoder, or one trained for other data / model.ae fields (naming them)."""
   if config.model.encoder == 'patch':
     return None
-  ae_dir = autoencoders.directory(config)
+  ae_dir = autoencoders.trained_dir(config)
   marker = autoencoders.check(config, ae_dir)
   # A directory named by hand may predate markers; a derived one is used only once its stage 1 finished.
   if marker is None and (not config.model.autoencoder_workdir or checkpoint.latest_step(ae_dir) is None):

@@ -152,6 +152,10 @@ def test_train_finds_trains_resumes_or_refuses(tmp_path, monkeypatch, capsys):
   same = train_toy.changed(config, 'model.autoencoder_workdir', ae_dir)
   calls = len(fake.calls)
   assert stage1.find_or_train(same, progress=False) == ae_dir and len(fake.calls) == calls
+  # A recorded path that is gone (runs/ moved since the run recorded it): the directory of the same fingerprint.
+  moved = train_toy.changed(config, 'model.autoencoder_workdir', str(tmp_path / 'gone' / os.path.basename(ae_dir)))
+  assert autoencoders.trained_dir(moved) == ae_dir
+  assert stage1.find_or_train(moved, progress=False) == ae_dir and len(fake.calls) == calls
 
 
 def test_sampling_names_the_command_when_no_autoencoder_is_trained(tmp_path):

@@ -87,10 +87,10 @@ def seeds_table(runs: Sequence[str], command: str, split: str = 'test', source: 
 
 def _one_time_minutes(run: str) -> dict:
   """{'train', 'cache'} minutes stage 1 cost the run's autoencoder once; {} for a pixel run."""
-  model = checkpoint.load_config(run).model
-  if model.encoder == 'patch' or not model.autoencoder_workdir:
+  config = checkpoint.load_config(run)
+  if config.model.encoder == 'patch' or not config.model.autoencoder_workdir:
     return {}
-  return {k: v / 60.0 for k, v in autoencoders.one_time_seconds(model.autoencoder_workdir).items()}
+  return {k: v / 60.0 for k, v in autoencoders.one_time_seconds(autoencoders.trained_dir(config)).items()}
 
 
 # The sampling modes whose FVD (I3D, `avdiff.eval.fvd`) the evaluation records against the held-out clips.

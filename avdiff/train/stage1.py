@@ -13,7 +13,8 @@ encoder.
    (`avdiff.data.latents`), built on first use.
 
 The returned config names the autoencoder directory in model.autoencoder_workdir, so the run's config.json records
-it and sampling / evaluation of the run load the same autoencoder.
+it and sampling / evaluation of the run load the same autoencoder (when that path is gone, e.g. runs/ was moved, they
+take the directory of the same fingerprint under the autoencoder root: `autoencoders.trained_dir`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def find_or_train(config: ml_collections.ConfigDict, progress: bool = True) -> s
 
   Raises config_lib.ConfigError when the directory's marker names other fields (`autoencoders.check`), Preempted
   when stage-1 training was stopped by a preemption notice."""
-  ae_dir = autoencoders.directory(config)
+  ae_dir = autoencoders.trained_dir(config)
   explicit = bool(config.model.autoencoder_workdir)
   marker = autoencoders.check(config, ae_dir)
   if marker is not None:
