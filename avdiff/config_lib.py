@@ -205,6 +205,14 @@ def data_parallel_size(config: ml_collections.ConfigDict, num_devices: int) -> i
   return math.prod(shape[a] for a in config.mesh.data_axes)
 
 
+LATENT_NORMS = ('none', 'channel')
+
+
+def latent_norm(config: ml_collections.ConfigDict) -> str:
+  """model.latent_norm: 'none' for runs saved before the field existed (their DiTs saw raw latents)."""
+  return config.model.get('latent_norm', 'none')
+
+
 def text_encoder(config: ml_collections.ConfigDict) -> str:
   """model.text.encoder: '' for a model without text, including runs saved before the text section existed."""
   text = config.model.get('text')
@@ -280,6 +288,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: Optional[int] = Non
     if m.ae.video_temporal_down != m.ae.audio_time_down:
       raise ConfigError(f'model.ae.audio_time_down={m.ae.audio_time_down} must equal model.ae.video_temporal_down='
                         f'{m.ae.video_temporal_down}: latent video and audio frames share one clock')
+  _choice(latent_norm(config), LATENT_NORMS, 'model.latent_norm')
+  if m.encoder == 'patch' and latent_norm(config) != 'none':
+    raise ConfigError(f"model.latent_norm={m.latent_norm!r} needs an autoencoder (model.encoder='separate_ae' or "
+                      "'joint_ae'); the patch encoder's frames and mel are used as they are")
   lay = layout(config)  # Also checks that latent video and audio tokens land on one clock.
 
   _choice(df.objective, OBJECTIVES, 'diffusion.objective')

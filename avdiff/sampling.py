@@ -6,7 +6,8 @@
 
 Layers, bottom up:
   codec      `to_latents` / `from_latents`: model frames + log-mel <-> the latents the DiT denoises (identity for
-             the patch encoder, the frozen autoencoder otherwise).
+             the patch encoder, the frozen autoencoder otherwise, its channels standardized with
+             model.latent_norm='channel': `normalize_latents` / `denormalize_latents`).
   batch      `sample_batch`: pure and jittable; conditioning arrays [B, ...] -> diffusion.sample (the sampler
              algorithm, on latents) -> decoded frames + mel.
   cache      `jitted_sample_batch`: THE cache of jitted `sample_batch`es, one per (model structure, autoencoder,
@@ -66,14 +67,42 @@ def to_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], vide
   encoder the frames and mel themselves, audio with a channel axis [B, T_a, n_mels, 1])."""
   if ae is None or config.model.encoder == 'patch':
     return {'video': video.astype(jnp.float32), 'audio': mel.astype(jnp.float32)[..., None]}
-  return jax.lax.stop_gradient(ae.encode(video, mel))
+  return normalize_latents(config, jax.lax.stop_gradient(ae.encode(video, mel)))
 
 
 def from_latents(config: ml_collections.ConfigDict, ae: Optional[nnx.Module], latents: dict):
   """Latents -> (video float [B, T, H, W, 3] in [-1, 1], mel [B, T_a, n_mels])."""
   if ae is None or config.model.encoder == 'patch':
     return latents['video'], latents['audio'][..., 0]
-  return ae.decode(latents)
+  return ae.decode(denormalize_latents(config, latents))
+
+
+def _latent_stats(config: ml_collections.ConfigDict) -> Optional[dict]:
+  """{'video': (mean, std), 'audio': (mean, std)} float32 [C] with model.latent_norm='channel', else None."""
+  if config_lib.latent_norm(config) == 'none':
+    return None
+  st = config.model.latent_stats
+  if not st.video_std or not st.audio_std:
+    raise config_lib.ConfigError("model.latent_norm='channel' needs model.latent_stats, which experiments.train "
+                                 'measures when it caches the latents (a run records them in its config.json)')
+  return {m: (jnp.asarray(st[f'{m}_mean'], jnp.float32), jnp.asarray(st[f'{m}_std'], jnp.float32))
+          for m in ('video', 'audio')}
+
+
+def normalize_latents(config: ml_collections.ConfigDict, latents: dict) -> dict:
+  """The autoencoder's latents {'video' [..., C_v], 'audio' [..., C_a]} as the DiT sees them (model.latent_norm)."""
+  stats = _latent_stats(config)
+  if stats is None:
+    return latents
+  return {k: (v - stats[k][0]) / stats[k][1] for k, v in latents.items()}
+
+
+def denormalize_latents(config: ml_collections.ConfigDict, latents: dict) -> dict:
+  """Inverse of `normalize_latents`: the DiT's latents as the autoencoder decodes them."""
+  stats = _latent_stats(config)
+  if stats is None:
+    return latents
+  return {k: v * stats[k][1] + stats[k][0] for k, v in latents.items()}
 
 
 # ----------------------------------------------------------------------------- sample_batch

@@ -58,6 +58,11 @@ def get_config() -> ml_collections.ConfigDict:
   # written for other data / model.ae fields).
   m.autoencoder_workdir = ''
   m.autoencoder_root = ''  # Where found / trained autoencoders live; '' -> $AVDIFF_STAGE1_DIR or ./runs/stage1.
+  # What the DiT sees of an autoencoder's latents: 'none' (its posterior means as they are) | 'channel' (each channel
+  # standardized by its mean and std over the training clips, as LTX-Video's latents_mean / latents_std and SD's
+  # scaling factor do; measured by experiments.train when the latents are cached and recorded in latent_stats).
+  m.latent_norm = 'none'
+  m.latent_stats = ml_collections.ConfigDict({'video_mean': (), 'video_std': (), 'audio_mean': (), 'audio_std': ()})
   m.video_patch = (4, 8, 8)  # (frames, height, width) per video token, in latent units.
   m.audio_patch = (16, 8)  # (mel frames, mel bins) per audio token, in latent units.
   m.width = 384  # Transformer hidden size.

@@ -267,3 +267,31 @@ def test_evidence_in_noise_reads_a_mean_until_the_noise_drowns_it():
   acc = diagnostics.evidence_in_noise(x0, classes, (0.0, 0.5, 0.95, 1.0), cfg())
   assert acc[0] == 1.0 and acc[1] > 0.95, acc
   assert acc[2] < acc[1] and abs(acc[3] - 0.5) < 0.15, acc
+
+
+def test_given_modality_errors_tell_a_network_that_reads_its_condition_from_one_that_ignores_it():
+  # Audio equals the clip's video: a network that reads the clean video (the x objective's output is its x0 guess)
+  # recovers the audio exactly beside the clip's own video and not beside another clip's; one that ignores the video
+  # errs the same beside either. The given modality is presented clean (t = 0) and the generated one at t.
+  video = jax.random.normal(jax.random.key(0), (6, 8))
+  x0 = {'video': video, 'audio': video}
+  label = jnp.zeros((6,), jnp.int32)
+  seen = {}
+
+  def reads(x, t, label):
+    seen.update(t=t)
+    return {'audio': x['video'], 'video': x['video']}
+
+  def ignores(x, t, label):
+    return {'audio': jnp.zeros_like(x['audio']), 'video': x['video']}
+
+  c = cfg(objective='x')
+  e = diagnostics.given_modality_errors(reads, x0, label, jax.random.key(1), c, 'audio', (0.5, 0.9))
+  np.testing.assert_allclose(e['own'], 0.0, atol=1e-12)
+  assert np.all(e['other'] > 1.0)  # Two unit-variance clips apart: mean squared difference ~2.
+  np.testing.assert_array_equal(seen['t']['video'], 0.0)
+  np.testing.assert_allclose(seen['t']['audio'], 0.9)
+  e = diagnostics.given_modality_errors(ignores, x0, label, jax.random.key(1), c, 'audio', (0.5, 0.9))
+  np.testing.assert_allclose(e['own'], e['other'])
+  with pytest.raises(ValueError, match='generated'):
+    diagnostics.given_modality_errors(ignores, x0, label, jax.random.key(1), c, 'text')

@@ -240,8 +240,12 @@ def test_cache_is_reused_and_never_stale(cached):
     stage1.latent_builder(train_toy.changed(config, 'data.num_validation', 9), ae_dir)
 
 
-def test_loss_on_cached_latents_equals_the_loss_through_the_encoder(cached):
+@pytest.mark.parametrize('latent_norm', ['none', 'channel'])
+def test_loss_on_cached_latents_equals_the_loss_through_the_encoder(cached, latent_norm):
   config, ae, sources = cached
+  config = train_toy.changed(config, 'model.latent_norm', latent_norm)
+  if latent_norm == 'channel':
+    config.model.latent_stats.update(stage1.latent_stats(sources['train']))
   cached_task = tasks.DiffusionTask(config, ae, sources)
   encoder_task = tasks.DiffusionTask(config, ae)
   assert cached_task.frozen_params() is None  # The step gets no encoder at all.
@@ -260,13 +264,45 @@ def test_loss_on_cached_latents_equals_the_loss_through_the_encoder(cached):
     np.testing.assert_allclose(float(m_cached[k]), float(m_encoder[k]), rtol=1e-5)
 
 
+def test_channel_norm_standardizes_the_training_latents_and_decodes_back(cached):
+  """model.latent_norm='channel': the DiT sees each training-split channel at mean 0 and std 1, and from_latents
+  undoes it (a clip round-trips as through the raw autoencoder)."""
+  config, ae, sources = cached
+  stats = stage1.latent_stats(sources['train'])
+  normed = train_toy.changed(config, 'model.latent_norm', 'channel')
+  normed.model.latent_stats.update(stats)
+  train = {m: np.stack([sources['train'][i][f'{m}_latent'] for i in range(len(sources['train']))])
+           for m in ('video', 'audio')}
+  for m, z in train.items():  # The statistics against numpy's, over clips, time and space.
+    flat = z.reshape(-1, z.shape[-1]).astype(np.float64)
+    np.testing.assert_allclose(stats[f'{m}_mean'], flat.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stats[f'{m}_std'], flat.std(0), rtol=1e-6)
+    seen = np.asarray(sampling.normalize_latents(normed, {m: z})[m]).reshape(-1, z.shape[-1])
+    np.testing.assert_allclose(seen.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(seen.std(0), 1.0, rtol=1e-4)
+  pixels = builders.load_source(config, 'validation')
+  video = frames.to_float(np.stack([pixels[i]['video'] for i in range(3)]))
+  mel = np.stack([pixels[i]['audio_mel'] for i in range(3)])
+  raw = ae.decode(ae.encode(jnp.asarray(video), jnp.asarray(mel)))
+  through = sampling.from_latents(normed, ae, sampling.to_latents(normed, ae, jnp.asarray(video), jnp.asarray(mel)))
+  for got, want in zip(through, raw):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+  # Without the statistics there is nothing to undo: a clear error, not raw latents fed to a normalized DiT.
+  with pytest.raises(config_lib.ConfigError, match='model.latent_stats'):
+    sampling.to_latents(train_toy.changed(config, 'model.latent_norm', 'channel'), ae, jnp.asarray(video),
+                        jnp.asarray(mel))
+  with pytest.raises(config_lib.ConfigError, match='needs an autoencoder'):
+    config_lib.validate(train_toy.changed(train_toy.config(DATA_DIR), 'model.latent_norm', 'channel'))
+
+
 # ----------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow  # Compiles the stage-1 and the DiT train steps: ~1 minute on 2 cores.
 def test_train_trains_stage1_once_then_reads_cached_latents(tmp_path, capsys):
   config = latent_config(str(tmp_path / 'stage1'), **{'train.steps': 1, 'train.eval_every': 1,
-                                                     'train.eval_clips': 8})
+                                                     'train.eval_clips': 8, 'model.latent_norm': 'channel'})
   run_config, task = tasks.build('diffusion', config, progress=False)
+  assert len(run_config.model.latent_stats.video_std) == config.model.ae.video_channels  # Measured on the cache.
   ae_dir = autoencoders.derived_dir(config)
   assert run_config.model.autoencoder_workdir == ae_dir and checkpoint.latest_step(ae_dir) == 2
   assert autoencoders.read_marker(ae_dir)['fingerprint'] == autoencoders.fingerprint(config)
@@ -276,6 +312,7 @@ def test_train_trains_stage1_once_then_reads_cached_latents(tmp_path, capsys):
   # The run's config.json names the autoencoder: sampling loads the same one.
   saved = checkpoint.load_config(str(tmp_path / 'run'))
   assert saved.model.autoencoder_workdir == ae_dir and sampling.load_autoencoder(saved) is not None
+  assert saved.model.latent_stats.to_dict() == run_config.model.latent_stats.to_dict()
   # A second DiT run with other DiT fields trains nothing.
   tasks.build('diffusion', train_toy.changed(config, 'model.width', 64), progress=False)
   assert 'Using trained autoencoder at' in capsys.readouterr().err

@@ -7,6 +7,9 @@ and its error is compared with the error of the best constant, the per-coordinat
 gain = x0 error / mean error: below 1 the model denoises; at or above 1 (typically at high noise) sampling from
 noise cannot reach the data.
 
+`given_modality_errors` -- does the network use the modality it is given? The generated modality's x0 error beside
+each clip's own clean given modality and beside another clip's, per t (benchmarks/given_modality.md).
+
 `evidence_in_noise` / `training_share_above` -- where a condition is the only source of an attribute. A denoiser
 takes what it can from its noisy input; a condition (label, prompt) is needed, and so mostly learned, at times
 where the input no longer tells the attribute. A face's mean colour averages over hundreds of pixels and survives
@@ -67,6 +70,44 @@ def gains(errors: dict, times: Sequence[float] = TIMES) -> dict:
   """{'gain_<modality>_t<t>': x0 error / mean error} (scalars; jittable) from `denoising_errors` output."""
   return {f'gain_{m}_t{t:g}': errors[f'{m}/x0_mse'][i] / jnp.maximum(errors[f'{m}/mean_mse'][i], 1e-12)
           for m in MODALITIES for i, t in enumerate(times)}
+
+
+def given_modality_errors(pred_fn: Callable, x0: dict, label: jax.Array, rng: jax.Array,
+                          diffusion_cfg: ml_collections.ConfigDict, generated: str,
+                          times: Sequence[float] = TIMES) -> dict:
+  """How much the network uses the clean modality when it generates the other one (audio_to_video, video_to_audio).
+  Pure and jittable.
+
+  At each time t the generated modality is noised to t and the given one is left clean (t = 0, as in conditional
+  sampling and in the training examples left clean by diffusion.clean_*_prob). The x0 error of the generated
+  modality is measured twice with the same noise: beside each clip's own given modality, and beside another clip's
+  (the batch rolled by one). other / own near 1 means the network ignores what it is given at that t; the sampler's
+  first steps (high t) decide the coarse timing, so a model that ignores the given modality there generates the
+  other one out of step with it.
+
+  Args:
+    pred_fn, x0, label, rng, diffusion_cfg: as `denoising_errors` (B >= 2, clips of different content).
+    generated: 'audio' (video given) or 'video' (audio given).
+  Returns:
+    {'own': [len(times)], 'other': [len(times)]} float32 mean-squared x0 errors of the generated modality.
+  """
+  if generated not in MODALITIES:
+    raise ValueError(f'generated={generated!r} is not one of {MODALITIES}')
+  given = 'video' if generated == 'audio' else 'audio'
+  schedule = schedules.from_config(diffusion_cfg)
+  batch = label.shape[0]
+  out = {'own': [], 'other': []}
+  for i, t in enumerate(times):
+    alpha, sigma = schedule.alpha_sigma(jnp.float32(t))
+    x = x0[generated]
+    x_t = alpha * x + sigma * jax.random.normal(jax.random.fold_in(rng, i), x.shape, jnp.float32)
+    time = {generated: jnp.full((batch,), t, jnp.float32), given: jnp.zeros((batch,), jnp.float32)}
+    for name, cond in (('own', x0[given]), ('other', jnp.roll(x0[given], 1, axis=0))):
+      pred = pred_fn({generated: x_t, given: cond}, time, label)
+      x0_hat, _ = objectives.to_x0_eps(diffusion_cfg.objective, pred[generated].astype(jnp.float32), x_t, alpha,
+                                       sigma)
+      out[name].append(jnp.mean(jnp.square(x0_hat - x)))
+  return {k: jnp.stack(v) for k, v in out.items()}
 
 
 def _centred_time_mean(x: np.ndarray) -> np.ndarray:

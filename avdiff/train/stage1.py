@@ -86,14 +86,15 @@ def find_or_train(config: ml_collections.ConfigDict, progress: bool = True) -> s
   return ae_dir
 
 
-def _encoder(config: ml_collections.ConfigDict, ae: nnx.Module):
-  """(video uint8 [B, T, H, W, 3], mel [B, T_a, n_mels]) -> host posterior means {'video', 'audio'} (what the train
-  step computed before the cache: `sampling.to_latents`), one compiled function for every batch."""
+def _encoder(ae: nnx.Module):
+  """(video uint8 [B, T, H, W, 3], mel [B, T_a, n_mels]) -> host posterior means {'video', 'audio'} (`ae.encode`:
+  raw, so one cache serves every model.latent_norm; the DiT reads them through `sampling.normalize_latents`, as
+  `sampling.to_latents` gives them), one compiled function for every batch."""
   graphdef, state = nnx.split(ae)
 
   @jax.jit
   def encode(state, video, mel):
-    return sampling.to_latents(config, nnx.merge(graphdef, state), frames.as_float(video), mel)
+    return nnx.merge(graphdef, state).encode(frames.as_float(video), mel)
 
   return lambda video, mel: jax.device_get(encode(state, video, mel))
 
@@ -136,7 +137,7 @@ def cache_latents(config: ml_collections.ConfigDict, ae_dir: str, ae: nnx.Module
   if not builder.is_prepared() and jax.process_index() == 0:
     _say(f'Caching latents of {config.data.dataset} ({", ".join(SPLITS)}) in {builder.data_path}')
     started = time.perf_counter()
-    encode = _encoder(config, ae)
+    encode = _encoder(ae)
     builder.generate({split: (lambda s=split: latent_examples(builders.load_source(config, s), encode))
                       for split in SPLITS})
     # The one-time cost beside stage 1's (`avdiff.study.verdicts` reads both).
@@ -164,4 +165,34 @@ def prepare(config: ml_collections.ConfigDict, progress: bool = True
   config = copy.deepcopy(config)
   config.model.autoencoder_workdir = ae_dir
   ae = sampling.load_autoencoder(config)
-  return config, ae, cache_latents(config, ae_dir, ae)
+  cached = cache_latents(config, ae_dir, ae)
+  if config_lib.latent_norm(config) == 'channel' and not config.model.latent_stats.video_std:
+    config.model.latent_stats.update(latent_stats(cached['train']))
+    _say('Latent channels standardized by their training-split statistics (model.latent_stats): video std '
+         f'{_fmt(config.model.latent_stats.video_std)}, audio std {_fmt(config.model.latent_stats.audio_std)}')
+  return config, ae, cached
+
+
+def _fmt(values) -> str:
+  return '[' + ' '.join(f'{v:.2f}' for v in values) + ']'
+
+
+def latent_stats(source) -> dict:
+  """Per-channel mean and std of a cached latent split (`avdiff.data.latents` records), over clips, time and space:
+  {'video_mean', 'video_std', 'audio_mean', 'audio_std'}, tuples of floats [C]. Accumulated in float64, so the
+  result does not depend on the order or the batching of the clips."""
+  sums = {}
+  for i in range(len(source)):
+    record = source[i]
+    for m in ('video', 'audio'):
+      z = np.asarray(record[f'{m}_latent'], np.float64)
+      z = z.reshape(-1, z.shape[-1])
+      n, s, q = sums.get(m, (0, 0.0, 0.0))
+      sums[m] = (n + z.shape[0], s + z.sum(0), q + np.square(z).sum(0))
+  out = {}
+  for m, (n, s, q) in sums.items():
+    mean = s / n
+    std = np.sqrt(np.maximum(q / n - np.square(mean), 0.0))
+    out[f'{m}_mean'] = tuple(float(v) for v in mean)
+    out[f'{m}_std'] = tuple(float(max(v, 1e-6)) for v in std)
+  return out

@@ -76,8 +76,8 @@ class DiffusionTask(task_lib.Task):
 
   def _clean(self, batch: dict, frozen) -> dict:
     """The clean latents {'video', 'audio'} of the batch: its cached ones, else its clips through the encoder."""
-    if 'video_latent' in batch:
-      return {'video': batch['video_latent'], 'audio': batch['audio_latent']}
+    if 'video_latent' in batch:  # The autoencoder's posterior means, as `sampling.to_latents` computes them.
+      return sampling.normalize_latents(self.config, {'video': batch['video_latent'], 'audio': batch['audio_latent']})
     if 'video' not in batch:
       raise ValueError(f'a diffusion batch needs video / audio_mel or video_latent / audio_latent, not {sorted(batch)}')
     return sampling.to_latents(self.config, self.autoencoder(frozen), batch['video'], batch['audio_mel'])
