@@ -179,8 +179,8 @@ def _fmt(values) -> str:
 
 def latent_stats(source) -> dict:
   """Per-channel mean and std of a cached latent split (`avdiff.data.latents` records), over clips, time and space:
-  {'video_mean', 'video_std', 'audio_mean', 'audio_std'}, tuples of floats [C]. Accumulated in float64, so the
-  result does not depend on the order or the batching of the clips."""
+  {'video_mean', 'video_std', 'audio_mean', 'audio_std'}, tuples of floats [C] (sums in float64; every process
+  reads the same cache and gets the same values)."""
   sums = {}
   for i in range(len(source)):
     record = source[i]
