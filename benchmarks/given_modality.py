@@ -58,6 +58,18 @@ def run_errors(workdir: str, split: str, num: int, repeats: int) -> dict:
   return out
 
 
+def evaluated_r(workdir: str, split: str) -> dict:
+  """{'audio': v2a_r, 'video': a2v_r} of the run's final evaluation (W/eval/<split>.json), NaN when missing."""
+  import json  # pylint: disable=g-import-not-at-top
+  from avdiff import run_dir  # pylint: disable=g-import-not-at-top
+  try:
+    measures = json.loads(run_dir.RunDir(workdir).read_text(f'eval/{split}.json'))['outcomes']['measures']
+  except (FileNotFoundError, KeyError):
+    measures = {}
+  return {m: float(measures.get(name, {}).get('mean', float('nan'))) for m, name in (('audio', 'v2a_r'),
+                                                                                    ('video', 'a2v_r'))}
+
+
 def main(argv):
   del argv
   if not _WORKDIRS.value:
@@ -65,15 +77,19 @@ def main(argv):
   lines = [f'Written by `{_command()}`', '',
            f'{_NUM.value} clips of the {_SPLIT.value} split, newest checkpoint, EMA params, {_REPEATS.value} noise '
            'draws. Each cell: x0 error of the generated modality beside the clip\'s own clean given modality -> '
-           'beside another clip\'s (ratio). A ratio near 1: the given modality is not used at that noise level.', '',
-           '| run | generated | ' + ' | '.join(f't={t:g}' for t in TIMES) + ' |',
-           '|---|---|' + '---|' * len(TIMES)]
+           'beside another clip\'s (ratio). A ratio near 1: the given modality is not used at that noise level. '
+           f'Last column: the run\'s sync in that mode from its evaluation (W/eval/{_SPLIT.value}.json; v2a r or '
+           'a2v r, targets >= 0.7 and >= 0.8).', '',
+           '| run | generated | ' + ' | '.join(f't={t:g}' for t in TIMES) + ' | evaluated r |',
+           '|---|---|' + '---|' * (len(TIMES) + 1)]
   for workdir in _WORKDIRS.value:
     errors = run_errors(workdir, _SPLIT.value, _NUM.value, _REPEATS.value)
+    sync = evaluated_r(workdir, _SPLIT.value)
     for generated, what in DIRECTIONS:
       own, other = errors[generated]['own'], errors[generated]['other']
       cells = [f'{o:.3f} -> {x:.3f} ({x / o:.2f}x)' for o, x in zip(own, other)]
-      lines.append(f'| {workdir} | {what} | ' + ' | '.join(cells) + ' |')
+      r = '-' if np.isnan(sync[generated]) else f'{sync[generated]:.3f}'
+      lines.append(f'| {workdir} | {what} | ' + ' | '.join(cells) + f' | {r} |')
   report.emit(lines, _OUT.value)
 
 
