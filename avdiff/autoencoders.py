@@ -21,11 +21,11 @@ it is refused (`check`).
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Optional
 
 import ml_collections
+from absl import logging
 from etils import epath
 
 from avdiff import config_lib

@@ -248,8 +248,8 @@ def get_config() -> ml_collections.ConfigDict:
   t.num_samples = 4  # Clips per sampling round.
   t.eval_every = 0  # Steps between in-loop evaluations on a small held-out subset (0 = off).
   t.eval_clips = 16
-  t.eval_samples = False  # At eval steps also sample (EMA) joint + audio_to_video for those clips and log sync
-  # metrics (eval/<condition>/<metric>) next to val_loss; single process only.
+  t.eval_samples = False  # At eval steps also sample (EMA) joint, audio_to_video and video_to_audio for those clips
+  # and log sync metrics (eval/<condition>/<metric>, on talking data eval/a2v_r, eval/v2a_r, ...) next to val_loss.
   t.profile_start = -1  # First step of a jax.profiler trace (-1 = off).
   t.profile_steps = 5
   t.peak_flops_per_device = 0.0  # FLOP/s for MFU; 0 = measure a matmul at start-up (CPU) / known table.

@@ -25,10 +25,12 @@ def test_loop_logs_sync_metrics_of_samples(tmp_path):
   loop.train(cfg, workdir, DiffusionTask(cfg), progress=False)
   rows = {r['step']: r for r in metrics_lib.read_metrics(workdir)}
   logged = rows[2]
-  for cond in ('ground_truth', 'model_joint', 'model_audio_to_video'):
+  for cond in ('ground_truth', 'model_joint', 'model_audio_to_video', 'model_video_to_audio'):
     assert 0.0 <= logged[f'eval/{cond}/av_align'] <= 1.0, sorted(logged)
   for cond in ('model_joint', 'model_audio_to_video'):  # Two steps of training: samples far from the truth.
     assert logged[f'eval/{cond}/fd'] > 0.0
+  # Every sampled mode's outcome measure, so a run that syncs in one direction only shows it in the loop.
+  assert all(k in logged for k in ('eval/a2v_r', 'eval/joint_r', 'eval/v2a_r')), sorted(logged)
   # Ground-truth talking clips are in sync: the weight-free envelope-motion offset is exactly zero.
   assert logged['eval/ground_truth/abs_offset_frames'] == 0.0
   assert 'val_loss' in logged and 'loss' in logged

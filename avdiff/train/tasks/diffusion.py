@@ -18,6 +18,7 @@ from avdiff.data import pipeline
 from avdiff.data import text_inputs
 from avdiff.diffusion import diagnostics
 from avdiff.eval import in_loop
+from avdiff.eval import workdir as eval_workdir
 from avdiff.models import text as text_lib
 from avdiff.train import flops
 from avdiff.train import task as task_lib
@@ -123,9 +124,11 @@ class DiffusionTask(task_lib.Task):
 
   def score_samples(self, model_def, params, step: int, mesh: Optional[jax.sharding.Mesh] = None) -> dict[str, float]:
     """Sync metrics of samples from `params` on train.eval_clips fixed held-out clips, next to their ground truth:
-    {'eval/<ground_truth|model_joint|model_audio_to_video>/<metric>': value} (avdiff.eval.in_loop). mesh: the
-    training mesh the params live on (every process samples and scores the same clips)."""
+    {'eval/<ground_truth|model_joint|model_audio_to_video|model_video_to_audio>/<metric>': value}, and on talking
+    data the outcome measures (eval/a2v_r, eval/joint_r, eval/v2a_r, ...; avdiff.eval.in_loop). Every sampled mode
+    is scored, so a run that syncs in one direction only shows it at the first evaluation. mesh: the training mesh
+    the params live on (every process samples and scores the same clips)."""
     if self._in_loop_evaluator is None:
-      self._in_loop_evaluator = in_loop.InLoopEvaluator(self.config, modes=('joint', 'audio_to_video'))
+      self._in_loop_evaluator = in_loop.InLoopEvaluator(self.config, modes=eval_workdir.SAMPLED_MODES)
     return self._in_loop_evaluator(functools.partial(sampling.sample_clips, self._model(model_def, params, mesh)),
                                    seed=step)
