@@ -39,14 +39,14 @@ def run_errors(workdir: str, split: str, num: int, repeats: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from avdiff import checkpoint, sampling  # pylint: disable=g-import-not-at-top
-  from avdiff.data import audio, builders, frames  # pylint: disable=g-import-not-at-top
+  from avdiff.data import builders, frames  # pylint: disable=g-import-not-at-top
   from avdiff.diffusion import diagnostics  # pylint: disable=g-import-not-at-top
   from configs import base  # pylint: disable=g-import-not-at-top
   config = checkpoint.load_config(workdir, base.get_config())
   model = sampling.load_model(workdir, config)
   clips = builders.load_clips(config, split, num)
   video = frames.to_float(np.stack([c['video'] for c in clips]))
-  mel = np.stack([audio.log_mel(c['audio'], config.data) for c in clips]).astype(np.float32)
+  mel = np.stack([c['audio_mel'] for c in clips]).astype(np.float32)  # The stored log-mel, as sampling reads it.
   x0 = jax.jit(lambda v, m: sampling.to_latents(config, model.ae, v, m))(video, mel)
   label = jnp.asarray([c['label'] for c in clips], jnp.int32)
   errors = jax.jit(lambda x0, rng, generated: diagnostics.given_modality_errors(
@@ -59,15 +59,10 @@ def run_errors(workdir: str, split: str, num: int, repeats: int) -> dict:
 
 
 def evaluated_r(workdir: str, split: str) -> dict:
-  """{'audio': v2a_r, 'video': a2v_r} of the run's final evaluation (W/eval/<split>.json), NaN when missing."""
-  import json  # pylint: disable=g-import-not-at-top
-  from avdiff import run_dir  # pylint: disable=g-import-not-at-top
-  try:
-    measures = json.loads(run_dir.RunDir(workdir).read_text(f'eval/{split}.json'))['outcomes']['measures']
-  except (FileNotFoundError, KeyError):
-    measures = {}
-  return {m: float(measures.get(name, {}).get('mean', float('nan'))) for m, name in (('audio', 'v2a_r'),
-                                                                                    ('video', 'a2v_r'))}
+  """{'audio': v2a_r, 'video': a2v_r} of the run's final evaluation (its verdict rows), NaN when missing."""
+  from avdiff.study import verdicts  # pylint: disable=g-import-not-at-top
+  values = {r['name']: float(r['value']) for r in verdicts.run_verdict(workdir, split) or []}
+  return {'audio': values.get('v2a_r', float('nan')), 'video': values.get('a2v_r', float('nan'))}
 
 
 def main(argv):
