@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 WORKDIR ?= runs/tiny
 TRAIN_ARGS ?=
 EVAL_CLIPS ?= 0
+PYTEST_ARGS ?=
 # XLA:CPU allocates each step's temporaries afresh; with this glibc setting those large blocks are backed by
 # transparent huge pages: ~300x fewer page faults and fewer TLB misses per CPU step (benchmarks/README.md,
 # 'Host memory'). Other C libraries and kernels without THP ignore it.
@@ -37,7 +38,7 @@ main: setup
 	$(PY) -m experiments.evaluate --workdir=$(WORKDIR) --split=test --num_clips=$(EVAL_CLIPS)
 
 test: setup-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: setup-dev
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

@@ -3,7 +3,9 @@ CPU, it recovers known audio shifts.
 
 Training clips are the TFDS `talking` train split built in a temporary directory; held-out clips come straight
 from avdiff.data.synthetic with seeds 100000.. (disjoint from the built splits by construction). The fast test
-trains a small expert for 80 steps; the slow ones use the tiny config's sizes and the experiment's entry function.
+trains a small expert for 80 steps; the slow one trains through the experiment's entry function on a fixed crop.
+The tiny config's own expert (its sizes, 600 steps: ~6 minutes on 2 cores) is left to
+`python -m experiments.train_sync_expert --config=configs/tiny.py --workdir=W`, which prints its shift recovery.
 """
 
 import numpy as np
@@ -65,13 +67,6 @@ def _check(config, workdir, num_held_out):
 def test_small_expert_recovers_shifts(tmp_path):
   config = _config(tmp_path, num_train=48, steps=80)
   _check(config, str(tmp_path / 'expert'), num_held_out=16)
-
-
-@pytest.mark.slow
-def test_tiny_config_expert_recovers_shifts(tmp_path):
-  config = tiny.get_config()
-  config = _config(tmp_path, config.data.num_train, config.eval.sync_expert.steps, small=False)
-  _check(config, str(tmp_path / 'expert'), num_held_out=tiny.get_config().data.num_test)
 
 
 @pytest.mark.slow

@@ -1,11 +1,15 @@
-"""The main job learns lip-sync: configs/tiny.py's training (its 1000 steps, no in-loop evaluation or periodic
-samples), then audio_to_video samples of its EMA params on 16 held-out clips, read with the weight-free mouth and
-envelope readers, held to the main job's targets (a2v r >= 0.8, shuffled-audio |r| <= 0.15); then the same model
-on 8 s of held-out speech (4 windows' worth, `avdiff.long_clips` with its default overlap handling): lip-sync within
-0.1 of the single window's, no seam at the window boundaries, the speaker named in most windows
-(benchmarks/long_clips.md has the full study).
+"""The main job learns lip-sync: configs/tiny.py's training at 700 of its 1000 steps (the same schedule shape; no
+in-loop evaluation or periodic samples), then audio_to_video samples of its EMA params on 16 held-out clips, read
+with the weight-free mouth and envelope readers, held to the main job's targets (a2v r >= 0.8, shuffled-audio
+|r| <= 0.15); then the same model on 8 s of held-out speech (4 windows' worth, `avdiff.long_clips` with its default
+overlap handling): lip-sync within 0.1 of the single window's, no seam at the window boundaries, and the windows
+keep the speaker that a single window draws. Measured at 700 steps: a2v r 0.880 (shuffled 0.035), 8 s segment r
+0.888, speaker accuracy 0.625 on the 2 s samples and 0.725 per window. At 1000 steps (`make main`) the speaker is
+named in every window (benchmarks/long_clips.md has the full study); at 500 the lip-sync targets hold but the
+speaker accuracy per window is 0.6.
 
-Slow (about 6 minutes on 2 cores); `.ci/run` runs it. Seeded: the same run every time.
+Slow (about 12 minutes on 2 cores, the dataset build included); `.ci/run` runs it. Seeded: the same run every time.
+AVDIFF_OUTCOME_STEPS=1000 runs the main job's full length.
 """
 
 import os
@@ -23,7 +27,7 @@ from avdiff.train.tasks import DiffusionTask
 from avdiff.train import loop
 from configs import tiny
 
-STEPS = int(os.environ.get('AVDIFF_OUTCOME_STEPS', str(tiny.get_config().train.steps)))
+STEPS = int(os.environ.get('AVDIFF_OUTCOME_STEPS', '700'))
 CLIPS = 16
 
 
@@ -59,6 +63,8 @@ def test_reduced_main_job_learns_audio_to_video_sync(tmp_path):
   p = gen[0]['plan']
   token_frames = int(round(config_lib.layout(config).video_token_seconds * config.data.fps))
   classifier = outcomes.SpeakerClassifier.fit(builders.load_clips(config, 'train', 64))
+  window_speaker = classifier.accuracy(sampled)
+  print(f'speaker accuracy of the 2 s audio_to_video samples: {window_speaker:.3f}')
   lm = long_measures.measure(long_held_out, gen, config.data, p.boundaries, [p.own(w) for w in range(p.num_windows)],
                              p.window, token_frames, classifier)
   seg_r, seam, truth_seam = lm['segment_r']['mean'], lm['seam_ratio']['mean'], lm['ground_truth_seam_ratio']['mean']
@@ -68,4 +74,5 @@ def test_reduced_main_job_learns_audio_to_video_sync(tmp_path):
   assert seg_r >= max(0.8, r - 0.1) and abs(lm['shuffled_r']['mean']) <= 0.15, lm
   assert seam <= truth_seam + 0.15, lm  # Frame changes at boundaries like those at other token edges.
   assert lm['seam_r']['mean'] >= lm['inside_r']['mean'] - 0.1, lm
-  assert lm['speaker_accuracy'] >= 0.7, lm
+  # Long clips keep the speaker one window draws (chance: 1/8); how well one window draws it is the training length's.
+  assert lm['speaker_accuracy'] >= max(0.5, window_speaker - 0.1), lm

@@ -1,8 +1,9 @@
 """Fault tolerance end to end with the real command line in child processes: kill -9 + resume gives bitwise the
-losses of an uninterrupted run, SIGTERM saves and exits cleanly, and two processes (jax.distributed, gloo) train,
-checkpoint and resume with the losses of one process."""
+losses of an uninterrupted run, and two processes (jax.distributed, gloo) train, checkpoint and resume with the
+losses of one process. (SIGTERM, a preemption, is tested in tests/test_train_lease.py.)"""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,23 +59,6 @@ def test_kill_9_then_resume_is_bitwise_identical(tmp_path):
   assert [b[s] for s in range(1, resumed_from + 1)] == [a[s] for s in range(1, resumed_from + 1)]
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
-  workdir = str(tmp_path)
-  overrides = {'train.steps': 10_000, 'train.checkpoint_every': 10_000}
-  proc = subprocess.Popen(train_toy.train_command(workdir, DATA_DIR, **overrides), cwd=train_toy.REPO,
-                          env=train_toy.env(1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  assert _wait_for(lambda: len(metrics_lib.read_metrics(workdir)) >= 3, proc)
-  proc.send_signal(signal.SIGTERM)
-  _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-3000:]
-  saved = checkpoint.latest_step(workdir)
-  assert saved is not None and 3 <= saved < 10_000
-  assert 'Preemption requested' in err
-  # The same command resumes from the preemption checkpoint.
-  _check(train_toy.run(train_toy.train_command(workdir, DATA_DIR, **{**overrides, 'train.steps': saved + 2})))
-  assert max(_losses(workdir)) == saved + 2
-
-
 def _free_port():
   with socket.socket() as s:
     s.bind(('localhost', 0))
@@ -93,30 +77,40 @@ def _two_processes(workdir, **overrides):
     assert p.returncode == 0, out[-4000:]
 
 
-def test_two_processes_match_one_process(tmp_path):
-  single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
-  run = {'train.checkpoint_every': 2}
-  # One process with 4 devices vs 2 processes x 2 devices: the same 4-device mesh and global batch.
-  _check(train_toy.run(train_toy.train_command(single, DATA_DIR, **run, **{'train.steps': 6}), num_devices=4))
-  _two_processes(multi, **run, **{'train.steps': 4})
+RUN = {'train.checkpoint_every': 2}
+
+
+@pytest.fixture(scope='module')
+def two_process_runs(tmp_path_factory):
+  """The shared runs of the two tests below: one process with 4 devices for 6 steps, and 2 processes x 2 devices
+  (the same 4-device mesh and global batch) for 4 steps, checkpointing every 2."""
+  root = tmp_path_factory.mktemp('two_processes')
+  single, multi = str(root / 'single'), str(root / 'multi')
+  _check(train_toy.run(train_toy.train_command(single, DATA_DIR, **RUN, **{'train.steps': 6}), num_devices=4))
+  _two_processes(multi, **RUN, **{'train.steps': 4})
   assert checkpoint.latest_step(multi) == 4
-  _two_processes(multi, **run, **{'train.steps': 6})  # Resumes from the 2-process checkpoint at step 4.
-  a, b = _losses(single), _losses(multi)
+  return single, multi
+
+
+def test_two_processes_match_one_process(two_process_runs, tmp_path):
+  single, multi = two_process_runs
+  resumed = str(tmp_path / 'multi')
+  shutil.copytree(multi, resumed)
+  _two_processes(resumed, **RUN, **{'train.steps': 6})  # Resumes from the 2-process checkpoint at step 4.
+  a, b = _losses(single), _losses(resumed)
   assert sorted(b) == list(range(1, 7))
   # Same devices, same shardings, same programs: only the transport of cross-process collectives differs (gloo),
   # which sums in another order, so allow float32 rounding noise.
   np.testing.assert_allclose([b[s] for s in range(1, 7)], [a[s] for s in range(1, 7)], rtol=1e-5)
 
 
-def test_two_processes_resume_as_one(tmp_path):
+def test_two_processes_resume_as_one(two_process_runs, tmp_path):
   """Elastic resume across process counts: 2 processes x 2 devices save at step 4, one process with 4 devices
   continues; the data position is a global batch index, so steps 5-6 see the batches an unchanged run sees."""
-  single, elastic = str(tmp_path / 'single'), str(tmp_path / 'elastic')
-  run = {'train.checkpoint_every': 2}
-  _check(train_toy.run(train_toy.train_command(single, DATA_DIR, **run, **{'train.steps': 6}), num_devices=4))
-  _two_processes(elastic, **run, **{'train.steps': 4})
-  assert checkpoint.latest_step(elastic) == 4
-  _check(train_toy.run(train_toy.train_command(elastic, DATA_DIR, **run, **{'train.steps': 6}), num_devices=4))
+  single, multi = two_process_runs
+  elastic = str(tmp_path / 'elastic')
+  shutil.copytree(multi, elastic)
+  _check(train_toy.run(train_toy.train_command(elastic, DATA_DIR, **RUN, **{'train.steps': 6}), num_devices=4))
   a, b = _losses(single), _losses(elastic)
   assert sorted(b) == list(range(1, 7))
   np.testing.assert_allclose([b[s] for s in range(1, 7)], [a[s] for s in range(1, 7)], rtol=1e-5)

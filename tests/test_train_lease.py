@@ -1,6 +1,7 @@
 """One trainer per run directory, end to end with the real command line: the same command started a second time on a
 workdir whose trainer still runs exits with status 2 and one `error:` line naming the holder, touching nothing;
-the first trainer goes on, logs every step once, leaves intact checkpoints and releases the lease when it exits.
+the first trainer goes on, logs every step once, leaves intact checkpoints and releases the lease when it exits
+(on SIGTERM, a preemption: it saves and exits 0, and the same command resumes from that checkpoint).
 All processes of a multi-process job stop together when the workdir is held."""
 
 import glob
@@ -42,7 +43,7 @@ def _two_trainers(workdir: str, checkpoint_every: int):
   return first, first_err, second
 
 
-@pytest.mark.slow  # ~100 s: the first trainer compiles and runs while the second starts.
+@pytest.mark.slow  # ~2 min: the first trainer compiles and runs while the second starts; then a resume.
 def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
   workdir = str(tmp_path / 'run')
   first, first_err, second = _two_trainers(workdir, checkpoint_every=50)
@@ -65,6 +66,11 @@ def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
   assert not glob.glob(os.path.join(workdir, checkpoint.CHECKPOINT_DIR, '*' + checkpoint.CORRUPT_SUFFIX))
   assert len(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) == 1  # The second opened no writer.
   assert not os.path.exists(os.path.join(workdir, lease_lib.LEASE_FILE))
+  # SIGTERM is a preemption: the first saved at the step it had reached, said why, and the same command resumes.
+  assert 'Preemption requested' in first_err
+  resumed = train_toy.run(train_toy.train_command(workdir, DATA_DIR, **{'train.steps': saved + 2}))
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert max(r['step'] for r in metrics_lib.read_metrics(workdir) if 'loss' in r) == saved + 2
 
 
 def _free_port():
