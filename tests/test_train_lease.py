@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 import train_toy
-from test_train_faults import _wait_for  # pylint: disable=g-bad-import-order
+from test_train_faults import _check, _wait_for  # pylint: disable=g-bad-import-order
 from avdiff import checkpoint
 from avdiff import lease as lease_lib
 from avdiff import sampling
@@ -68,8 +68,7 @@ def test_second_trainer_on_a_running_workdir_is_refused(tmp_path, caplog):
   assert not os.path.exists(os.path.join(workdir, lease_lib.LEASE_FILE))
   # SIGTERM is a preemption: the first saved at the step it had reached, said why, and the same command resumes.
   assert 'Preemption requested' in first_err
-  resumed = train_toy.run(train_toy.train_command(workdir, DATA_DIR, **{'train.steps': saved + 2}))
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  _check(train_toy.run(train_toy.train_command(workdir, DATA_DIR, **{'train.steps': saved + 2})))
   assert max(r['step'] for r in metrics_lib.read_metrics(workdir) if 'loss' in r) == saved + 2
 
 
